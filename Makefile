@@ -1,0 +1,38 @@
+# Two commands do everything from a fresh clone:
+#   make demo   explain the bundled model and write an HTML report
+#   make test   run the whole test suite
+# Each creates or refreshes .venv. torch is pinned through constraints.txt.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+TSTAMP := $(VENV)/.installed-test
+
+.PHONY: demo test test-fast bench venv clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -c constraints.txt -e .
+	touch $@
+
+$(TSTAMP): $(STAMP)
+	$(PIP) install -q -c constraints.txt -e '.[test]'
+	touch $@
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/seethrough demo --out reports/demo
+
+test: $(TSTAMP)
+	$(PY) -m pytest -n 2 --dist loadgroup
+
+test-fast: $(TSTAMP)
+	$(PY) -m pytest -n 2 -m "not slow"
+
+bench: $(TSTAMP)
+	$(PY) bench/bench_gradient.py --out docs/bench-gradient.md
+
+clean:
+	rm -rf $(VENV) reports build src/*.egg-info

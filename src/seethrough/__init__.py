@@ -1,0 +1,118 @@
+"""seethrough: explain PyTorch models.
+
+Quick start::
+
+    import seethrough as st
+    model = st.zoo.load("shapes-cnn")
+    x = st.data.make_shapes(4, seed=1).images
+    expl = st.IntegratedGradients(model).attribute(x, target=None)  # predicted class
+    expl.plot(0)
+"""
+
+from ._core.batching import Batching
+from ._core.errors import (
+    ConfigError,
+    GradientError,
+    InputError,
+    LayerError,
+    ModelStateWarning,
+    SeethroughError,
+    SeethroughWarning,
+    TargetError,
+    ZeroAttributionWarning,
+)
+from ._core.layers import layer_names, resolve_layer
+from ._core.result import Explanation
+from ._core.state import model_guard
+from ._core.targets import Channel, Class, ClassDifference, Custom, Neuron, Predicted, Target
+from .attribution import (
+    METHODS,
+    Attribution,
+    BaseCAM,
+    Blur,
+    Constant,
+    CounterfactualGradCAM,
+    Deconvolution,
+    GaussianNoise,
+    GradCAM,
+    GradCAMPlusPlus,
+    GuidedBackprop,
+    GuidedGradCAM,
+    InputXGradient,
+    IntegratedGradients,
+    LayerGradientXActivation,
+    Saliency,
+    SmoothGrad,
+    SmoothGradSquared,
+    UniformNoise,
+    VarGrad,
+    bounding_boxes,
+    build_method,
+    get_method,
+    threshold_map,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    # results and configuration
+    "Explanation",
+    "Batching",
+    # targets
+    "Target",
+    "Class",
+    "ClassDifference",
+    "Neuron",
+    "Channel",
+    "Custom",
+    "Predicted",
+    # layers and model state
+    "layer_names",
+    "resolve_layer",
+    "model_guard",
+    # methods
+    "Attribution",
+    "Saliency",
+    "InputXGradient",
+    "GuidedBackprop",
+    "Deconvolution",
+    "SmoothGrad",
+    "SmoothGradSquared",
+    "VarGrad",
+    "IntegratedGradients",
+    "BaseCAM",
+    "GradCAM",
+    "CounterfactualGradCAM",
+    "GradCAMPlusPlus",
+    "GuidedGradCAM",
+    "LayerGradientXActivation",
+    "Constant",
+    "Blur",
+    "UniformNoise",
+    "GaussianNoise",
+    "threshold_map",
+    "bounding_boxes",
+    "METHODS",
+    "get_method",
+    "build_method",
+    # errors and warnings
+    "SeethroughError",
+    "InputError",
+    "LayerError",
+    "TargetError",
+    "GradientError",
+    "ConfigError",
+    "SeethroughWarning",
+    "ModelStateWarning",
+    "ZeroAttributionWarning",
+]
+
+
+def __getattr__(name: str):
+    # Subpackages with heavier imports load on first use: st.zoo, st.data, st.report.
+    import importlib
+
+    if name in ("zoo", "data", "report", "attribution", "cli"):
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'seethrough' has no attribute {name!r}")

@@ -1,0 +1,1 @@
+"""Core machinery shared by every method: layers, hooks, targets, batching, results."""

@@ -1,0 +1,235 @@
+"""The gradient runner every gradient method uses.
+
+Rows (the inputs actually fed to the model, e.g. interpolation points or noisy copies)
+are made on demand per chunk, so a method with many steps never materialises all of
+them; each chunk's gradients are handed to a ``consume`` callback that accumulates what
+the method needs, so neither are all gradients kept.
+"""
+
+from __future__ import annotations
+
+import weakref
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from .batching import Batching, saved_bytes
+from .errors import GradientError, InputError, LayerError
+from .hooks import StopForward, capture_activation, relu_backward_override
+from .targets import Target
+
+__all__ = ["GradientRunner", "ChunkResult", "forward_scores"]
+
+MakeRows = Callable[[slice], tuple[Tensor, Tensor]]
+
+
+@dataclass
+class ChunkResult:
+    rows: slice
+    inputs: Tensor  # the chunk's rows (detached)
+    samples: Tensor  # original sample index of each row
+    scores: Tensor  # target score of each row (detached)
+    grad: Tensor  # gradient w.r.t. the inputs, or w.r.t. the layer activation
+    activation: Tensor | None  # the layer activation (detached) when attributing to a layer
+
+
+_ROW_BYTES: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+
+
+def _call_model(model: nn.Module, x: Tensor) -> Tensor:
+    try:
+        out = model(x)
+    except (StopForward, GradientError, LayerError):
+        raise
+    except (RuntimeError, ValueError, IndexError, TypeError) as e:
+        raise InputError(
+            f"the model's forward pass failed on inputs of shape {tuple(x.shape)} and dtype "
+            f"{x.dtype}: {e}. Check that the inputs have the shape the model expects "
+            f"(batch first) and the preprocessing it was trained with."
+        ) from e
+    if isinstance(out, (tuple, list)):
+        out = out[0]
+    if hasattr(out, "logits") and not isinstance(out, Tensor):
+        out = out.logits
+    if not isinstance(out, Tensor):
+        raise InputError(
+            f"the model returned {type(out).__name__}; seethrough needs a tensor output "
+            f"(or a tuple whose first element is one). Wrap the model to return a tensor."
+        )
+    return out
+
+
+def forward_scores(model: nn.Module, x: Tensor, target: Target, samples: Tensor) -> Tensor:
+    """Scores of ``target`` on ``x`` without gradients (for completeness checks, ...)."""
+    store: dict = {}
+    with torch.no_grad(), ExitStack() as stack:
+        act = None
+        if target.layer is not None:
+            from .layers import resolve_layer
+
+            _, mod = resolve_layer(model, target.layer)
+            stack.enter_context(capture_activation(mod, store, stop=True))
+        try:
+            out = _call_model(model, x)
+        except StopForward:
+            out = None
+        act = store.get("act")
+        return target.score(out, samples, act).detach()
+
+
+class GradientRunner:
+    """Runs forward + backward over rows in chunks and hands each chunk to ``consume``.
+
+    ``layer`` (a resolved ``(name, module)``) makes the gradient and the activation be
+    those of that layer's output instead of the input. ``relu_rule`` ("guided" or
+    "deconv") overrides ReLU backward passes.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        target: Target,
+        *,
+        batching: Batching,
+        layer: tuple[str, nn.Module] | None = None,
+        relu_rule: str | None = None,
+    ) -> None:
+        self.model = model
+        self.target = target
+        self.batching = batching
+        self.layer = layer
+        self.relu_rule = relu_rule
+        self.target_module: nn.Module | None = None
+        if target.layer is not None:
+            from .layers import resolve_layer
+
+            self.target_module = resolve_layer(model, target.layer)[1]
+        self.n_evaluations = 0
+
+    # -- one chunk ------------------------------------------------------------------
+    def _chunk(self, x: Tensor, samples: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        store: dict = {}
+        with ExitStack() as stack:
+            stop_at_target = self.target_module is not None and (
+                self.layer is None or self.layer[1] is not self.target_module
+            )
+            if self.layer is not None:
+                stack.enter_context(_capture_for_grad(self.layer[1], store))
+            if self.target_module is not None:
+                stack.enter_context(
+                    capture_activation(self.target_module, store, stop=stop_at_target, key="target")
+                )
+            if self.relu_rule is not None:
+                stack.enter_context(relu_backward_override(self.relu_rule))
+            x = x.detach().requires_grad_(self.layer is None)
+            with torch.enable_grad():
+                try:
+                    out = _call_model(self.model, x)
+                except StopForward:
+                    out = None
+                if self.target_module is not None and "target" not in store:
+                    raise GradientError(
+                        f"target layer {self.target.layer!r} did not run during the forward pass"
+                    )
+                if self.layer is not None and "layer" not in store:
+                    raise LayerError(
+                        f"layer {self.layer[0]!r} did not run during the forward pass, so it "
+                        f"cannot be attributed to; pick a layer on the path to the output"
+                    )
+                scores = self.target.score(out, samples, store.get("target"))
+                wrt = x if self.layer is None else store["layer"]
+                if not scores.requires_grad:
+                    raise GradientError(
+                        f"the target {self.target.describe()} does not depend on the "
+                        f"{'inputs' if self.layer is None else 'layer ' + repr(self.layer[0])} "
+                        f"through autograd (is there torch.no_grad(), .detach() or a numpy "
+                        f"round trip inside forward?); gradient methods cannot explain it. "
+                        f"Use a perturbation method, or remove the no-grad section."
+                    )
+                (grad,) = torch.autograd.grad(scores.sum(), wrt, allow_unused=True)
+        if grad is None:
+            where = "the inputs" if self.layer is None else f"layer {self.layer[0]!r}"
+            raise GradientError(
+                f"{where} is not on the path to the target {self.target.describe()}: its "
+                f"gradient is undefined (not zero). Pick a layer whose output the target uses."
+            )
+        act = store["layer"].detach() if self.layer is not None else None
+        return scores.detach(), grad.detach(), act
+
+    # -- chunk sizing ---------------------------------------------------------------
+    def _row_bytes(self, x_row: Tensor, samples: Tensor) -> int:
+        key = (tuple(x_row.shape[1:]), x_row.dtype, str(x_row.device),
+               None if self.layer is None else self.layer[0], self.relu_rule,
+               None if self.target_module is None else id(self.target_module))
+        cache = _ROW_BYTES.setdefault(self.model, {})
+        if key in cache:
+            return cache[key]
+        skip = {p.untyped_storage().data_ptr() for p in self.model.parameters()}
+        skip |= {b.untyped_storage().data_ptr() for b in self.model.buffers()}
+        counter = saved_bytes(skip)
+        with counter:
+            self._chunk(x_row, samples)
+        self.n_evaluations += 1
+        total = counter.total + 2 * x_row.numel() * x_row.element_size()
+        cache[key] = max(total, 1)
+        return cache[key]
+
+    # -- all rows ---------------------------------------------------------------------
+    def run(self, n_rows: int, make_rows: MakeRows, consume: Callable[[ChunkResult], None]) -> int:
+        if n_rows <= 0:
+            return 0
+        if self.batching.batch_size is not None:
+            size = self.batching.batch_size
+        else:
+            x0, s0 = make_rows(slice(0, 1))
+            row_bytes = self._row_bytes(x0, s0)
+            size = self.batching.rows_per_chunk(row_bytes, x0.device)
+        for sl in Batching.chunks(n_rows, size):
+            x, samples = make_rows(sl)
+            scores, grad, act = self._chunk(x, samples)
+            self.n_evaluations += x.shape[0]
+            consume(ChunkResult(sl, x.detach(), samples, scores, grad, act))
+        return self.n_evaluations
+
+
+class _capture_for_grad:
+    """Capture a layer's output as a leaf to differentiate with respect to.
+
+    The output is detached and made to require grad (the graph before the layer is not
+    needed, which saves memory); downstream gets a copy so that in-place operations after
+    the layer (e.g. ``nn.ReLU(inplace=True)``) cannot overwrite the captured tensor. A
+    module that runs more than once per forward pass is ambiguous and refused.
+    """
+
+    def __init__(self, module: nn.Module, store: dict) -> None:
+        self.module = module
+        self.store = store
+        self.handle = None
+
+    def __enter__(self):
+        def hook(_mod, _inp, out):
+            if isinstance(out, (tuple, list)):
+                raise LayerError(
+                    f"layer {type(_mod).__name__} returns a {type(out).__name__}; attribute to "
+                    f"a layer that returns a single tensor"
+                )
+            if "layer" in self.store:
+                raise LayerError(
+                    f"the layer module ({type(_mod).__name__}) runs more than once per forward "
+                    f"pass (a reused module), so its output is ambiguous; attribute to a module "
+                    f"that runs once, e.g. the layer before it"
+                )
+            leaf = out.detach().requires_grad_(True)
+            self.store["layer"] = leaf
+            return leaf.clone()
+
+        self.handle = self.module.register_forward_hook(hook)
+        return self.store
+
+    def __exit__(self, *exc):
+        if self.handle is not None:
+            self.handle.remove()
+        return False

@@ -1,0 +1,47 @@
+"""Attribution methods: why did the model produce this output."""
+
+from ._base import Attribution
+from .baselines import Baseline, Blur, Constant, GaussianNoise, Given, UniformNoise, gaussian_blur
+from .cam import BaseCAM, CounterfactualGradCAM, GradCAM, GradCAMPlusPlus, GuidedGradCAM, upsample_map
+from .gradient import Deconvolution, GradientAttribution, GuidedBackprop, InputXGradient, Saliency
+from .integrated import IntegratedGradients, integration_points
+from .layer import LayerGradientXActivation
+from .registry import METHODS, MethodSpec, build_method, get_method, method_names
+from .segmentation import bounding_boxes, otsu_threshold, threshold_map
+from .smoothgrad import SmoothGrad, SmoothGradSquared, VarGrad
+
+__all__ = [
+    "Attribution",
+    "GradientAttribution",
+    "Saliency",
+    "InputXGradient",
+    "GuidedBackprop",
+    "Deconvolution",
+    "SmoothGrad",
+    "SmoothGradSquared",
+    "VarGrad",
+    "IntegratedGradients",
+    "integration_points",
+    "BaseCAM",
+    "GradCAM",
+    "CounterfactualGradCAM",
+    "GradCAMPlusPlus",
+    "GuidedGradCAM",
+    "upsample_map",
+    "LayerGradientXActivation",
+    "Baseline",
+    "Constant",
+    "Blur",
+    "UniformNoise",
+    "GaussianNoise",
+    "Given",
+    "gaussian_blur",
+    "threshold_map",
+    "otsu_threshold",
+    "bounding_boxes",
+    "METHODS",
+    "MethodSpec",
+    "get_method",
+    "build_method",
+    "method_names",
+]

@@ -1,0 +1,132 @@
+"""Base class of every attribution method: validate, then compute.
+
+``attribute`` validates the inputs and the target, guards the model (eval mode, frozen
+parameters, everything restored on exit), times the call, and wraps what the private
+``_attribute`` computes into an :class:`~seethrough.Explanation`.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from .._core.batching import Batching, as_batching
+from .._core.engine import _call_model, forward_scores
+from .._core.errors import ZeroAttributionWarning
+from .._core.result import Explanation
+from .._core.state import model_guard
+from .._core.targets import Class, Target, TargetLike, as_target
+from .._core.validation import check_inputs
+
+__all__ = ["Attribution", "Computed"]
+
+
+@dataclass
+class Computed:
+    """What ``_attribute`` returns; the base class turns it into an Explanation."""
+
+    attributions: Tensor
+    n_evaluations: int
+    scores: Tensor | None = None
+    extras: dict[str, Tensor] = field(default_factory=dict)
+    layer: str | None = None
+
+
+class Attribution(ABC):
+    """An attribution method. Subclasses set ``name`` and implement ``_attribute``."""
+
+    #: Registry name of the method.
+    name: ClassVar[str] = "attribution"
+    #: Whether attributions can be negative (decides the colormap when displayed).
+    signed: ClassVar[bool] = True
+    #: Whether the method needs gradients of the model.
+    uses_gradients: ClassVar[bool] = True
+
+    def __init__(self, model: nn.Module, *, batching: Batching | int | None = None) -> None:
+        self.model = model
+        self.batching = batching
+
+    # -- public --------------------------------------------------------------------
+    def attribute(self, inputs: Tensor, target: TargetLike = None, **kwargs: Any) -> Explanation:
+        """Explain ``target`` for a batch of ``inputs`` (batch dimension first).
+
+        ``target`` is an int, one index per sample, a :class:`~seethrough.Target`
+        (``ClassDifference``, ``Neuron``, ``Channel``, ...), a callable on the output,
+        or None for the predicted class.
+        """
+        x = check_inputs(self.model, inputs)
+        t = as_target(target)
+        batching = as_batching(self.batching)
+        self._check_settings()
+        with model_guard(self.model, method=self.name):
+            start = time.perf_counter()
+            n_clean = 0
+            clean = None
+            if t.needs_clean_output:
+                with torch.no_grad():
+                    clean = _call_model(self.model, x)
+                n_clean = x.shape[0]
+            t = t.resolve(self.model, clean, x.shape[0])
+            out = self._attribute(x, t, batching, **kwargs)
+            seconds = time.perf_counter() - start
+        self._warn_if_zero(out.attributions)
+        return Explanation(
+            attributions=out.attributions,
+            method=self.name,
+            settings=self.settings(),
+            target=t.describe(),
+            target_indices=_target_indices(t, x.shape[0]),
+            inputs=x,
+            scores=out.scores,
+            layer=out.layer,
+            extras=out.extras,
+            n_evaluations=out.n_evaluations + n_clean,
+            seconds=seconds,
+            signed=self.signed,
+        )
+
+    def settings(self) -> dict[str, Any]:
+        """The method's settings, JSON-serialisable (shown in reports, saved with results)."""
+        return {}
+
+    # -- for subclasses ------------------------------------------------------------
+    def _check_settings(self) -> None:
+        """Raise ConfigError on settings that cannot work (called before any compute)."""
+
+    @abstractmethod
+    def _attribute(self, x: Tensor, target: Target, batching: Batching, **kwargs: Any) -> Computed:
+        """Compute attributions for validated inputs and a resolved target."""
+
+    def _clean_scores(self, x: Tensor, target: Target) -> Tensor:
+        samples = torch.arange(x.shape[0], device=x.device)
+        return forward_scores(self.model, x, target, samples)
+
+    def _warn_if_zero(self, attributions: Tensor) -> None:
+        flat = attributions.reshape(attributions.shape[0], -1)
+        zero = (flat == 0).all(dim=1)
+        if bool(zero.any()):
+            idx = zero.nonzero().flatten().tolist()
+            warnings.warn(
+                f"{self.name}: the attribution of sample(s) {idx[:10]} is identically zero. "
+                f"The target may not depend on the inputs there (saturated or dead units, a "
+                f"constant branch), or a ReLU-based map (Grad-CAM) found no positive evidence.",
+                ZeroAttributionWarning,
+                stacklevel=3,
+            )
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.settings().items())
+        return f"{type(self).__name__}({args})"
+
+
+def _target_indices(t: Target, n: int) -> Tensor | None:
+    if isinstance(t, Class):
+        idx = t.index
+        return idx.reshape(1).expand(n).clone() if idx.numel() == 1 else idx.clone()
+    return None

@@ -1,0 +1,56 @@
+"""Layer attributions: attribute the target to a hidden layer's activations."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .._core.batching import Batching
+from .._core.engine import ChunkResult, GradientRunner
+from .._core.errors import ConfigError
+from .._core.layers import LayerRef, resolve_layer
+from .._core.targets import Target
+from ._base import Attribution, Computed
+
+__all__ = ["LayerGradientXActivation"]
+
+
+class LayerGradientXActivation(Attribution):
+    """Activation times gradient at ``layer``'s output, elementwise.
+
+    ``multiply_by_activation=False`` returns the plain layer gradient. The attributions
+    have the layer's output shape ``(B, *layer_shape)``.
+    """
+
+    name = "layer_gradient_x_activation"
+
+    def __init__(self, model: nn.Module, *, layer: LayerRef, multiply_by_activation: bool = True, batching=None) -> None:
+        super().__init__(model, batching=batching)
+        self.layer = layer
+        self.multiply_by_activation = multiply_by_activation
+
+    def settings(self):
+        layer = self.layer if isinstance(self.layer, str) else type(self.layer).__name__
+        return {"layer": layer, "multiply_by_activation": self.multiply_by_activation}
+
+    def _check_settings(self) -> None:
+        if self.layer is None:
+            raise ConfigError("LayerGradientXActivation needs layer=: a dotted layer name")
+        resolve_layer(self.model, self.layer)
+
+    def _attribute(self, x: Tensor, target: Target, batching: Batching, **kwargs) -> Computed:
+        if kwargs:
+            raise TypeError(f"LayerGradientXActivation.attribute() got unexpected arguments {sorted(kwargs)}")
+        name, module = resolve_layer(self.model, self.layer)
+        runner = GradientRunner(self.model, target, batching=batching, layer=(name, module))
+        parts: list[Tensor] = []
+        scores: list[Tensor] = []
+        samples = torch.arange(x.shape[0], device=x.device)
+
+        def consume(chunk: ChunkResult) -> None:
+            g = chunk.grad
+            parts.append(g * chunk.activation if self.multiply_by_activation else g)
+            scores.append(chunk.scores)
+
+        n = runner.run(x.shape[0], lambda sl: (x[sl], samples[sl]), consume)
+        return Computed(torch.cat(parts), n, scores=torch.cat(scores), layer=name)

@@ -1,0 +1,23 @@
+"""Helpers for tests: tiny models with the structures that break naive implementations."""
+
+from .models import (
+    DeadBranchNet,
+    FunctionalReLUNet,
+    NoGradNet,
+    ReusedReLUNet,
+    TinyCNN,
+    TinyMLP,
+    TinyResNet,
+    seeded,
+)
+
+__all__ = [
+    "TinyCNN",
+    "TinyResNet",
+    "TinyMLP",
+    "FunctionalReLUNet",
+    "ReusedReLUNet",
+    "NoGradNet",
+    "DeadBranchNet",
+    "seeded",
+]
