@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -20,6 +22,12 @@ RULES = ("left", "right", "middle", "trapezoid", "gausslegendre")
 
 def integration_points(steps: int, rule: str) -> tuple[np.ndarray, np.ndarray]:
     """Points ``alpha`` in [0, 1] and weights of a quadrature rule for ``∫_0^1 f``."""
+    alphas, weights = _points(steps, rule)
+    return alphas.copy(), weights.copy()
+
+
+@functools.lru_cache(maxsize=64)
+def _points(steps: int, rule: str) -> tuple[np.ndarray, np.ndarray]:
     if rule not in RULES:
         raise ConfigError(f"unknown integration rule {rule!r}; use one of {RULES}")
     if not isinstance(steps, int) or steps < 1 or (rule == "trapezoid" and steps < 2):
