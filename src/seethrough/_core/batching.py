@@ -79,9 +79,12 @@ class Batching:
         if n_rows <= 0:
             return
         n_chunks = math.ceil(n_rows / size)
-        base = math.ceil(n_rows / n_chunks)
-        for start in range(0, n_rows, base):
-            yield slice(start, min(start + base, n_rows))
+        base, extra = divmod(n_rows, n_chunks)
+        start = 0
+        for i in range(n_chunks):
+            stop = start + base + (1 if i < extra else 0)
+            yield slice(start, stop)
+            start = stop
 
 
 def as_batching(batching: "Batching | int | None") -> Batching:

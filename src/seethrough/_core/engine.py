@@ -21,7 +21,7 @@ from .errors import GradientError, InputError, LayerError
 from .hooks import StopForward, capture_activation, relu_backward_override
 from .targets import Target
 
-__all__ = ["GradientRunner", "ChunkResult", "forward_scores"]
+__all__ = ["GradientRunner", "ChunkResult", "ForwardFailed", "forward_scores"]
 
 MakeRows = Callable[[slice], tuple[Tensor, Tensor]]
 
@@ -36,6 +36,10 @@ class ChunkResult:
     activation: Tensor | None  # the layer activation (detached) when attributing to a layer
 
 
+class ForwardFailed(InputError):
+    """The model's forward pass raised on the inputs (``attribute`` adds their shape)."""
+
+
 _ROW_BYTES: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
 
 
@@ -45,9 +49,9 @@ def _call_model(model: nn.Module, x: Tensor) -> Tensor:
     except (StopForward, GradientError, LayerError):
         raise
     except (RuntimeError, ValueError, IndexError, TypeError) as e:
-        raise InputError(
-            f"the model's forward pass failed on inputs of shape {tuple(x.shape)} and dtype "
-            f"{x.dtype}: {e}. Check that the inputs have the shape the model expects "
+        raise ForwardFailed(
+            f"the model's forward pass failed on inputs with per-sample shape "
+            f"{tuple(x.shape[1:])} and dtype {x.dtype}: {e}. Check that the inputs have the shape the model expects "
             f"(batch first) and the preprocessing it was trained with."
         ) from e
     if isinstance(out, (tuple, list)):
@@ -73,7 +77,7 @@ def forward_scores(model: nn.Module, x: Tensor, target: Target, samples: Tensor)
             _, mod = resolve_layer(model, target.layer)
             stack.enter_context(capture_activation(mod, store, stop=True))
         try:
-            out = _call_model(model, x)
+            out = _call_model(model, x.clone())
         except StopForward:
             out = None
         act = store.get("act")
@@ -112,48 +116,57 @@ class GradientRunner:
     # -- one chunk ------------------------------------------------------------------
     def _chunk(self, x: Tensor, samples: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         store: dict = {}
-        with ExitStack() as stack:
-            stop_at_target = self.target_module is not None and (
-                self.layer is None or self.layer[1] is not self.target_module
-            )
-            if self.layer is not None:
-                stack.enter_context(_capture_for_grad(self.layer[1], store))
-            if self.target_module is not None:
-                stack.enter_context(
-                    capture_activation(self.target_module, store, stop=stop_at_target, key="target")
+        # The gradient is taken with respect to a leaf; the model gets a copy, so a
+        # forward pass that writes into its input never touches the caller's tensor.
+        leaf = x.detach().requires_grad_(self.layer is None)
+        with torch.enable_grad():
+            # Hooks and the ReLU override live only for the forward pass: the target is
+            # scored outside them, so a target that runs the model again is unaffected.
+            with ExitStack() as stack:
+                stop_at_target = self.target_module is not None and (
+                    self.layer is None or self.layer[1] is not self.target_module
                 )
-            if self.relu_rule is not None:
-                stack.enter_context(relu_backward_override(self.relu_rule))
-            x = x.detach().requires_grad_(self.layer is None)
-            with torch.enable_grad():
+                if self.layer is not None:
+                    stack.enter_context(_capture_for_grad(self.layer[1], store))
+                if self.target_module is not None:
+                    stack.enter_context(
+                        capture_activation(self.target_module, store, stop=stop_at_target, key="target")
+                    )
+                if self.relu_rule is not None:
+                    stack.enter_context(relu_backward_override(self.relu_rule))
                 try:
-                    out = _call_model(self.model, x)
+                    out = _call_model(self.model, leaf.clone())
                 except StopForward:
                     out = None
-                if self.target_module is not None and "target" not in store:
+            if self.target_module is not None and "target" not in store:
+                raise GradientError(
+                    f"target layer {self.target.layer!r} did not run during the forward pass"
+                )
+            if self.layer is not None and "layer" not in store:
+                raise LayerError(
+                    f"layer {self.layer[0]!r} did not run during the forward pass, so it "
+                    f"cannot be attributed to; pick a layer on the path to the output"
+                )
+            scores = self.target.score(out, samples, store.get("target"))
+            wrt = leaf if self.layer is None else store["layer"]
+            if not scores.requires_grad:
+                if self.layer is not None:
                     raise GradientError(
-                        f"target layer {self.target.layer!r} did not run during the forward pass"
+                        f"layer {self.layer[0]!r} is not on the path to the target "
+                        f"{self.target.describe()}: the target does not depend on its output. "
+                        f"Pick a layer whose output the target uses."
                     )
-                if self.layer is not None and "layer" not in store:
-                    raise LayerError(
-                        f"layer {self.layer[0]!r} did not run during the forward pass, so it "
-                        f"cannot be attributed to; pick a layer on the path to the output"
-                    )
-                scores = self.target.score(out, samples, store.get("target"))
-                wrt = x if self.layer is None else store["layer"]
-                if not scores.requires_grad:
-                    raise GradientError(
-                        f"the target {self.target.describe()} does not depend on the "
-                        f"{'inputs' if self.layer is None else 'layer ' + repr(self.layer[0])} "
-                        f"through autograd (is there torch.no_grad(), .detach() or a numpy "
-                        f"round trip inside forward?); gradient methods cannot explain it. "
-                        f"Use a perturbation method, or remove the no-grad section."
-                    )
-                (grad,) = torch.autograd.grad(scores.sum(), wrt, allow_unused=True)
+                raise GradientError(
+                    f"the target {self.target.describe()} does not depend on the inputs "
+                    f"through autograd (is there torch.no_grad(), .detach() or a numpy round "
+                    f"trip inside forward?); gradient methods cannot explain it. Use a "
+                    f"perturbation method, or remove the no-grad section."
+                )
+            (grad,) = torch.autograd.grad(scores.sum(), wrt, allow_unused=True)
         if grad is None:
-            where = "the inputs" if self.layer is None else f"layer {self.layer[0]!r}"
+            where = "the inputs are" if self.layer is None else f"layer {self.layer[0]!r} is"
             raise GradientError(
-                f"{where} is not on the path to the target {self.target.describe()}: its "
+                f"{where} not on the path to the target {self.target.describe()}: the "
                 f"gradient is undefined (not zero). Pick a layer whose output the target uses."
             )
         act = store["layer"].detach() if self.layer is not None else None

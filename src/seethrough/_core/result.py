@@ -16,8 +16,24 @@ __all__ = ["Explanation"]
 _FORMAT = "seethrough.explanation/1"
 
 
+def _deep_freeze(v: Any) -> Any:
+    if isinstance(v, Mapping):
+        return MappingProxyType({k: _deep_freeze(x) for k, x in v.items()})
+    if isinstance(v, (list, tuple)):
+        return tuple(_deep_freeze(x) for x in v)
+    return v
+
+
 def _freeze(m: Mapping | None) -> Mapping:
-    return MappingProxyType(dict(m or {}))
+    return _deep_freeze(dict(m or {}))
+
+
+def _thaw(v: Any) -> Any:
+    if isinstance(v, Mapping):
+        return {k: _thaw(x) for k, x in v.items()}
+    if isinstance(v, tuple):
+        return [_thaw(x) for x in v]
+    return v
 
 
 @dataclass(frozen=True, eq=False)
@@ -106,7 +122,7 @@ class Explanation:
         meta = {
             "format": _FORMAT,
             "method": self.method,
-            "settings": json.dumps(dict(self.settings), default=str),
+            "settings": json.dumps(_thaw(self.settings), default=str),
             "target": self.target,
             "layer": self.layer or "",
             "n_evaluations": str(self.n_evaluations),

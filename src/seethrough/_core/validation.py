@@ -20,7 +20,10 @@ def model_device(model: nn.Module) -> torch.device | None:
 
 def check_inputs(model: nn.Module, inputs: object, *, name: str = "inputs") -> Tensor:
     """Validate a batch of inputs: a floating tensor with a batch dimension, finite,
-    on the model's device. Returns it detached (the caller's tensor is never modified)."""
+    on the model's device. Returns it detached; the methods run the model on copies, so
+    the caller's tensor is never modified."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"seethrough explains torch.nn.Module models, not {type(model).__name__}")
     if not isinstance(inputs, Tensor):
         raise InputError(
             f"{name} must be a torch.Tensor with a leading batch dimension, got "
@@ -37,17 +40,17 @@ def check_inputs(model: nn.Module, inputs: object, *, name: str = "inputs") -> T
             f"{name} must have a leading batch dimension with at least one sample, got shape "
             f"{tuple(inputs.shape)}; for a single sample use x.unsqueeze(0)"
         )
+    dev = model_device(model)
+    if dev is not None and inputs.device != dev:
+        raise InputError(
+            f"{name} are on {inputs.device} but the model is on {dev}; move them with "
+            f"inputs.to({str(dev)!r})"
+        )
     if not bool(torch.isfinite(inputs).all()):
         n_nan = int(torch.isnan(inputs).sum())
         n_inf = int(torch.isinf(inputs).sum())
         raise InputError(
             f"{name} contain {n_nan} NaN and {n_inf} infinite values; explanations of "
             f"non-finite inputs are meaningless. Clean the inputs (torch.nan_to_num) first."
-        )
-    dev = model_device(model)
-    if dev is not None and inputs.device != dev:
-        raise InputError(
-            f"{name} are on {inputs.device} but the model is on {dev}; move them with "
-            f"inputs.to({str(dev)!r})"
         )
     return inputs.detach()

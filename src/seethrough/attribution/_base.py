@@ -17,8 +17,8 @@ import torch
 from torch import Tensor, nn
 
 from .._core.batching import Batching, as_batching
-from .._core.engine import _call_model, forward_scores
-from .._core.errors import ZeroAttributionWarning
+from .._core.engine import ForwardFailed, _call_model, forward_scores
+from .._core.errors import InputError, ZeroAttributionWarning
 from .._core.result import Explanation
 from .._core.state import model_guard
 from .._core.targets import Class, Target, TargetLike, as_target
@@ -64,13 +64,22 @@ class Attribution(ABC):
         t = as_target(target)
         batching = as_batching(self.batching)
         self._check_settings()
+        try:
+            return self._guarded(x, t, batching, **kwargs)
+        except ForwardFailed as e:
+            raise InputError(
+                f"{e} The inputs passed have shape {tuple(x.shape)}; a single sample needs a "
+                f"leading batch dimension (x.unsqueeze(0))."
+            ) from e.__cause__
+
+    def _guarded(self, x: Tensor, t: Target, batching: Batching, **kwargs: Any) -> Explanation:
         with model_guard(self.model, method=self.name):
             start = time.perf_counter()
             n_clean = 0
             clean = None
             if t.needs_clean_output:
                 with torch.no_grad():
-                    clean = _call_model(self.model, x)
+                    clean = _call_model(self.model, x.clone())
                 n_clean = x.shape[0]
             t = t.resolve(self.model, clean, x.shape[0])
             out = self._attribute(x, t, batching, **kwargs)
