@@ -468,7 +468,7 @@ class HtmlReport:
             cells = []
             for i in cols:
                 img = inputs[i] if inputs is not None else None
-                png = array_to_png(mask_overlay(img, masks[i]))
+                png = array_to_png(mask_overlay(img, masks[i], color="magenta", alpha=0.15, dim_outside=0.6))
                 cells.append(f"<td>{_img_tag(png, alt=f'ground truth {i}')}</td>")
             out.append("<tr><th>ground truth</th>" + "".join(cells) + "</tr>")
         if preds is not None or labs is not None:

@@ -304,9 +304,10 @@ def mask_overlay(
     alpha: float = 0.35,
     outline: bool = True,
     min_size: int = 128,
+    dim_outside: float = 0.0,
 ) -> np.ndarray:
     """An ``(H', W', 3)`` array of ``image`` with ``mask`` filled in ``color`` (``alpha``)
-    and outlined. Both are first upscaled (nearest) so the long side is at least
+    and outlined; ``dim_outside`` darkens everything outside the mask by that fraction. Both are first upscaled (nearest) so the long side is at least
     ``min_size`` pixels, which keeps the outline thin; ``image`` may be None (black)."""
     m = _mask_2d(mask)
     if image is None:
@@ -321,6 +322,8 @@ def mask_overlay(
     rgb = _color_rgb(color)
     out = img.copy()
     out[m] = (1.0 - alpha) * out[m] + alpha * rgb
+    if dim_outside:
+        out[~m] = (1.0 - dim_outside) * out[~m]
     if outline and m.any():
         inner = m.copy()
         inner[1:, :] &= m[:-1, :]
