@@ -8,7 +8,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
-import torch
 from torch import Tensor
 
 __all__ = ["Explanation"]

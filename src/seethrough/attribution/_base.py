@@ -24,7 +24,7 @@ from .._core.state import model_guard
 from .._core.targets import Class, Target, TargetLike, as_target
 from .._core.validation import check_inputs
 
-__all__ = ["Attribution", "Computed"]
+__all__ = ["Attribution", "Computed", "layer_label", "check_layer"]
 
 
 @dataclass
@@ -132,6 +132,21 @@ class Attribution(ABC):
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.settings().items())
         return f"{type(self).__name__}({args})"
+
+
+def layer_label(layer) -> str:
+    """A layer setting as shown in settings: its dotted name, or the module's class."""
+    return layer if isinstance(layer, str) else type(layer).__name__
+
+
+def check_layer(model: nn.Module, layer, method: str) -> None:
+    """Refuse a missing layer, and resolve (so an unknown name lists close names)."""
+    from .._core.errors import ConfigError
+    from .._core.layers import resolve_layer
+
+    if layer is None:
+        raise ConfigError(f"{method} needs layer=: the dotted name (or module) of a layer of the model")
+    resolve_layer(model, layer)
 
 
 def _target_indices(t: Target, n: int) -> Tensor | None:

@@ -30,6 +30,7 @@ __all__ = [
     "Given",
     "BaselineLike",
     "as_baselines",
+    "describe_baseline",
     "gaussian_blur",
 ]
 
@@ -179,6 +180,17 @@ def _one(spec: Any) -> Baseline:
             return _NAMED[spec]()
         raise ConfigError(f"unknown baseline {spec!r}; use one of {sorted(_NAMED)}, a number or a tensor")
     raise ConfigError(f"cannot use {type(spec).__name__} as a baseline")
+
+
+def describe_baseline(spec: BaselineLike) -> Any:
+    """A JSON-friendly description of a baseline spec, for settings and reports."""
+    if isinstance(spec, (int, float, str)):
+        return spec
+    if isinstance(spec, (list, tuple)):
+        return [describe_baseline(s) for s in spec]
+    if isinstance(spec, Tensor):
+        return f"tensor{tuple(spec.shape)}"
+    return spec.describe() if isinstance(spec, Baseline) else type(spec).__name__
 
 
 def as_baselines(spec: BaselineLike) -> list[Baseline]:

@@ -7,10 +7,9 @@ from torch import Tensor, nn
 
 from .._core.batching import Batching
 from .._core.engine import ChunkResult, GradientRunner
-from .._core.errors import ConfigError
 from .._core.layers import LayerRef, resolve_layer
 from .._core.targets import Target
-from ._base import Attribution, Computed
+from ._base import Attribution, Computed, check_layer, layer_label
 
 __all__ = ["LayerGradientXActivation"]
 
@@ -30,13 +29,10 @@ class LayerGradientXActivation(Attribution):
         self.multiply_by_activation = multiply_by_activation
 
     def settings(self):
-        layer = self.layer if isinstance(self.layer, str) else type(self.layer).__name__
-        return {"layer": layer, "multiply_by_activation": self.multiply_by_activation}
+        return {"layer": layer_label(self.layer), "multiply_by_activation": self.multiply_by_activation}
 
     def _check_settings(self) -> None:
-        if self.layer is None:
-            raise ConfigError("LayerGradientXActivation needs layer=: a dotted layer name")
-        resolve_layer(self.model, self.layer)
+        check_layer(self.model, self.layer, type(self).__name__)
 
     def _attribute(self, x: Tensor, target: Target, batching: Batching, **kwargs) -> Computed:
         if kwargs:

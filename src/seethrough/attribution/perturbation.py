@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -17,7 +16,7 @@ from .._core.errors import ConfigError, InputError
 from .._core.forward import ForwardRunner
 from .._core.targets import Target
 from ._base import Attribution, Computed
-from .baselines import Baseline, BaselineLike, as_baselines
+from .baselines import Baseline, BaselineLike, as_baselines, describe_baseline
 from .masks import as_feature_mask
 
 __all__ = ["PerturbationAttribution", "Occlusion", "FeatureAblation", "FeaturePermutation", "ChannelMean"]
@@ -96,8 +95,8 @@ class Occlusion(PerturbationAttribution):
         self.baseline = baseline
 
     def settings(self):
-        b = self.baseline if isinstance(self.baseline, (int, float, str)) else getattr(self.baseline, "describe", lambda: "tensor")()
-        return {"window": list(_tuple(self.window)), "strides": list(_tuple(self.strides)), "baseline": b}
+        return {"window": list(_tuple(self.window)), "strides": list(_tuple(self.strides)),
+                "baseline": describe_baseline(self.baseline)}
 
     def _check_settings(self) -> None:
         for name, v in (("window", self.window), ("strides", self.strides)):
@@ -177,8 +176,7 @@ class FeatureAblation(PerturbationAttribution):
         self.baseline = baseline
 
     def settings(self):
-        b = self.baseline if isinstance(self.baseline, (int, float, str)) else getattr(self.baseline, "describe", lambda: "tensor")()
-        return {"baseline": b}
+        return {"baseline": describe_baseline(self.baseline)}
 
     def _perturbed(self, x: Tensor, mask: Tensor, feature: Tensor, samples: Tensor, base: Tensor) -> Tensor:
         sel = mask[samples] == feature.reshape((-1,) + (1,) * (x.dim() - 1))

@@ -20,7 +20,7 @@ from ..._core.engine import ChunkResult, GradientRunner
 from ..._core.errors import ConfigError, LayerError
 from ..._core.layers import LayerRef, resolve_layer
 from ..._core.targets import Target
-from .._base import Attribution, Computed
+from .._base import Attribution, Computed, check_layer, layer_label
 
 __all__ = ["BaseCAM", "upsample_map"]
 
@@ -53,7 +53,6 @@ class BaseCAM(Attribution):
     """
 
     name = "cam"
-    signed = False  # type: ignore[assignment]
 
     def __init__(
         self,
@@ -74,13 +73,10 @@ class BaseCAM(Attribution):
         return not self.relu
 
     def settings(self):
-        layer = self.layer if isinstance(self.layer, str) else type(self.layer).__name__
-        return {"layer": layer, "relu": self.relu, "interpolation": self.interpolation}
+        return {"layer": layer_label(self.layer), "relu": self.relu, "interpolation": self.interpolation}
 
     def _check_settings(self) -> None:
-        if self.layer is None:
-            raise ConfigError(f"{type(self).__name__} needs layer=: a convolutional layer's dotted name")
-        resolve_layer(self.model, self.layer)
+        check_layer(self.model, self.layer, type(self).__name__)
         if self.interpolation not in _MODES:
             raise ConfigError(f"unknown interpolation {self.interpolation!r}; use one of {_MODES}")
 

@@ -6,9 +6,9 @@ from torch import Tensor, nn
 
 from ..._core.batching import Batching
 from ..._core.errors import ConfigError
-from ..._core.layers import LayerRef, resolve_layer
+from ..._core.layers import LayerRef
 from ..._core.targets import Target
-from .._base import Attribution, Computed
+from .._base import Attribution, Computed, check_layer, layer_label
 from ..gradient import GuidedBackprop
 from ._base import _MODES, upsample_map
 from .gradcam import GradCAM
@@ -28,13 +28,10 @@ class GuidedGradCAM(Attribution):
         self.interpolation = interpolation
 
     def settings(self):
-        layer = self.layer if isinstance(self.layer, str) else type(self.layer).__name__
-        return {"layer": layer, "interpolation": self.interpolation}
+        return {"layer": layer_label(self.layer), "interpolation": self.interpolation}
 
     def _check_settings(self) -> None:
-        if self.layer is None:
-            raise ConfigError("GuidedGradCAM needs layer=: a convolutional layer's dotted name")
-        resolve_layer(self.model, self.layer)
+        check_layer(self.model, self.layer, type(self).__name__)
         if self.interpolation not in _MODES:
             raise ConfigError(f"unknown interpolation {self.interpolation!r}; use one of {_MODES}")
 
