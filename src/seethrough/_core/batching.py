@@ -42,12 +42,17 @@ class Batching:
         cache behaviour measured by ``bench/bench_gradient.py``.
     max_rows:
         Upper bound on automatic chunks.
+    forward_working_set, max_forward_rows:
+        The same for forward-only (perturbation) chunks, sized from the largest
+        activation of one row rather than from what backward keeps alive.
     """
 
     batch_size: int | None = None
     memory_budget: int | None = None
     cpu_working_set: int = 96 * _MiB
     max_rows: int = 512
+    forward_working_set: int = 128 * _MiB
+    max_forward_rows: int = 4096
 
     def __post_init__(self) -> None:
         if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size < 1):
@@ -72,6 +77,21 @@ class Batching:
         if device.type == "cpu":
             limit = min(limit, self.cpu_working_set)
         return int(max(1, min(self.max_rows, limit // row_bytes)))
+
+    def forward_rows_per_chunk(self, peak_bytes: int, device: torch.device) -> int:
+        """Rows per no-grad model call when one row's largest activation is ``peak_bytes``.
+
+        A forward pass without gradients keeps only a layer or two alive at a time, so
+        chunks are sized from the largest activation (``forward_working_set`` per chunk on
+        CPU), never above the memory budget (counting three live activations per row).
+        """
+        if self.batch_size is not None:
+            return self.batch_size
+        peak_bytes = max(int(peak_bytes), 1)
+        limit = self.budget_for(device) // 3
+        if device.type == "cpu":
+            limit = min(limit, self.forward_working_set)
+        return int(max(1, min(self.max_forward_rows, limit // peak_bytes)))
 
     @staticmethod
     def chunks(n_rows: int, size: int) -> Iterator[slice]:

@@ -32,13 +32,13 @@ _BEST: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary(
 
 
 def forward_row_bytes(model: nn.Module, x_row: Tensor) -> int:
-    """Bytes of all leaf-module outputs for one row: a bound on a no-grad forward's
-    working set per row."""
+    """Bytes of the largest tensor (input or a leaf module's output) in one row's
+    no-grad forward pass: what sets the working set of a forward chunk."""
     total = [x_row.numel() * x_row.element_size()]
 
     def hook(_m, _i, out):
         if isinstance(out, Tensor):
-            total[0] += out.numel() * out.element_size()
+            total[0] = max(total[0], out.numel() * out.element_size())
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
     try:
@@ -81,8 +81,10 @@ class ForwardRunner:
         cache = _BEST.setdefault(self.model, {})
         if key in cache:
             return key, [cache[key]]
-        est = self.batching.rows_per_chunk(forward_row_bytes(self.model, x_row), x_row.device)
-        cands = sorted({max(1, est // 4), max(1, est // 2), est})
+        peak = forward_row_bytes(self.model, x_row)
+        est = self.batching.forward_rows_per_chunk(peak, x_row.device)
+        cap = max(1, min(self.batching.max_forward_rows, self.batching.budget_for(x_row.device) // 3 // peak))
+        cands = sorted({max(1, est // 2), est, min(2 * est, cap)})
         return key, [c for c in cands if c <= max(n_rows, 1)] or [max(1, min(est, n_rows))]
 
     def run(self, n_rows: int, make_rows: MakeRows, consume: Callable[[slice, Tensor], None]) -> int:
