@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated methods or 'all' (see 'seethrough methods')")
     e.add_argument("--target", help="class index, one per input (3,1,0), class difference (3-5), or 'predicted' (default)")
     e.add_argument("--layer", help="dotted layer name for layer methods (bundled models: their default)")
+    e.add_argument("--feature-mask", help="features of mask-based methods (LIME, SHAP, ablation): grid:N, "
+                   "slic[:N], quickshift, felzenszwalb or elements (default: an 8x8 grid for images)")
     e.add_argument("--class-names", help="comma-separated class names for the report")
     e.add_argument("--html", help="write an HTML report here")
     e.add_argument("--maps", help="write the maps: a .safetensors file, or a folder of .npy files")
@@ -126,9 +128,12 @@ def _cmd_explain(args) -> int:
     class_names = args.class_names.split(",") if args.class_names else (list(info.classes) if info else None)
     if not args.html and not args.maps:
         args.html = "reports/explain.html"
+    from .attribution.masks import feature_mask_from_spec
+
     explain_report(
         model, x, _methods(args.methods), target=_parse_target(args.target), layer=layer,
-        class_names=class_names, html=args.html, maps=args.maps, progress=_progress,
+        class_names=class_names, html=args.html, maps=args.maps,
+        feature_mask=feature_mask_from_spec(args.feature_mask, x), progress=_progress,
     )
     if args.html:
         print(f"Report written to {Path(args.html).resolve()}")
@@ -142,7 +147,7 @@ def _cmd_methods(args) -> int:
 
     for s in METHODS.values():
         layer = " (needs --layer)" if s.needs_layer else ""
-        print(f"{s.name:30s} {s.family:9s} {s.summary}{layer}")
+        print(f"{s.name:30s} {s.family:12s} {s.summary}{layer}")
     return 0
 
 

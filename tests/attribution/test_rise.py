@@ -50,9 +50,17 @@ def test_equals_naive_reference_on_the_same_masks():
                 ref[b] += model(xm.unsqueeze(0))[0, t[b]] * masks[i]
     ref /= n * p
     assert out.attributions.shape == (3, 1, 12, 12)
-    assert torch.allclose(out.attributions, ref, rtol=1e-4, atol=1e-5)
+    assert torch.allclose(out.extras["rise_map"], ref, rtol=1e-4, atol=1e-5)
+    # the centred map: the same sum with each score minus the mean score over the masks
+    with torch.no_grad():
+        f = torch.stack([
+            torch.stack([model((x[b] * masks[i] + base * (1 - masks[i])).unsqueeze(0))[0, t[b]] for i in range(n)])
+            for b in range(3)
+        ])  # (B, n)
+    centred = ((f - f.mean(1, keepdim=True))[:, :, None, None, None] * masks[None]).sum(1) / (n * p)
+    assert torch.allclose(out.attributions, centred, rtol=1e-4, atol=1e-5)
     assert out.n_evaluations == n * 3 + 3  # every mask for every sample, plus f(x)
-    assert out.method == "rise" and out.signed is False
+    assert out.method == "rise" and out.signed is True
 
 
 def test_masks_are_smooth_shifted_and_reproducible():
@@ -101,8 +109,10 @@ def test_finds_the_planted_region():
     model = PatchMean().eval()
     region = model.region(32, 32)
     out = RISE(model, n_masks=500, grid=4).attribute(x, 0)
-    a = out.attributions[:, 0]
-    assert float(a.min()) >= 0  # non-negative scores give a non-negative map
+    a = out.extras["rise_map"][:, 0]
+    assert float(a.min()) >= 0  # non-negative scores give a non-negative paper map
+    c = out.attributions[:, 0]
+    assert bool((c[:, region].mean(1) > 0).all()) and bool((c[:, ~region].mean(1) < c[:, region].mean(1)).all())
     ratio = a[:, region].mean(1) / a[:, ~region].mean(1)
     # the estimate is E[f | pixel kept]: pixels outside keep only the unconditional mean,
     # so the contrast of a linear score is bounded; measured ~1.24

@@ -33,6 +33,11 @@ FAST = {
     "smoothgrad": {"n_samples": 3},
     "smoothgrad_sq": {"n_samples": 3},
     "vargrad": {"n_samples": 3},
+    "rise": {"n_masks": 6, "grid": 4},
+    "lime": {"n_samples": 12},
+    "kernel_shap": {"n_samples": 12},
+    "shapley_sampling": {"n_permutations": 2},
+    "meaningful_perturbation": {"steps": 3},
 }
 
 
@@ -44,13 +49,19 @@ def _boom(output):
     raise Boom("target exploded")
 
 
-CASES = [
-    (name, model)
-    for name, spec in METHODS.items()
-    for model in MODELS
-    if not (spec.needs_layer and MODELS[model][2] is None)
+def _applies(spec, model: str) -> bool:
+    """Whether the method can explain that model at all (the image models are conv nets)."""
+    if spec.needs_layer and MODELS[model][2] is None:
+        return False
+    return spec.needs == "any" or model != "mlp"
+
+
+CASES = [(name, model) for name, spec in METHODS.items() for model in MODELS if _applies(spec, model)]
+INAPPLICABLE = [
+    (name, model) for name, spec in METHODS.items() for model in MODELS
+    if not _applies(spec, model) and not spec.needs_layer
 ]
-assert len(CASES) == 2 * len(METHODS) + sum(not s.needs_layer for s in METHODS.values())
+assert len(CASES) + len(INAPPLICABLE) == 2 * len(METHODS) + sum(not s.needs_layer for s in METHODS.values())
 
 # scenario -> (target, use wrong-shaped inputs, expected exception or None)
 SCENARIOS = {
@@ -97,6 +108,17 @@ def test_model_state_restored(method, model_name, scenario, grads):
         else:
             with pytest.raises(expected):
                 explainer.attribute(x, target=target)
+    assert_unchanged(model, snap, x)
+
+
+@pytest.mark.parametrize("method,model_name", INAPPLICABLE)
+def test_inapplicable_model_is_refused_cleanly(method, model_name):
+    """A method that cannot explain this kind of model or input says so, with a library
+    error, and leaves the model as it was."""
+    model, x, layer, _ = _setup(model_name, "all")
+    snap = snapshot(model, x)
+    with pytest.raises(st.SeethroughError):
+        _build(method, model, layer).attribute(x, target=1)
     assert_unchanged(model, snap, x)
 
 

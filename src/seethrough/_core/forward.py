@@ -1,8 +1,8 @@
 """Forward-only evaluation of many perturbed rows, for perturbation methods.
 
 Rows are made on demand per chunk and scored without gradients. With automatic batching
-the chunk size is tuned on the real rows: the first chunks try a few sizes around the
-memory estimate, the fastest (rows per second) is kept for the rest and cached for this
+the chunk size is tuned on the real rows: the first chunks try a few sizes up to the
+memory estimate (each a quarter of the next), the fastest (rows per second) is kept for the rest and cached for this
 model and input shape. No row is evaluated twice, so tuning costs nothing but the time
 the slower candidates take.
 """
@@ -84,7 +84,10 @@ class ForwardRunner:
         peak = forward_row_bytes(self.model, x_row)
         est = self.batching.forward_rows_per_chunk(peak, x_row.device)
         cap = max(1, min(self.batching.max_forward_rows, self.batching.budget_for(x_row.device) // 3 // peak))
-        cands = sorted({max(1, est // 2), est, min(2 * est, cap)})
+        # A wide geometric ladder: which chunk is fastest depends on the machine (cache
+        # sizes, threads, load) more than on the estimate, so the tuner decides.
+        low = min(8, est)
+        cands = sorted({max(low, est // 16), max(low, est // 4), min(est, cap)})
         return key, [c for c in cands if c <= max(n_rows, 1)] or [max(1, min(est, n_rows))]
 
     def run(self, n_rows: int, make_rows: MakeRows, consume: Callable[[slice, Tensor], None]) -> int:

@@ -8,7 +8,14 @@ from .integrated import IntegratedGradients, integration_points
 from .layer import LayerGradientXActivation
 from .registry import METHODS, MethodSpec, build_method, get_method, method_names
 from .segmentation import bounding_boxes, otsu_threshold, threshold_map
+from .incremental import IncrementalOcclusion
+from .masks import default_feature_mask, feature_mask_from_spec, grid_mask, superpixel_mask
+from .optimized_mask import MeaningfulPerturbation
+from .perturbation import FeatureAblation, FeaturePermutation, Occlusion, PerturbationAttribution
+from .rise import RISE
+from .shapley import ExactShapley, KernelSHAP, ShapleyValueSampling
 from .smoothgrad import SmoothGrad, SmoothGradSquared, VarGrad
+from .surrogate import Lime
 
 __all__ = [
     "Attribution",
@@ -29,6 +36,21 @@ __all__ = [
     "GuidedGradCAM",
     "upsample_map",
     "LayerGradientXActivation",
+    "PerturbationAttribution",
+    "Occlusion",
+    "IncrementalOcclusion",
+    "FeatureAblation",
+    "FeaturePermutation",
+    "RISE",
+    "Lime",
+    "KernelSHAP",
+    "ShapleyValueSampling",
+    "ExactShapley",
+    "MeaningfulPerturbation",
+    "grid_mask",
+    "superpixel_mask",
+    "default_feature_mask",
+    "feature_mask_from_spec",
     "Baseline",
     "Constant",
     "Blur",

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from .._core.errors import ConfigError, InputError
 
-__all__ = ["grid_mask", "superpixel_mask", "as_feature_mask", "n_features"]
+__all__ = ["grid_mask", "superpixel_mask", "as_feature_mask", "n_features", "default_feature_mask", "feature_mask_from_spec"]
 
 
 def grid_mask(shape: tuple[int, ...], cell: int | tuple[int, int], *, channels: int | None = None) -> Tensor:
@@ -93,3 +93,37 @@ def as_feature_mask(mask: Tensor, x: Tensor) -> tuple[Tensor, int]:
 
 def n_features(mask: Tensor) -> int:
     return int(torch.unique(mask).numel())
+
+
+def default_feature_mask(x: Tensor) -> Tensor:
+    """The mask mask-based methods use when none is given: an 8x8 grid of patches for
+    images ``(B, C, H, W)`` (64 features), one feature per element otherwise."""
+    if x.dim() == 4 and min(x.shape[2:]) >= 8:
+        cell = (-(-x.shape[2] // 8), -(-x.shape[3] // 8))
+        return grid_mask(tuple(x.shape[1:]), cell)
+    return torch.arange(int(np.prod(x.shape[1:]))).reshape(x.shape[1:])
+
+
+def feature_mask_from_spec(spec: str | None, x: Tensor) -> Tensor | None:
+    """A feature mask from a short spec, for the command line: ``"grid:N"`` (N x N-pixel
+    cells), ``"slic[:n_segments]"``, ``"quickshift"``, ``"felzenszwalb"`` (one mask per
+    image), ``"elements"`` (every element its own feature) or None (the default mask)."""
+    if spec is None or spec == "default":
+        return None
+    name, _, arg = spec.partition(":")
+    if name == "grid":
+        if not arg.isdigit() or int(arg) < 1:
+            raise ConfigError(f"grid masks are written grid:N with N the cell size in pixels, got {spec!r}")
+        if x.dim() != 4:
+            raise InputError(f"grid masks need image inputs (B, C, H, W), got shape {tuple(x.shape)}")
+        return grid_mask(tuple(x.shape[1:]), int(arg))
+    if name == "elements":
+        return torch.arange(int(np.prod(x.shape[1:]))).reshape(x.shape[1:])
+    if name in ("slic", "quickshift", "felzenszwalb"):
+        if x.dim() != 4:
+            raise InputError(f"superpixel masks need image inputs (B, C, H, W), got shape {tuple(x.shape)}")
+        kw = {"n_segments": int(arg)} if (name == "slic" and arg) else {}
+        return torch.stack([superpixel_mask(img, name, **kw) for img in x])
+    raise ConfigError(
+        f"unknown feature mask {spec!r}; use grid:N, slic[:N], quickshift, felzenszwalb or elements"
+    )

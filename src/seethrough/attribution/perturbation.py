@@ -76,40 +76,47 @@ class Occlusion(PerturbationAttribution):
     Parameters
     ----------
     window:
-        Window shape over the per-sample dimensions, e.g. ``(3, 8, 8)``. A shorter tuple
+        Window shape over the per-sample dimensions, e.g. ``(3, 8, 8)``. None (default):
+        all channels and an eighth of each further dimension, ``(C, H/8, W/8)``, one
+        element for vector inputs. A shorter tuple
         applies to the trailing dimensions and spans the leading ones (``(8, 8)`` on
         ``(3, H, W)`` inputs is ``(3, 8, 8)``); an int ``w`` is ``(C, w, w)``.
     strides:
         Step per dimension: an int for every dimension, or a tuple like ``window``
-        (leading dimensions get 1).
+        (leading dimensions get 1). None (default): half the window.
     baseline:
         A value, ``"blur"``, ``"mean"`` (per-channel mean), a Baseline or a tensor.
     """
 
     name = "occlusion"
 
-    def __init__(self, model, *, window=(8, 8), strides=4, baseline: BaselineLike = 0.0, batching=None, progress=None):
+    def __init__(self, model, *, window=None, strides=None, baseline: BaselineLike = 0.0, batching=None, progress=None):
         super().__init__(model, batching=batching, progress=progress)
         self.window = window
         self.strides = strides
         self.baseline = baseline
 
     def settings(self):
-        return {"window": list(_tuple(self.window)), "strides": list(_tuple(self.strides)),
+        return {"window": None if self.window is None else list(_tuple(self.window)),
+                "strides": None if self.strides is None else list(_tuple(self.strides)),
                 "baseline": describe_baseline(self.baseline)}
 
     def _check_settings(self) -> None:
         for name, v in (("window", self.window), ("strides", self.strides)):
-            if any((not isinstance(i, int)) or i < 1 for i in _tuple(v)):
+            if v is not None and any((not isinstance(i, int)) or i < 1 for i in _tuple(v)):
                 raise ConfigError(f"{name} must hold positive ints, got {v!r}")
 
     def geometry(self, sample_shape: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
         """Full window, strides and number of positions per dimension."""
-        if isinstance(self.window, int):  # square over the dims after the channel dim
+        if self.window is None:  # an eighth of each dim after the channel dim (all of it)
+            window = sample_shape[:1] + tuple(-(-n // 8) for n in sample_shape[1:]) if len(sample_shape) > 1 else (1,)
+        elif isinstance(self.window, int):  # square over the dims after the channel dim
             window = sample_shape[:1] + (self.window,) * (len(sample_shape) - 1) if len(sample_shape) > 1 else (self.window,)
         else:
             window = _expand(tuple(self.window), sample_shape, fill=None)
-        if isinstance(self.strides, int):
+        if self.strides is None:  # half the window
+            strides = tuple(max(1, w // 2) for w in window)
+        elif isinstance(self.strides, int):
             strides = (self.strides,) * len(sample_shape)
         else:
             strides = _expand(tuple(self.strides), sample_shape, fill=1)

@@ -15,7 +15,13 @@ from .cam.guided import GuidedGradCAM
 from .gradient import Deconvolution, GuidedBackprop, InputXGradient, Saliency
 from .integrated import IntegratedGradients
 from .layer import LayerGradientXActivation
+from .incremental import IncrementalOcclusion
+from .optimized_mask import MeaningfulPerturbation
+from .perturbation import FeatureAblation, FeaturePermutation, Occlusion
+from .rise import RISE
+from .shapley import KernelSHAP, ShapleyValueSampling
 from .smoothgrad import SmoothGrad, SmoothGradSquared, VarGrad
+from .surrogate import Lime
 
 __all__ = ["MethodSpec", "METHODS", "get_method", "build_method", "method_names"]
 
@@ -30,6 +36,11 @@ class MethodSpec:
     defaults: dict[str, Any] = field(default_factory=dict)
     #: Whether the result has the input's shape (else a layer-resolution map).
     input_shaped: bool = True
+    #: Whether ``attribute`` takes a ``feature_mask`` (the default mask is used if none).
+    takes_feature_mask: bool = False
+    #: What the method needs: "any" input, "image" inputs (B, C, H, W), or "conv": image
+    #: inputs and a model whose first layers are local (convolutions, pooling, ...).
+    needs: str = "any"
 
 
 _SPECS = [
@@ -49,6 +60,24 @@ _SPECS = [
         "layer_gradient_x_activation", LayerGradientXActivation, "layer", True,
         "activation times gradient at a hidden layer", input_shaped=False,
     ),
+    MethodSpec("occlusion", Occlusion, "perturbation", False, "score drop when a sliding window is occluded"),
+    MethodSpec("incremental_occlusion", IncrementalOcclusion, "perturbation", False,
+               "occlusion with early conv layers recomputed only inside each window's cone", needs="conv"),
+    MethodSpec("feature_ablation", FeatureAblation, "perturbation", False, "score drop when a feature is set to the baseline",
+               takes_feature_mask=True),
+    MethodSpec("feature_permutation", FeaturePermutation, "perturbation", False,
+               "score drop when a feature is shuffled across the batch", takes_feature_mask=True),
+    MethodSpec("rise", RISE, "perturbation", False, "score-weighted average of random smooth masks", {"n_masks": 2000},
+               needs="image"),
+    MethodSpec("lime", Lime, "surrogate", False, "weights of a local linear surrogate on feature coalitions",
+               {"n_samples": 500}, takes_feature_mask=True),
+    MethodSpec("kernel_shap", KernelSHAP, "surrogate", False, "Shapley values by weighted regression on coalitions",
+               {"n_samples": 500}, takes_feature_mask=True),
+    MethodSpec("shapley_sampling", ShapleyValueSampling, "surrogate", False,
+               "Shapley values by permutation sampling, with standard errors", {"n_permutations": 8},
+               takes_feature_mask=True),
+    MethodSpec("meaningful_perturbation", MeaningfulPerturbation, "perturbation", False,
+               "smallest smooth mask whose deletion drops the score (optimised)", {"steps": 150}, needs="image"),
 ]
 
 METHODS: dict[str, MethodSpec] = {s.name: s for s in _SPECS}

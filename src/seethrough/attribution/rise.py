@@ -79,12 +79,17 @@ class RISE(PerturbationAttribution):
     batching, progress:
         Chunking of the rows (mask x sample) and the progress bar.
 
+    The attributions are the *centred* map ``sum_i (f(x ⊙ m_i) - mean f) m_i / (N p)``:
+    the paper's map (``extras["rise_map"]``) minus ``mean(f) · mask_mean / p``, an offset
+    that is flat up to sampling noise. Pixels rank the same, but the centred map shows
+    where the score rises (positive) and falls (negative) instead of a near-uniform field
+    dominated by the mean score, and it does not depend on the score's offset (logits).
+
     ``extras["mask_mean"]`` is the per-pixel mean of the masks drawn, ``(1, 1, H, W)``,
     whose expectation is ``keep_prob`` everywhere: far from it, ``n_masks`` is too small.
     """
 
     name = "rise"
-    signed = False  # type: ignore[assignment]
 
     def __init__(
         self,
@@ -227,7 +232,12 @@ class RISE(PerturbationAttribution):
         total = self._weighted_sum(scores, (H, W)).to(device=x.device)
         sal = (total[:B] / (N * self.keep_prob)).to(x.dtype).unsqueeze(1)
         mask_mean = (total[B] / N).to(x.dtype).reshape(1, 1, H, W)
-        return Computed(sal, n, scores=f_x, extras={"mask_mean": mask_mean})
+        # Centred map: sum_i (f_i - mean_i f) m_i / (N p). It differs from the paper's map
+        # by mean(f) * mask_mean / p, which is flat up to sampling noise, so pixels rank the
+        # same; the offset it removes would otherwise swamp the contrast (and the sign).
+        mean_f = scores.mean(dim=0).to(device=x.device, dtype=x.dtype).reshape(B, 1, 1, 1)
+        centred = sal - mean_f * mask_mean / self.keep_prob
+        return Computed(centred, n, scores=f_x, extras={"mask_mean": mask_mean, "rise_map": sal})
 
 
 def _mask_seed(seed: int, index: int) -> int:

@@ -27,9 +27,13 @@ def run_methods(
     target: TargetLike = None,
     layer=None,
     settings: dict[str, dict] | None = None,
+    feature_mask: Tensor | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Explanation]:
-    """Run registered methods by name on the same inputs and target."""
+    """Run registered methods by name on the same inputs and target. Mask-based methods
+    get ``feature_mask`` (default: :func:`~seethrough.attribution.masks.default_feature_mask`)."""
+    from ..attribution.masks import default_feature_mask
+
     settings = settings or {}
     out: dict[str, Explanation] = {}
     for name in methods:
@@ -37,9 +41,12 @@ def run_methods(
         if progress:
             progress(spec.name)
         method = build_method(spec.name, model, layer=layer, **settings.get(spec.name, {}))
+        kwargs = {}
+        if spec.takes_feature_mask:
+            kwargs["feature_mask"] = feature_mask if feature_mask is not None else default_feature_mask(inputs)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=UserWarning)
-            out[spec.name] = method.attribute(inputs, target=target)
+            out[spec.name] = method.attribute(inputs, target=target, **kwargs)
     return out
 
 
@@ -178,11 +185,14 @@ def explain_report(
     title: str = "seethrough explanation",
     html: str | Path | None = None,
     maps: str | Path | None = None,
+    feature_mask: Tensor | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Explanation]:
     """Explain ``inputs`` with ``methods``; write an HTML report and/or the raw maps."""
     start = time.perf_counter()
-    explanations = run_methods(model, inputs, methods, target=target, layer=layer, progress=progress)
+    explanations = run_methods(
+        model, inputs, methods, target=target, layer=layer, feature_mask=feature_mask, progress=progress
+    )
     if html is not None:
         with torch.no_grad():
             logits = model(inputs)
