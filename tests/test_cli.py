@@ -130,3 +130,30 @@ def test_demo_end_to_end(tmp_path, capsys):
         assert name in text
     assert "http://" not in text and "https://" not in text
     assert "planted shortcut" in text
+
+
+def test_explain_perturbation_methods_with_a_feature_mask(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    import seethrough as st
+    from seethrough.attribution.masks import grid_mask
+    from seethrough.data.files import load_images
+    from seethrough.testing import TinyCNN, seeded
+
+    model = seeded(TinyCNN)
+    weights = tmp_path / "w.safetensors"
+    save_file(model.state_dict(), str(weights))
+    maps = tmp_path / "maps.safetensors"
+    imgs = _images(tmp_path)
+    assert main([
+        "explain", "--model", "seethrough.testing.models:TinyCNN", "--weights", str(weights),
+        "--images", *imgs, "--size", "16", "--methods", "feature_ablation,occlusion",
+        "--feature-mask", "grid:4", "--target", "2", "--maps", str(maps),
+    ]) == 0
+    saved = load_file(str(maps))
+    x = load_images(imgs, size=16)
+    ref = st.FeatureAblation(model).attribute(x, 2, feature_mask=grid_mask((3, 16, 16), 4)).attributions
+    assert torch.allclose(saved["feature_ablation"], ref, atol=1e-6)
+    # 16 patches: the map is constant on each 4x4 patch
+    fa = saved["feature_ablation"][0, 0]
+    assert torch.equal(fa[:4, :4], fa[0, 0].expand(4, 4))
