@@ -346,6 +346,27 @@ def test_constant_that_varies_over_positions_ends_the_local_part():
         IncrementalOcclusion(model, window=(3, 3), strides=2, split="c2").attribute(x, 1)
 
 
+def test_forward_hooks_end_the_local_part():
+    """A user's forward hook may change a module's output; the module then runs in full
+    (regions are recomputed functionally, without the hook)."""
+    model = seeded(TinyResNet)
+    x = _x(2, 3, 16, 16)
+    handle = model.layer1.conv2.register_forward_hook(lambda m, i, out: out * 2.0)
+    try:
+        ref, out, inc = _both(model, x, 0, window=(3, 3), strides=2)
+        _assert_same(out, ref)
+        assert inc.split_used == "relu"  # the last cut before layer1.conv2
+        assert len(model.layer1.conv2._forward_hooks) == 1
+    finally:
+        handle.remove()
+    handle = model.conv1.register_forward_pre_hook(lambda m, i: (i[0] * 0.5,))
+    try:
+        with pytest.raises(ConfigError, match="forward hooks"):
+            IncrementalOcclusion(model, window=(3, 3), strides=2).attribute(x, 0)
+    finally:
+        handle.remove()
+
+
 def test_bad_splits():
     model = seeded(TinyResNet)
     x = _x(1, 3, 16, 16)

@@ -128,6 +128,12 @@ def _run_node(gm: fx.GraphModule, node: fx.Node, values: dict):
     raise ConfigError(f"cannot evaluate graph node {node.name!r} ({node.op})")
 
 
+def _global_hooks() -> bool:
+    from torch.nn.modules import module as _module
+
+    return bool(_module._global_forward_hooks or _module._global_forward_pre_hooks)
+
+
 def _alias_root(node: fx.Node, ops: dict) -> fx.Node:
     while node in ops and ops[node].alias:
         node = ops[node].deps[0]
@@ -179,8 +185,11 @@ def _analyse(gm: fx.GraphModule, x: Tensor, stop_modules: tuple[nn.Module, ...])
             values[node] = _run_node(gm, node, values)
             continue
         op: LocalOp | str
-        if node.op == "call_module" and any(gm.get_submodule(node.target) is m for m in stop_modules):
+        mod = gm.get_submodule(node.target) if node.op == "call_module" else None
+        if mod is not None and any(mod is m for m in stop_modules):
             op = "it is the target layer, which must run in full"
+        elif mod is not None and (mod._forward_hooks or mod._forward_pre_hooks or _global_hooks()):
+            op = f"module {node.target} has forward hooks, which may change what it computes"
         else:
             op = classify(node, gm, values, deps, D, B)
         if isinstance(op, LocalOp) and op.inplace:
@@ -515,7 +524,7 @@ class IncrementalOcclusion(Occlusion):
 
     name = "incremental_occlusion"
 
-    def __init__(self, model, *, window=(8, 8), strides=4, baseline=0.0, split: str | None = None,
+    def __init__(self, model, *, window=None, strides=None, baseline=0.0, split: str | None = None,
                  batching=None, progress=None):
         super().__init__(model, window=window, strides=strides, baseline=baseline, batching=batching,
                          progress=progress)
@@ -631,6 +640,10 @@ class IncrementalOcclusion(Occlusion):
         window, strides, counts = self.geometry(tuple(x.shape[1:]))
         positions = list(itertools.product(*[range(c) for c in counts]))
         base = _baseline(self.baseline, x)
+        # The clean scores first: through the model's own forward, so inputs it cannot
+        # take fail with seethrough's InputError before any tracing or analysis.
+        full_runner = self._runner(target, batching)
+        f_x = self._scores(full_runner, x)
         leaves: tuple[nn.Module, ...] = ()
         if target.layer is not None:
             leaves = (resolve_layer(self.model, target.layer)[1],)
@@ -667,8 +680,6 @@ class IncrementalOcclusion(Occlusion):
                 an.values.pop(v, None)
         engine = _Engine(an, geo, prefix, split, base)
 
-        full_runner = self._runner(target, batching)
-        f_x = self._scores(full_runner, x)
         runner = ForwardRunner(suffix, target, batching=batching, progress=self.progress)
         B, K = x.shape[0], len(positions)
         drops = torch.zeros(K * B, dtype=x.dtype, device=x.device)  # row k*B + b
