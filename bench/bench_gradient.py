@@ -8,9 +8,11 @@ For each model and method:
   parameters frozen), at the best chunk size for this machine, found by a search over
   chunk sizes on a sample of rows and extrapolated to all rows.
 
-Integrated gradients' peak extra memory (RSS above the level after loading model and
-inputs) is measured in a fresh subprocess per method, with an address-space cap so
-that an out-of-memory run fails cleanly instead of taking the machine down.
+Integrated gradients is timed, and its peak extra memory (RSS above the level after
+loading model and inputs) measured, in a fresh subprocess per library with an
+address-space cap, so that an out-of-memory run (Captum's default builds all
+steps x batch rows at once) fails cleanly instead of taking the machine down. Its time
+there is a single run after a one-sample warm-up, for both libraries alike.
 
     python bench/bench_gradient.py --out docs/bench-gradient.md
     python bench/bench_gradient.py --quick         # small sizes, a smoke run
@@ -51,6 +53,13 @@ def make_model(name: str, quick: bool):
         x = st.data.make_shapes(8, seed=99).images
         return model, x, zoo.info("shapes-cnn").default_cam_layer
     raise SystemExit(f"unknown model {name}")
+
+
+def targets_for(model, x):
+    """One class per sample, cycling through the model's classes."""
+    with torch.no_grad():
+        n_classes = model(x[:1]).shape[1]
+    return torch.arange(len(x)) % n_classes
 
 
 # -- method runners ----------------------------------------------------------------------
@@ -134,6 +143,8 @@ def floor_throughput(model, x, t, max_rows: int, budget_s: float) -> tuple[float
             rate = n * size / (time.perf_counter() - t0)
             if rate > best:
                 best, best_size = rate, size
+            elif rate < 0.85 * best and size >= 4 * best_size:
+                break  # past the peak
         return best, best_size
     finally:
         for p, f in zip(model.parameters(), flags):
@@ -141,10 +152,13 @@ def floor_throughput(model, x, t, max_rows: int, budget_s: float) -> tuple[float
 
 
 # -- memory (subprocess) -------------------------------------------------------------------
-def _rss_mib() -> float:
+def _rss_mib(field: str = "VmRSS") -> float:
+    """Resident size (VmRSS) or its peak (VmHWM) of this process, in MiB. VmHWM is the
+    peak of this process's own address space; ``getrusage``'s ``ru_maxrss`` is not usable
+    in a child: Linux carries the parent's peak over at fork/exec."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -154,27 +168,49 @@ def memory_child(spec: str) -> None:
     cap = int(cfg["cap_gib"] * (1 << 30))
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     model, x, layer = make_model(cfg["model"], cfg["quick"])
-    t = torch.arange(len(x)) % 10
-    fn = (ours if cfg["impl"] == "ours" else captum)(cfg["method"], model, x, t, layer, cfg["n_samples"])
-    # warm the allocator and the code paths on one sample, then measure the peak
-    with torch.no_grad():
-        model(x[:1])
+    t = targets_for(model, x)
+    make = ours if cfg["impl"] == "ours" else captum
+    fn = make(cfg["method"], model, x, t, layer, cfg["n_samples"])
+    # the same warm-up for both libraries: the method itself on one sample (autograd
+    # engine, allocator, code paths), then the peak of the real call is measured
+    make(cfg["method"], model, x[:1], t[:1], layer, cfg["n_samples"])()
     before = _rss_mib()
     try:
+        t0 = time.perf_counter()
         fn()
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(json.dumps({"extra_mib": peak - before}))
+        seconds = time.perf_counter() - t0
+        peak = _rss_mib("VmHWM")
+        print(json.dumps({"extra_mib": peak - before, "seconds": seconds}))
     except (MemoryError, RuntimeError) as e:
         print(json.dumps({"error": f"{type(e).__name__}: {str(e)[:80]}"}))
 
 
-def measure_memory(model: str, method: str, impl: str, quick: bool, n_samples: int, cap_gib: float) -> dict:
-    spec = json.dumps(dict(model=model, method=method, impl=impl, quick=quick, n_samples=n_samples, cap_gib=cap_gib))
-    proc = subprocess.run([sys.executable, __file__, "--memory-child", spec], capture_output=True, text=True)
+# Large allocations straight from mmap and freed memory returned at once: the resident
+# size then follows live tensors, instead of glibc's arenas keeping freed blocks (which
+# made the same run's peak vary between 100 and 500 MiB). It slows allocation, so the
+# time comes from a separate child with the default allocator.
+_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "0", "MALLOC_ARENA_MAX": "2"}
+
+
+def _child(spec: str, env: dict | None) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--memory-child", spec], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})})
     for line in proc.stdout.splitlines()[::-1]:
         if line.startswith("{"):
             return json.loads(line)
     return {"error": f"exit {proc.returncode}: {proc.stderr.strip().splitlines()[-1:] }"}
+
+
+def measure_memory(model: str, method: str, impl: str, quick: bool, n_samples: int, cap_gib: float) -> dict:
+    spec = json.dumps(dict(model=model, method=method, impl=impl, quick=quick, n_samples=n_samples, cap_gib=cap_gib))
+    timing = _child(spec, None)
+    memory = _child(spec, _MALLOC_ENV)
+    out = {k: v for k, v in memory.items() if k != "seconds"}
+    if "seconds" in timing:
+        out["seconds"] = timing["seconds"]
+    elif "error" in timing:
+        out["error"] = timing["error"]
+    return out
 
 
 # -- main -------------------------------------------------------------------------------
@@ -206,12 +242,27 @@ def main() -> None:
     mem_lines = ["| model | ours extra MiB | captum extra MiB | ours / captum |", "|---|---|---|---|"]
     for model_name in args.models.split(","):
         model, x, layer = make_model(model_name, args.quick)
-        t = torch.arange(len(x)) % 10
+        t = targets_for(model, x)
         methods = args.methods.split(",")
         max_rows = max(rows_needed(m, len(x), args.n_samples) for m in methods)
         rate, best_size = floor_throughput(model, x, t, max_rows, budget_s=3.0 if not args.quick else 0.5)
         print(f"[{model_name}] floor: {rate:.1f} rows/s at chunk {best_size}", flush=True)
+        mem = {}
+        if "integrated_gradients" in methods:
+            for impl in ("ours", "captum"):
+                mem[impl] = measure_memory(model_name, "integrated_gradients", impl, args.quick, args.n_samples, args.cap_gib)
+                print(f"  IG {impl}: {mem[impl]}", flush=True)
         for method in methods:
+            if method == "integrated_gradients":
+                rows = rows_needed(method, len(x), args.n_samples)
+                tf = rows / rate
+                to = mem["ours"].get("seconds", float("nan"))
+                tc = mem["captum"].get("seconds", float("nan"))
+                cs = f"{tc:.3f} | {to / tc:.2f}" if "seconds" in mem["captum"] else f"{mem['captum'].get('error', 'failed')} | n/a"
+                line = f"| {model_name} | {method} | {rows} | {to:.3f} | {cs} | {tf:.3f} | {to / tf:.2f} |"
+                print(line, flush=True)
+                lines.append(line)
+                continue
             # warm-up on two samples (code paths, allocator, the per-sample-shape chunk cache)
             ours(method, model, x[:2], t[:2], layer, args.n_samples)()
             o = ours(method, model, x, t, layer, args.n_samples)
@@ -228,8 +279,7 @@ def main() -> None:
             print(line, flush=True)
             lines.append(line)
         if "integrated_gradients" in methods:
-            mo = measure_memory(model_name, "integrated_gradients", "ours", args.quick, args.n_samples, args.cap_gib)
-            mc = measure_memory(model_name, "integrated_gradients", "captum", args.quick, args.n_samples, args.cap_gib)
+            mo, mc = mem["ours"], mem["captum"]
             fo = f"{mo['extra_mib']:.0f}" if "extra_mib" in mo else mo["error"]
             fc = f"{mc['extra_mib']:.0f}" if "extra_mib" in mc else mc["error"]
             ratio = f"{mo['extra_mib'] / mc['extra_mib']:.2f}" if "extra_mib" in mo and "extra_mib" in mc else "n/a"

@@ -39,27 +39,30 @@ class ModelSnapshot:
         self.params = list(model.parameters())
         self.requires_grad = [p.requires_grad for p in self.params]
         self.param_versions = [p._version for p in self.params]
-        self.buffers: list[tuple[nn.Module, str, torch.Tensor | None, torch.Tensor | None]] = []
+        # (module, name, buffer, its version counter, a copy): a buffer written in place
+        # bumps its version, so restore() compares and copies back only those.
+        self.buffers: list[tuple[nn.Module, str, torch.Tensor | None, int, torch.Tensor | None]] = []
         for m in self.modules:
             for name, buf in m._buffers.items():
                 copy = None if buf is None else buf.detach().clone()
-                self.buffers.append((m, name, buf, copy))
+                self.buffers.append((m, name, buf, -1 if buf is None else buf._version, copy))
         self.hooks = [
             {attr: set(getattr(m, attr, {}).keys()) for attr in _HOOK_DICTS} for m in self.modules
         ]
 
     def restore(self) -> None:
         with torch.no_grad():
-            for m, name, buf, copy in self.buffers:
+            for m, name, buf, version, copy in self.buffers:
                 if m._buffers.get(name) is not buf:
                     m._buffers[name] = buf
-                if buf is not None and copy is not None and not torch.equal(buf, copy):
+                if buf is not None and copy is not None and buf._version != version and not torch.equal(buf, copy):
                     buf.copy_(copy)
         for p, flag in zip(self.params, self.requires_grad):
             if p.requires_grad != flag:
                 p.requires_grad_(flag)
         for m, flag in zip(self.modules, self.training):
-            m.training = flag
+            if m.training != flag:
+                m.__dict__["training"] = flag
         for m, keys in zip(self.modules, self.hooks):
             for attr, before in keys.items():
                 d = getattr(m, attr, None)
@@ -92,7 +95,8 @@ def model_guard(model: nn.Module, *, method: str = "explanation") -> Iterator[nn
             stacklevel=4,
         )
     try:
-        model.eval()
+        for m in snap.modules:  # model.eval(), without Module.__setattr__ per module
+            m.__dict__["training"] = False
         for p in snap.params:
             p.requires_grad_(False)
         yield model
