@@ -109,12 +109,15 @@ def rows_needed(method: str, batch: int, n_samples: int) -> int:
 
 
 # -- timing ------------------------------------------------------------------------------
-def timed(fn, repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
+def timed(fn, repeat: int, min_total: float = 1.0, max_runs: int = 30) -> float:
+    """Best of at least ``repeat`` runs, repeated until ``min_total`` seconds have passed
+    (at most ``max_runs``): millisecond calls need many runs on a shared CPU."""
+    best, total, runs = float("inf"), 0.0, 0
+    while runs < repeat or (total < min_total and runs < max_runs):
         t0 = time.perf_counter()
         fn()
-        best = min(best, time.perf_counter() - t0)
+        dt = time.perf_counter() - t0
+        best, total, runs = min(best, dt), total + dt, runs + 1
     return best
 
 
@@ -291,7 +294,7 @@ def main() -> None:
         f"Measured {time.strftime('%Y-%m-%d')} on {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} CPU cores, torch {torch.__version__}, torch threads {torch.get_num_threads()}; "
         f"batch 8; ResNet-18 at {'64' if args.quick else '224'}x{'64' if args.quick else '224'}, "
-        f"shapes-cnn at 64x64; best of {args.repeat} after a two-sample warm-up; SmoothGrad with {args.n_samples} samples.\n\n"
+        f"shapes-cnn at 64x64; best of at least {args.repeat} runs (more, up to 30, until 1 s has passed) after a two-sample warm-up; SmoothGrad with {args.n_samples} samples.\n\n"
         f"Command: `python bench/bench_gradient.py {' '.join(sys.argv[1:])}`\n"
     )
     text = header + "\n### Time\n\n" + "\n".join(lines) + "\n\n### Integrated gradients (50 steps), peak extra memory\n\n" + "\n".join(mem_lines) + "\n"
