@@ -32,7 +32,11 @@ test-fast: $(TSTAMP)
 	$(PY) -m pytest -n 2 -m "not slow"
 
 bench: $(TSTAMP)
-	$(PY) bench/bench_gradient.py --out docs/bench-gradient.md
+	$(PIP) install -q -c constraints.txt -e '.[bench]'
+	$(PY) bench/bench_gradient.py --repeat 2 --out docs/bench-gradient.md
+	$(PY) bench/bench_perturbation.py --out docs/bench-perturbation.md
+	$(PY) bench/bench_shapley.py --out docs/bench-shapley.md
+	$(PY) bench/bench_incremental.py --out docs/bench-incremental.md
 
 clean:
 	rm -rf $(VENV) reports build src/*.egg-info
