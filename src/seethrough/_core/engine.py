@@ -66,22 +66,26 @@ def _call_model(model: nn.Module, x: Tensor) -> Tensor:
     return out
 
 
-def forward_scores(model: nn.Module, x: Tensor, target: Target, samples: Tensor) -> Tensor:
-    """Scores of ``target`` on ``x`` without gradients (for completeness checks, ...)."""
+def forward_scores(
+    model: nn.Module, x: Tensor, target: Target, samples: Tensor, *, module: nn.Module | None = None
+) -> Tensor:
+    """Scores of ``target`` on ``x`` without gradients. For a target on a layer, the
+    forward pass stops at that layer (``module``: the layer, if already resolved); the
+    target is scored after the capture hook is gone."""
     store: dict = {}
-    with torch.no_grad(), ExitStack() as stack:
-        act = None
-        if target.layer is not None:
-            from .layers import resolve_layer
+    if target.layer is not None and module is None:
+        from .layers import resolve_layer
 
-            _, mod = resolve_layer(model, target.layer)
-            stack.enter_context(capture_activation(mod, store, stop=True))
-        try:
-            out = _call_model(model, x.clone())
-        except StopForward:
-            out = None
-        act = store.get("act")
-        return target.score(out, samples, act).detach()
+        module = resolve_layer(model, target.layer)[1]
+    with torch.no_grad():
+        with ExitStack() as stack:
+            if module is not None:
+                stack.enter_context(capture_activation(module, store, stop=True))
+            try:
+                out = _call_model(model, x.clone())
+            except StopForward:
+                out = None
+        return target.score(out, samples, store.get("act")).detach()
 
 
 class GradientRunner:

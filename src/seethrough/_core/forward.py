@@ -19,8 +19,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .batching import Batching
-from .engine import _call_model
-from .hooks import StopForward, capture_activation
+from .engine import _call_model, forward_scores
 from .layers import resolve_layer
 from .targets import Target
 
@@ -62,19 +61,9 @@ class ForwardRunner:
         self.n_evaluations = 0
 
     def score(self, x: Tensor, samples: Tensor) -> Tensor:
-        store: dict = {}
-        with torch.no_grad():
-            if self.target_module is not None:
-                with capture_activation(self.target_module, store, stop=True, key="t"):
-                    try:
-                        out = _call_model(self.model, x.clone())
-                    except StopForward:
-                        out = None
-            else:
-                out = _call_model(self.model, x.clone())
-            s = self.target.score(out, samples, store.get("t"))
+        s = forward_scores(self.model, x, self.target, samples, module=self.target_module)
         self.n_evaluations += x.shape[0]
-        return s.detach()
+        return s
 
     def _candidates(self, x_row: Tensor, n_rows: int) -> tuple[tuple, list[int]]:
         key = (tuple(x_row.shape[1:]), x_row.dtype, str(x_row.device))
