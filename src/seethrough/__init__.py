@@ -133,10 +133,13 @@ __all__ = [
 ]
 
 
+_SUBPACKAGES = ("zoo", "data", "report", "attribution", "cli", "evaluation", "featurevis", "atlas", "concepts", "influence")
+
+
 def __getattr__(name: str):
-    # Subpackages with heavier imports load on first use: st.zoo, st.data, st.report.
+    # Subpackages with heavier imports load on first use: st.zoo, st.data, st.report, st.evaluation, ...
     import importlib
 
-    if name in ("zoo", "data", "report", "attribution", "cli"):
+    if name in _SUBPACKAGES:
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'seethrough' has no attribute {name!r}")

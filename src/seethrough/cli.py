@@ -11,6 +11,7 @@ Library errors (bad input, unknown names) exit with status 2 and a one-line mess
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -18,6 +19,12 @@ from typing import Sequence
 from ._core.errors import SeethroughError
 
 __all__ = ["main", "build_parser"]
+
+
+# Subcommands that live beside their feature. Each module has ``register(sub)``, which adds its
+# parser and sets ``handler=<function(args) -> int>`` with ``set_defaults``. Keep one module a line.
+_SUBCOMMAND_MODULES: tuple[str, ...] = (
+)
 
 
 def _floats(text: str) -> list[float]:
@@ -95,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("methods", help="list the attribution methods")
     sub.add_parser("models", help="list the bundled models")
+    for module in _SUBCOMMAND_MODULES:
+        importlib.import_module(module, __package__).register(sub)
     return p
 
 
@@ -164,7 +173,8 @@ def _cmd_models(args) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"demo": _cmd_demo, "explain": _cmd_explain, "methods": _cmd_methods, "models": _cmd_models}[args.command]
+    builtin = {"demo": _cmd_demo, "explain": _cmd_explain, "methods": _cmd_methods, "models": _cmd_models}
+    handler = builtin.get(args.command) or args.handler
     try:
         return handler(args)
     except SeethroughError as e:
