@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .._core.errors import InputError
+from .._core.errors import InputError, TargetError
 from .._core.result import Explanation, _freeze
 from .._core.targets import Predicted, Target, TargetLike, as_target
 
@@ -105,17 +105,24 @@ def _method_types():
 
 def resolve_target_indices(model: nn.Module, inputs: Tensor, target: TargetLike) -> Tensor | None:
     """Class index per sample for a class target (``None`` = predicted class), else None."""
+    from .._core.engine import _call_model
+    from .._core.state import model_guard
+
     t = as_target(target)
-    if isinstance(t, Predicted) or t is None:
-        with torch.no_grad():
-            out = model(inputs.clone())
-        if isinstance(out, (tuple, list)):
-            out = out[0]
+    n = inputs.shape[0]
+    if isinstance(t, Predicted):
+        with model_guard(model), torch.no_grad():
+            out = _call_model(model, inputs.clone())
         return out.reshape(out.shape[0], -1).argmax(dim=1).cpu()
     index = getattr(t, "index", None)
     if index is not None and isinstance(t, Target):
         idx = torch.as_tensor(index).reshape(-1)
-        return idx.expand(inputs.shape[0]).clone() if idx.numel() == 1 else idx.clone()
+        if idx.numel() not in (1, n):
+            raise TargetError(
+                f"got {idx.numel()} target indices for {n} inputs; give one int for all inputs "
+                f"or exactly one index per input"
+            )
+        return idx.expand(n).clone() if idx.numel() == 1 else idx.clone()
     return None
 
 
@@ -152,6 +159,21 @@ def resolve_maps(
     if not maps.dtype.is_floating_point:
         maps = maps.float()
     maps = maps.detach().to(inputs.device)
+    if inputs.dim() == 2:  # tabular (N, D): maps must be (N, D)
+        if tuple(maps.shape) != tuple(inputs.shape):
+            raise InputError(
+                f"{what} of shape {tuple(maps.shape)} do not match tabular inputs of shape "
+                f"{tuple(inputs.shape)}: give one value per feature, shaped {tuple(inputs.shape)}"
+            )
+        inputs_for_shape = inputs.unsqueeze(1)
+        maps = maps.unsqueeze(1)
+    else:
+        inputs_for_shape = inputs
+    _check_finite_nonzero(maps, inputs_for_shape, allow_zero=allow_zero, what=what)
+    return maps.squeeze(1) if inputs.dim() == 2 else maps
+
+
+def _check_finite_nonzero(maps: Tensor, inputs: Tensor, *, allow_zero: bool, what: str) -> None:
     n, spatial = inputs.shape[0], tuple(inputs.shape[2:])
     ok = (
         tuple(maps.shape) == tuple(inputs.shape)
@@ -178,7 +200,6 @@ def resolve_maps(
                 f"metric would measure nothing. Check the method (e.g. Grad-CAM's ReLU can zero a "
                 f"map whose evidence is all negative) or drop those samples"
             )
-    return maps
 
 
 def pixel_maps(maps: Tensor, inputs: Tensor, *, reduce: str = "sum") -> Tensor:
@@ -189,6 +210,8 @@ def pixel_maps(maps: Tensor, inputs: Tensor, *, reduce: str = "sum") -> Tensor:
     """
     if reduce not in _REDUCTIONS:
         raise InputError(f"unknown channel reduction {reduce!r}; choose one of {_REDUCTIONS}")
+    if inputs.dim() == 2:  # tabular: one value per feature already
+        return maps
     if maps.dim() == inputs.dim() - 1:
         return maps
     if reduce == "sum":
@@ -206,6 +229,15 @@ def check_masks(masks: Any, inputs: Tensor, *, what: str = "ground-truth masks")
     """Boolean evidence masks ``(N, *spatial)`` for ``inputs``; accepts ``(N, 1, *spatial)``
     and ``(N, C, *spatial)`` (a position is in the mask if any channel is)."""
     m = torch.as_tensor(masks)
+    if inputs.dim() == 2:  # tabular: one flag per feature
+        inputs = inputs.unsqueeze(1)
+        if m.dim() == 2:
+            m = m.unsqueeze(1)
+        return _check_masks(m, inputs, what)
+    return _check_masks(m, inputs, what)
+
+
+def _check_masks(m: Tensor, inputs: Tensor, what: str) -> Tensor:
     n, spatial = inputs.shape[0], tuple(inputs.shape[2:])
     if m.dim() == inputs.dim() and m.shape[0] == n and tuple(m.shape[2:]) == spatial:
         m = m.reshape(n, m.shape[1], *spatial).bool().any(dim=1)
