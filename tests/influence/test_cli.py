@@ -1,0 +1,81 @@
+"""``seethrough influence`` in-process: help, a run on the bundled model with the essence
+experiment and an HTML report, a tensor file with labels, and error exits."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+from seethrough.cli import main
+
+
+def test_help(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["influence", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for opt in ("--model", "--layer", "--class", "--vs", "--distribution", "--data", "--top", "--essence", "--html"):
+        assert opt in out
+
+
+@pytest.mark.slow
+def test_bundled_model_with_essence_and_html(tmp_path, capsys):
+    html = tmp_path / "r.html"
+    code = main([
+        "influence", "--model", "shapes-cnn", "--layer", "features.16", "--class", "triangle", "--vs", "square",
+        "--n", "40", "--top", "2", "--essence", "1,2", "--random-draws", "2", "--method", "saliency", "--html", str(html),
+    ])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    out = captured.out
+    assert "ClassDifference(2, 1)" in out and "the 10 instances of 'triangle'" in out
+    assert len(re.findall(r"^\s+[+-]\d\s+channel\s+\d+\s+influence", out, re.M)) == 4
+    assert "essence of 'triangle'" in out and re.search(r"^\s+all\s+\d\.\d{3}", out, re.M)
+    text = html.read_text()
+    assert text.count("<img") >= 4 and "Essence" in text and "<script" not in text
+
+
+def test_tensor_file_point_and_path(tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    from seethrough.testing import TinyCNN, seeded
+
+    model = seeded(TinyCNN)
+    weights, data, labels = tmp_path / "w.safetensors", tmp_path / "x.safetensors", tmp_path / "y.safetensors"
+    save_file(model.state_dict(), str(weights))
+    g = torch.Generator().manual_seed(0)
+    save_file({"x": torch.rand(8, 3, 16, 16, generator=g)}, str(data))
+    save_file({"y": torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])}, str(labels))
+    base = ["influence", "--model", "seethrough.testing.models:TinyCNN", "--weights", str(weights),
+            "--data", str(data), "--labels", str(labels), "--layer", "features.3", "--class", "2", "--top", "2"]
+    assert main(base + ["--distribution", "point", "--index", "6"]) == 0
+    out = capsys.readouterr().out
+    assert "over point: instance #6 (label 2)" in out
+    assert main(base + ["--distribution", "path", "--steps", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "over path: instance #2 (label 2)" in out  # the first instance of the class
+
+
+@pytest.mark.parametrize(
+    "extra,words",
+    [
+        (["--class", "hexagon"], ["cannot read --class 'hexagon'", "circle"]),
+        (["--class", "7"], ["out of range"]),
+        (["--class", "0", "--layer", "features.99"], ["unknown layer", "closest names"]),
+        (["--class", "0", "--essence", "1,x"], ["--essence"]),
+        (["--class", "0", "--essence", "500"], ["k=500 is larger than the 128 channels"]),
+        (["--class", "0", "--top", "129"], ["k=129 is larger than the 128 channels"]),
+        (["--class", "0", "--data", "no_such_file.npy"], ["neither 'shapes', 'mnist' nor an existing tensor file"]),
+    ],
+)
+def test_errors_exit_2_with_one_line(extra, words, capsys):
+    args = ["influence", "--model", "shapes-cnn", "--layer", "features.16", "--n", "8"]
+    if "--layer" in extra:
+        args = ["influence", "--model", "shapes-cnn", "--n", "8"]
+    assert main(args + extra) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("seethrough: error:")
+    for w in words:
+        assert w in err
