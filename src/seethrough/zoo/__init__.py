@@ -99,6 +99,18 @@ _REGISTRY: dict[str, _Spec] = {
             "accuracy drops on clean images (see metrics)."
         ),
     ),
+    "shapes-cnn-random-labels": _Spec(
+        architecture="ShapesCNN",
+        factory=lambda: ShapesCNN(num_classes=len(_SHAPE_CLASSES)),
+        classes=_SHAPE_CLASSES,
+        input_shape=(3, 64, 64),
+        default_cam_layer=ShapesCNN.default_cam_layer,
+        description=(
+            "ShapesCNN trained on 1,000 make_shapes images with randomly permuted labels, for the "
+            "data randomization sanity check: it memorised its training labels (train accuracy in "
+            "metrics) and knows nothing of shapes (test accuracy at chance, 0.25)."
+        ),
+    ),
     "mnist-cnn": _Spec(
         architecture="MnistCNN",
         factory=lambda: MnistCNN(num_classes=10),

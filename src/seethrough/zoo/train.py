@@ -328,6 +328,12 @@ ZOO_RECIPES: dict[str, tuple[Callable[..., tuple[nn.Module, dict[str, Any]]], di
         dict(n_train=20000, n_test=2000, epochs=2, seed=1, shortcut=True, shortcut_prob=1.0),
         dict(n_train=256, n_test=128, epochs=3, seed=1, shortcut=True, batch_size=32),
     ),
+    # Memorising random labels needs many passes over few images (and no weight decay).
+    "shapes-cnn-random-labels": (
+        train_shapes,
+        dict(n_train=1000, n_test=2000, epochs=80, seed=2, permute_labels=True, weight_decay=0.0),
+        dict(n_train=128, n_test=64, epochs=2, seed=2, permute_labels=True, weight_decay=0.0, batch_size=32),
+    ),
     "mnist-cnn": (
         train_mnist,
         dict(epochs=20, seed=0),
