@@ -1,0 +1,394 @@
+"""The trust report: every metric for every method on one model and data set, with the
+randomization curves, example maps and a ranking per metric family.
+
+    report = trust_report(model, images, ["saliency", "integrated_gradients", "gradcam"],
+                          masks=evidence_masks, layer="features.16")
+    report.save("trust.html")
+    report.table()          # one dict per method: metric -> mean value
+
+Every method explains the same target: by default the class the model predicts on each input,
+fixed once before any method runs (also for the randomized models of the sanity check).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .._core.errors import ConfigError, InputError, SeethroughError
+from .._core.result import Explanation
+from .._core.state import model_guard
+from .._core.validation import check_inputs
+from ._common import MetricResult, check_masks, resolve_target_indices
+from .registry import METRIC_FAMILIES, MetricSpec, select_metrics
+
+__all__ = ["TrustReport", "trust_report", "method_factory"]
+
+MethodLike = Any  # a registry name, an Attribution, or a callable model -> Attribution
+
+
+def _layer_name(model: nn.Module, module: nn.Module) -> str | None:
+    for name, m in model.named_modules():
+        if m is module:
+            return name
+    return None
+
+
+def _rebind(method, original: nn.Module, model: nn.Module):
+    """A copy of ``method`` bound to ``model`` (a copy of ``original``); layers given as
+    modules are re-addressed by their name, nested methods (SmoothGrad's) are rebound too."""
+    from ..attribution._base import Attribution
+
+    new = copy.copy(method)
+    new.model = model
+    for key, value in list(vars(new).items()):
+        if isinstance(value, Attribution):
+            setattr(new, key, _rebind(value, original, model))
+        elif isinstance(value, nn.Module) and value is not original and key != "model":
+            name = _layer_name(original, value)
+            if name is not None:
+                setattr(new, key, name)
+    return new
+
+
+def method_factory(method: MethodLike, model: nn.Module, *, layer=None) -> tuple[str, Callable[[nn.Module], Any]]:
+    """``(name, factory)`` where ``factory(m)`` builds the method on model ``m``: from a
+    registry name (with ``layer`` for layer methods), an Attribution bound to ``model``, or
+    a callable ``m -> Attribution``."""
+    from ..attribution._base import Attribution
+    from ..attribution.registry import build_method, get_method
+
+    if isinstance(method, str):
+        spec = get_method(method)
+        layer_arg = layer if spec.needs_layer else None
+        if spec.needs_layer and layer is None:
+            raise ConfigError(f"method {spec.name!r} needs a layer: pass layer= (e.g. the last conv layer)")
+        return spec.name, lambda m: build_method(spec.name, m, layer=layer_arg)
+    if isinstance(method, Attribution):
+        if method.model is not model:
+            raise InputError(
+                f"the {type(method).__name__} passed is bound to another model; build it on the "
+                f"model being evaluated or pass its registry name"
+            )
+        return method.name, lambda m: method if m is model else _rebind(method, model, m)
+    if callable(method):
+        probe = method(model)
+        if not isinstance(probe, Attribution):
+            raise InputError(
+                f"a method factory must return a seethrough Attribution, got {type(probe).__name__}"
+            )
+        return probe.name, method
+    raise InputError(
+        f"cannot use {type(method).__name__} as a method: give a registry name (see "
+        f"'seethrough methods'), an Attribution, or a callable model -> Attribution"
+    )
+
+
+#: Settings the trust report uses instead of a metric's own defaults, and why.
+REPORT_DEFAULTS: dict[str, dict[str, Any]] = {"deletion": {"baseline": "blur"}}
+REPORT_DEFAULT_REASONS = {
+    "deletion": "deleting to black leaves the object's silhouette and scatters out-of-distribution "
+    "black pixels, so on the bundled shapes data a random map scored close to integrated gradients; "
+    "deleting to the blurred image separates them (docs/evaluation-faithfulness.md)",
+}
+
+
+def _ranks(values: Mapping[str, float], higher_is_better: bool) -> dict[str, float]:
+    """Rank 1 = best; ties share their mean rank; NaN ranks last."""
+    names = list(values)
+    v = np.array([values[n] for n in names], dtype=float)
+    key = np.where(np.isnan(v), np.inf, -v if higher_is_better else v)
+    order = np.argsort(key, kind="stable")
+    ranks = np.empty(len(v))
+    ranks[order] = np.arange(1, len(v) + 1)
+    for val in np.unique(key):
+        same = key == val
+        ranks[same] = ranks[same].mean()
+    return {n: float(r) for n, r in zip(names, ranks)}
+
+
+@dataclass(frozen=True, eq=False)
+class TrustReport:
+    """Every metric for every method, with the sanity-check curves and example maps.
+
+    Attributes
+    ----------
+    methods: method names in the order given.
+    metrics: the metric specs that were run, in family order.
+    results: ``results[method][metric]`` is a :class:`MetricResult`.
+    failures: ``failures[method][metric]`` says why a value is missing (an error the metric
+        raised on this method's maps, or the time budget).
+    explanations: the maps each method produced on the inputs.
+    sanity: ``sanity[method]`` the model-randomization result (curves per layer), when run.
+    data_randomization: ``data_randomization[method]``, when a random-label model was given.
+    rankings: ``rankings[family][method]`` the mean rank (1 = best) over the family's metrics.
+    """
+
+    title: str
+    methods: tuple[str, ...]
+    metrics: tuple[MetricSpec, ...]
+    results: Mapping[str, Mapping[str, MetricResult]]
+    failures: Mapping[str, Mapping[str, str]]
+    explanations: Mapping[str, Explanation]
+    inputs: Tensor
+    masks: Tensor | None
+    target_indices: Tensor | None
+    sanity: Mapping[str, Any] = field(default_factory=dict)
+    data_randomization: Mapping[str, Any] = field(default_factory=dict)
+    rankings: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    class_names: tuple[str, ...] | None = None
+    notes: tuple[str, ...] = ()
+    seconds: float = 0.0
+
+    def value(self, method: str, metric: str) -> float:
+        r = self.results.get(method, {}).get(metric)
+        return float("nan") if r is None else r.mean
+
+    def table(self) -> list[dict[str, Any]]:
+        """One row per method: ``{"method": name, metric: mean value, ...}`` (NaN where missing)."""
+        return [{"method": m, **{s.name: self.value(m, s.name) for s in self.metrics}} for m in self.methods]
+
+    def best(self, metric: str) -> str:
+        spec = next((s for s in self.metrics if s.name == metric), None)
+        if spec is None:
+            raise ConfigError(f"metric {metric!r} was not run; run: {[s.name for s in self.metrics]}")
+        ranks = _ranks({m: self.value(m, metric) for m in self.methods}, spec.higher_is_better)
+        return min(ranks, key=ranks.get)
+
+    # -- rendering -------------------------------------------------------------------------
+    def to_html(self) -> str:
+        return self._report().render()
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return self._report().save(path)
+
+    def _report(self):
+        from ..report.html import HtmlReport
+        from . import randomization as rnd
+
+        rep = HtmlReport(self.title)
+        n = self.inputs.shape[0]
+        rep.add_paragraph(
+            f"{len(self.methods)} methods on {n} inputs; every map explains "
+            + ("the predicted class of each input (fixed before any method ran)." if self.target_indices is not None
+               else "the target given.")
+            + f" Computed in {self.seconds:.1f} s."
+        )
+        for note in self.notes:
+            rep.add_paragraph(note)
+        rep.add_heading("Ranking per metric family")
+        fams = [f for f in METRIC_FAMILIES if f in self.rankings]
+        rep.add_paragraph(
+            "Mean rank of each method over the metrics of a family (1 = best; each metric ranks "
+            "the methods by its own direction)."
+        )
+        rep.add_table([{"method": m, **{f: self.rankings[f].get(m, float('nan')) for f in fams}} for m in self.methods])
+
+        rep.add_heading("Every metric")
+        header = ["metric", "family", "better"] + list(self.methods)
+        rows = []
+        for s in self.metrics:
+            row = [s.name, s.family, "higher" if s.higher_is_better else "lower"]
+            for m in self.methods:
+                r = self.results.get(m, {}).get(s.name)
+                if r is None:
+                    row.append("—")
+                else:
+                    row.append(f"{r.mean:.4g} ± {r.std:.2g}" if r.values.numel() > 1 else f"{r.mean:.4g}")
+            rows.append(row)
+        rep.add_table(rows, header, caption="mean ± standard deviation over the inputs")
+        rep.add_table([(s.name, s.summary) for s in self.metrics], ["metric", "definition"])
+        fails = [(m, k, why) for m, d in self.failures.items() for k, why in d.items()]
+        if fails:
+            rep.add_heading("Missing values", level=3)
+            rep.add_table(fails, ["method", "metric", "why"])
+
+        if self.sanity:
+            rep.add_heading("Sanity check: cascading model-parameter randomization")
+            for name, res in self.sanity.items():
+                rep.add_figure(rnd.plot_randomization_curves(res), caption=f"{name}: {res.verdict_text()}")
+        if self.data_randomization:
+            rep.add_heading("Sanity check: data randomization")
+            rows = []
+            for name, res in self.data_randomization.items():
+                rows.append([name, res.verdict_text()])
+            rep.add_table(rows, ["method", "verdict"])
+
+        rep.add_heading("Example maps")
+        preds = None
+        if self.target_indices is not None:
+            preds = self.target_indices
+        rep.add_method_grid(
+            self.inputs,
+            dict(self.explanations),
+            masks=self.masks,
+            predictions=preds,
+            class_names=list(self.class_names) if self.class_names else None,
+            indices=list(range(min(n, 6))),
+        )
+        return rep
+
+
+def trust_report(
+    model: nn.Module,
+    inputs: Tensor,
+    methods: Sequence[MethodLike],
+    *,
+    target=None,
+    masks: Any = None,
+    layer=None,
+    metrics: Sequence[str] | None = None,
+    families: Sequence[str] | None = None,
+    metric_settings: Mapping[str, Mapping[str, Any]] | None = None,
+    randomization: bool = True,
+    random_label_model: nn.Module | None = None,
+    class_names: Sequence[str] | None = None,
+    time_budget: float | None = None,
+    max_samples: int | None = None,
+    batching=None,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+    title: str = "seethrough trust report",
+) -> TrustReport:
+    """Evaluate ``methods`` on ``model`` and ``inputs`` with every applicable metric.
+
+    ``masks``: ground-truth evidence masks ``(N, H, W)``; localization metrics run only with
+    them. ``metrics``/``families`` choose a subset (default: all that apply).
+    ``metric_settings``: per-metric keyword arguments, e.g. ``{"deletion": {"steps": 32}}``.
+    ``randomization``: run the cascading model-parameter randomization check (curves in the
+    report). ``random_label_model``: the same architecture trained on permuted labels, for
+    the data randomization check. ``time_budget`` (seconds) stops starting new metric
+    computations once spent (what was skipped is listed); ``max_samples`` uses only the first
+    inputs. ``progress`` receives one line per step.
+    """
+    from . import randomization as rnd
+
+    t0 = time.perf_counter()
+    x = check_inputs(model, inputs)
+    if max_samples is not None:
+        if max_samples < 1:
+            raise ConfigError(f"max_samples must be at least 1, got {max_samples}")
+        x = x[:max_samples]
+    if masks is not None:
+        masks = check_masks(torch.as_tensor(masks)[: x.shape[0]], x)
+    if not methods:
+        raise ConfigError("give at least one method (e.g. ['saliency', 'integrated_gradients'])")
+    if time_budget is not None and time_budget <= 0:
+        raise ConfigError(f"time_budget must be positive seconds, got {time_budget}")
+    specs = select_metrics(metrics, families=families, have_masks=masks is not None)
+    settings = {k: dict(v) for k, v in (metric_settings or {}).items()}
+    unknown = set(settings) - {s.name for s in specs}
+    if unknown:
+        raise ConfigError(f"metric_settings for metrics that are not run: {sorted(unknown)}")
+    notes: list[str] = []
+    for name, defaults in REPORT_DEFAULTS.items():
+        if any(s.name == name for s in specs):
+            changed = {k: v for k, v in defaults.items() if k not in settings.get(name, {})}
+            if changed:
+                settings[name] = {**changed, **settings.get(name, {})}
+                notes.append(f"{name} runs with {changed} in this report ({REPORT_DEFAULT_REASONS[name]}).")
+    say = progress or (lambda _s: None)
+
+    with model_guard(model):
+        target_indices = resolve_target_indices(model, x, target)
+    fixed_target = target_indices if target_indices is not None else target
+
+    factories: dict[str, Callable] = {}
+    for m in methods:
+        name, factory = method_factory(m, model, layer=layer)
+        if name in factories:
+            name = f"{name}-{len(factories)}"
+        factories[name] = factory
+
+    def over_budget() -> bool:
+        return time_budget is not None and time.perf_counter() - t0 > time_budget
+
+    results: dict[str, dict[str, MetricResult]] = {n: {} for n in factories}
+    failures: dict[str, dict[str, str]] = {n: {} for n in factories}
+    explanations: dict[str, Explanation] = {}
+    sanity: dict[str, Any] = {}
+    data_rand: dict[str, Any] = {}
+
+    for name, factory in factories.items():
+        method = factory(model)
+        if over_budget():
+            failures[name] = {s.name: "time budget spent" for s in specs}
+            continue
+        say(f"{name}: maps")
+        explanations[name] = method.attribute(x, target=fixed_target)
+        for spec in specs:
+            if over_budget():
+                failures[name][spec.name] = "time budget spent"
+                continue
+            say(f"{name}: {spec.name}")
+            source = method if "method" in spec.needs else explanations[name]
+            kwargs = dict(settings.get(spec.name, {}))
+            if "masks" in spec.needs:
+                kwargs["masks"] = masks
+            if spec.family == "randomization":
+                kwargs.setdefault("method_factory", factory)
+            if spec.name == "model_randomization" and randomization and not (set(kwargs) - {"method_factory"}):
+                # The curves below run the same cascade with every measure: read the metric off it.
+                try:
+                    sanity[name] = rnd.ModelRandomizationCheck(factory, mode="cascading", seed=seed).run(
+                        model, x, target=fixed_target)
+                    results[name][spec.name] = rnd.randomization_metric(sanity[name])
+                except SeethroughError as e:
+                    failures[name][spec.name] = f"{type(e).__name__}: {e}"
+                continue
+            try:
+                results[name][spec.name] = spec.fn(
+                    model, x, source, target=fixed_target, batching=batching, seed=seed, **kwargs
+                )
+            except SeethroughError as e:
+                failures[name][spec.name] = f"{type(e).__name__}: {e}"
+        if randomization and name not in sanity and not over_budget():
+            say(f"{name}: randomization curves")
+            check = rnd.ModelRandomizationCheck(factory, mode="cascading", seed=seed)
+            sanity[name] = check.run(model, x, target=fixed_target)
+        if random_label_model is not None and not over_budget():
+            say(f"{name}: data randomization")
+            data_rand[name] = rnd.data_randomization_check(factory, model, random_label_model, x, target=fixed_target, seed=seed)
+
+    if time_budget is not None and over_budget():
+        notes.append(f"The time budget of {time_budget:g} s was spent; the missing values are listed below.")
+
+    rankings: dict[str, dict[str, float]] = {}
+    names = list(factories)
+    for fam in METRIC_FAMILIES:
+        fam_specs = [s for s in specs if s.family == fam]
+        per_metric = []
+        for s in fam_specs:
+            vals = {m: (results[m][s.name].mean if s.name in results[m] else float("nan")) for m in names}
+            if all(np.isnan(v) for v in vals.values()):
+                continue
+            per_metric.append(_ranks(vals, s.higher_is_better))
+        if per_metric:
+            rankings[fam] = {m: float(np.mean([r[m] for r in per_metric])) for m in names}
+
+    return TrustReport(
+        title=title,
+        methods=tuple(names),
+        metrics=tuple(specs),
+        results={k: dict(v) for k, v in results.items()},
+        failures={k: dict(v) for k, v in failures.items() if v},
+        explanations=explanations,
+        inputs=x.detach().cpu(),
+        masks=None if masks is None else masks.cpu(),
+        target_indices=target_indices,
+        sanity=sanity,
+        data_randomization=data_rand,
+        rankings=rankings,
+        class_names=tuple(class_names) if class_names else None,
+        notes=tuple(notes),
+        seconds=time.perf_counter() - t0,
+    )
