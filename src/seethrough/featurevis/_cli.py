@@ -1,0 +1,83 @@
+"""``seethrough featurevis``: render the channels of a layer to PNGs and an HTML page."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .._core.errors import ConfigError
+from ..cli import _floats
+
+__all__ = ["register"]
+
+
+def _channels(text: str | None) -> list[int] | None:
+    if text is None or text.strip() == "all":
+        return None
+    try:
+        out = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"cannot read --channels {text!r}: give comma-separated indices (0,1,5) or 'all'")
+    if not out:
+        raise ConfigError("--channels is empty: give comma-separated indices (0,1,5) or 'all'")
+    return out
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "featurevis",
+        help="render images that maximise the channels of a layer (feature visualization)",
+        description="Optimise one image per channel of a layer so that it excites that channel; "
+        "write them as PNGs and an HTML page (index.html) into --out.",
+    )
+    p.add_argument("--model", required=True, help="bundled name, TorchScript file, or package.module:factory")
+    p.add_argument("--weights", help="state dict for a factory model: .safetensors or a torch file (weights only)")
+    p.add_argument("--layer", required=True, help="dotted layer name (see model.named_modules())")
+    p.add_argument("--channels", default="all", help="comma-separated channel indices, or 'all' (default)")
+    p.add_argument("--steps", type=int, default=256, help="optimisation steps (default: 256)")
+    p.add_argument("--size", type=int, help="image size (default: the bundled model's, else 64)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--param", choices=("fft", "pixel"), default="fft", help="image parameterization (default: fft)")
+    p.add_argument("--lr", type=float, default=0.05, help="Adam learning rate (default: 0.05)")
+    p.add_argument("--batch-size", type=int, help="images optimised together (default: automatic)")
+    p.add_argument("--input-range", type=_floats, help="the model's input range lo,hi (default: 0,1)")
+    p.add_argument("--mean", type=_floats, help="per-channel mean of the model's input normalisation")
+    p.add_argument("--std", type=_floats, help="per-channel std of the model's input normalisation")
+    p.add_argument("--out", default="reports/featurevis", help="output folder (default: reports/featurevis)")
+    p.set_defaults(handler=_run)
+
+
+def _run(args) -> int:
+    from .. import zoo
+    from ..report.html import HtmlReport
+    from ..zoo.loading import load_model
+    from ._report import add_visualization
+    from .render import FeatureVisualizer
+
+    model = load_model(args.model, args.weights)
+    mean, std = args.mean, args.std
+    if args.model in zoo.available() and mean is None and std is None and args.input_range is None:
+        info = zoo.info(args.model)
+        mean, std = list(info.mean), list(info.std)
+    if args.batch_size is not None and args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+
+    def progress(msg: str) -> None:
+        print(f"  {msg}", file=sys.stderr, flush=True)
+
+    fv = FeatureVisualizer(
+        model, param=args.param, steps=args.steps, lr=args.lr, size=args.size, seed=args.seed,
+        input_range=args.input_range, mean=mean, std=std,
+    )
+    vis = fv.visualize_channels(args.layer, _channels(args.channels), batching=args.batch_size, progress=progress)
+    out = Path(args.out)
+    paths = vis.save_pngs(out)
+    report = HtmlReport(f"Feature visualization: {args.model}, layer {vis.layer}")
+    report.add_paragraph(
+        f"One image per channel of layer {vis.layer!r}, optimised to maximise the channel's mean "
+        f"activation (input space: {vis.settings['input_space']})."
+    )
+    add_visualization(report, vis, src=[p.name for p in paths])
+    index = report.save(out / "index.html")
+    print(f"{len(paths)} images and {index.name} written to {out.resolve()}")
+    return 0
