@@ -24,6 +24,12 @@ __all__ = ["main", "build_parser"]
 # Subcommands that live beside their feature. Each module has ``register(sub)``, which adds its
 # parser and sets ``handler=<function(args) -> int>`` with ``set_defaults``. Keep one module a line.
 _SUBCOMMAND_MODULES: tuple[str, ...] = (
+    ".featurevis._cli",
+    ".atlas._cli",
+    ".evaluation._cli",
+    ".influence._cli",
+    ".evaluation.randomization",
+    ".concepts._cli",
 )
 
 
