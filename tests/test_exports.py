@@ -122,10 +122,120 @@ ATTRIBUTION_ALL = [
 ]
 
 
+# Subpackages that are not re-exported at the top level (``seethrough.<name>``).
+SUBPACKAGE_ALL = {
+    "seethrough.evaluation": [
+        "METRIC_FAMILIES",
+        "MetricResult",
+        "MetricSpec",
+        "ModelRandomizationCheck",
+        "SanityResult",
+        "TrustReport",
+        "avg_sensitivity",
+        "check_masks",
+        "compare_maps",
+        "data_randomization_check",
+        "deletion",
+        "effective_complexity",
+        "entropy_complexity",
+        "faithfulness_correlation",
+        "get_metric",
+        "hog_similarity",
+        "infidelity",
+        "insertion",
+        "mask_iou",
+        "max_sensitivity",
+        "metric_names",
+        "metrics",
+        "model_randomization",
+        "noisy_linear_imputation",
+        "pixel_maps",
+        "plot_randomization_curves",
+        "plot_randomization_examples",
+        "pointing_game",
+        "randomization_layers",
+        "region_perturbation",
+        "relevance_mass_accuracy",
+        "relevance_rank_accuracy",
+        "resolve_maps",
+        "road",
+        "similarity_names",
+        "sparseness",
+        "spearman",
+        "spearman_abs",
+        "ssim",
+        "trust_report",
+    ],
+    "seethrough.featurevis": [
+        "Blur",
+        "Channel",
+        "ClassLogit",
+        "ColorDecorrelation",
+        "Compose",
+        "DeepDream",
+        "Direction",
+        "Diversity",
+        "FeatureVisualization",
+        "FeatureVisualizer",
+        "ImageParam",
+        "InputSpace",
+        "Jitter",
+        "L1",
+        "L2",
+        "Neuron",
+        "Objective",
+        "Pad",
+        "RandomRotate",
+        "RandomScale",
+        "StepRandom",
+        "TotalVariation",
+        "Transform",
+        "render",
+        "standard_transforms",
+        "visualize_channels",
+    ],
+    "seethrough.atlas": [
+        "Atlas",
+        "AtlasBuild",
+        "DatasetExamples",
+        "DatasetSource",
+        "FolderSource",
+        "ImageSource",
+        "ReceptiveField",
+        "TensorSource",
+        "UnitExamples",
+        "as_source",
+        "model_fingerprint",
+        "open_source",
+        "select_layers",
+    ],
+    "seethrough.influence": [
+        "ClassComparison",
+        "ClassInfluence",
+        "DISTRIBUTIONS",
+        "EssenceExperiment",
+        "EssenceResult",
+        "InfluenceResult",
+        "InternalInfluence",
+        "NeuronMaps",
+        "NeuronVisualization",
+        "TopNeurons",
+        "balanced_accuracy_threshold",
+        "class_vs_rest",
+        "influence_section",
+        "plot_comparison",
+        "plot_essence",
+        "plot_influence",
+        "plot_neuron_maps",
+    ],
+}
+
+
 @pytest.mark.parametrize(
     "module,frozen",
-    [(seethrough, SEETHROUGH_ALL), (seethrough.attribution, ATTRIBUTION_ALL)],
-    ids=["seethrough", "seethrough.attribution"],
+    [(seethrough, SEETHROUGH_ALL), (seethrough.attribution, ATTRIBUTION_ALL)]
+    + [(importlib.import_module(name), names) for name, names in SUBPACKAGE_ALL.items()],
+    ids=["seethrough", "seethrough.attribution", *SUBPACKAGE_ALL],
 )
 def test_all_is_frozen(module, frozen):
     assert frozen == sorted(frozen), "keep the frozen list sorted"
@@ -135,7 +245,7 @@ def test_all_is_frozen(module, frozen):
     assert not added and not removed, f"public API changed: added {added}, removed {removed}"
 
 
-@pytest.mark.parametrize("module", ["seethrough", "seethrough.attribution"])
+@pytest.mark.parametrize("module", ["seethrough", "seethrough.attribution", *SUBPACKAGE_ALL])
 def test_every_exported_name_resolves(module):
     mod = importlib.import_module(module)
     namespace: dict = {}

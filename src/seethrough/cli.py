@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--n-images", type=int, default=6, help="held-out images to explain (default: 6)")
     d.add_argument("--methods", default="all", help=f"comma-separated methods or 'all' (of: {', '.join(METHODS)})")
     d.add_argument("--seed", type=int, default=12345, help="seed of the held-out images")
+    d.add_argument("--maps-only", action="store_true",
+                   help="only the attribution maps (skip the trust reports, feature visualization, atlas, "
+                   "influence and concept sections)")
 
     e = sub.add_parser(
         "explain",
@@ -120,7 +123,8 @@ def _progress(name: str) -> None:
 def _cmd_demo(args) -> int:
     from .report.runs import demo_report
 
-    path = demo_report(args.out, n_images=args.n_images, methods=_methods(args.methods), seed=args.seed, progress=_progress)
+    path = demo_report(args.out, n_images=args.n_images, methods=_methods(args.methods), seed=args.seed,
+                       progress=_progress, model_sections=not args.maps_only)
     print(f"Report written to {path.resolve()}")
     return 0
 

@@ -184,3 +184,13 @@ def test_randomization_metric_read_off_the_curves_equals_the_metric(tiny):
     direct = model_randomization(model, x, st.Saliency(model), target=rep.target_indices, seed=2)
     assert torch.allclose(rep.results["saliency"]["model_randomization"].values, direct.values)
     assert "saliency" in rep.sanity
+
+
+def test_avg_sensitivity_shares_the_draws_of_max_sensitivity(tiny):
+    from seethrough.evaluation import avg_sensitivity
+
+    model, x, _ = tiny
+    rep = trust_report(model, x, ["saliency"], metrics=["max_sensitivity", "avg_sensitivity"], randomization=False,
+                       metric_settings={"max_sensitivity": {"n_samples": 4}, "avg_sensitivity": {"n_samples": 4}}, seed=3)
+    direct = avg_sensitivity(model, x, st.Saliency(model), target=rep.target_indices, n_samples=4, seed=3)
+    assert torch.allclose(rep.results["saliency"]["avg_sensitivity"].values, direct.values)

@@ -31,8 +31,7 @@ def atlas_section(
     """Build the atlas of ``shapes-cnn`` on 1,000 shapes images (top-9 examples, short
     feature visualisations) into ``out_dir/atlas/`` and add a section to ``report`` that
     links to it (a link relative to ``out_dir``, where the report is saved) and shows a
-    few units. Returns the atlas's ``index.html``. Without the feature-visualisation
-    package the atlas is built with dataset examples only."""
+    few units. Returns the atlas's ``index.html``."""
     import torch
 
     from .. import zoo
@@ -43,12 +42,7 @@ def atlas_section(
     atlas_dir = out_dir / "atlas"
     model = zoo.load("shapes-cnn")
     source = open_source("shapes", n=DEMO_IMAGES, seed=DEMO_SEED)
-    try:
-        import seethrough.featurevis as _fv  # noqa: F401
-
-        steps = DEMO_STEPS if hasattr(_fv, "visualize_channels") else 0
-    except ImportError:
-        steps = 0
+    steps = DEMO_STEPS
     t0 = time.perf_counter()
     build = Atlas(model, top_k=9, steps=steps, title="shapes-cnn atlas (demo)", progress=progress).build(
         source, atlas_dir

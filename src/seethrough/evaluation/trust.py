@@ -336,6 +336,16 @@ def trust_report(
                 kwargs["masks"] = masks
             if spec.family == "randomization":
                 kwargs.setdefault("method_factory", factory)
+            shared = results[name].get("max_sensitivity")
+            if (spec.name == "avg_sensitivity" and shared is not None
+                    and settings.get("avg_sensitivity", {}) == settings.get("max_sensitivity", {})):
+                # Same seed and settings give the same draws: the mean is in max_sensitivity's extras.
+                results[name][spec.name] = MetricResult(
+                    name="avg_sensitivity", values=shared.extras["mean"], higher_is_better=False,
+                    settings=shared.settings, extras={"sensitivities": shared.extras["sensitivities"],
+                                                      "max": shared.values, "shared_with": "max_sensitivity"},
+                )
+                continue
             if spec.name == "model_randomization" and randomization and not (set(kwargs) - {"method_factory"}):
                 # The curves below run the same cascade with every measure: read the metric off it.
                 try:

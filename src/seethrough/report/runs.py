@@ -91,9 +91,11 @@ def demo_report(
     methods: Sequence[str] | None = None,
     seed: int = 12345,
     progress: Callable[[str], None] | None = None,
+    model_sections: bool = True,
 ) -> Path:
     """Explain held-out images of the bundled shapes model with every method; write
-    ``index.html`` into ``out_dir`` and return its path."""
+    ``index.html`` into ``out_dir`` and return its path. ``model_sections`` adds the trust
+    reports (linked), feature visualization, the atlas (linked), influence and concepts."""
     from .. import zoo
     from ..data.shapes import make_shapes
 
@@ -133,7 +135,27 @@ def demo_report(
     shortcut_section(report, progress=progress)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if model_sections:
+        _model_sections(report, out, progress=progress)
     return report.save(out / "index.html")
+
+
+def _model_sections(report: HtmlReport, out: Path, *, progress=None) -> None:
+    """The demo beyond single maps: the trust reports, then the model itself (feature
+    visualization, the atlas, influence, concepts)."""
+    from ..atlas._report import atlas_section
+    from ..evaluation._report import trust_section
+    from ..featurevis._report import featurevis_section
+    from ..influence._report import influence_section
+
+    say = progress or (lambda _s: None)
+    trust_section(report, out, progress=say)
+    say("feature visualization")
+    featurevis_section(report, progress=say)
+    say("atlas")
+    atlas_section(report, out, progress=say)
+    say("influence")
+    influence_section(report, progress=say)
 
 
 def shortcut_section(report: HtmlReport, *, n_images: int = 4, seed: int = 777, progress=None) -> None:
