@@ -224,3 +224,24 @@ def test_metric_result_skips_nan_in_mean_and_std():
     assert one.mean == 5.0 and one.std == 0.0
     empty = MetricResult(name="m", values=torch.tensor([float("nan")]), higher_is_better=True)
     assert np.isnan(empty.mean)
+
+
+def test_maps_from_other_inputs_or_another_model_are_refused():
+    model, other = seeded(TinyCNN), seeded(TinyCNN, seed=1) if "seed" in seeded.__code__.co_varnames else TinyCNN()
+    x = torch.rand(2, 3, 16, 16, generator=_gen(20))
+    e = st.Saliency(model.eval()).attribute(x + 1.0, target=0)
+    with pytest.raises(InputError, match="other inputs"):
+        resolve_maps(e, x)
+    assert resolve_maps(st.Saliency(model).attribute(x, target=0), x).shape == x.shape
+    with pytest.raises(InputError, match="another model"):
+        resolve_maps(st.Saliency(other.eval()), x, model=model, target=0)
+
+
+def test_label_maps_are_not_silently_binarised():
+    x = torch.rand(2, 3, 4, 4)
+    labels = torch.zeros(2, 4, 4, dtype=torch.long)
+    labels[:, 0, 0] = 2
+    labels[:, 1, 1] = 1
+    with pytest.raises(InputError, match="label map"):
+        check_masks(labels, x)
+    assert check_masks(labels == 2, x).sum() == 2

@@ -5,6 +5,7 @@ chunking invariance, determinism, bad input, and the model left unchanged."""
 from __future__ import annotations
 
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import torch
 from torch import nn
 
 from seethrough._core.errors import ConfigError, InputError, TargetError
-from seethrough._core.targets import Class
+from seethrough._core.targets import Class, Predicted
 from seethrough.evaluation._common import MetricResult
 from seethrough.evaluation.faithfulness import (
     METRICS,
@@ -420,7 +421,7 @@ def test_a_target_object_is_scored_as_given_and_handed_to_the_method():
     same = deletion(model, x, _tiny_maps(2), target=2, steps=4, output="logit")
     assert torch.equal(logit.values, same.values)
     t = Class([2, 0], output="softmax")
-    by_method = deletion(model, x, Saliency(model), target=t, steps=4, output="logit")
+    by_method = deletion(model, x, Saliency(model), target=t, steps=4)
     by_maps = deletion(model, x, Saliency(model).attribute(x, target=t), target=t, steps=4)
     assert torch.equal(by_method.values, by_maps.values)
     assert by_method.settings["target"] == "Class([2, 0], output='softmax')"
@@ -519,6 +520,7 @@ def test_single_output_models_are_scored_on_the_output():
     x = _images(2, 3, 4, 4, dtype=torch.float32)
     res = deletion(model, x, torch.randn(2, 4, 4), steps=4)
     assert res.settings["target"] == "Class(0)"  # the logit: a softmax over one output is 1
+    assert res.settings["output"] == "logit"  # what was scored, not the default asked for
     with pytest.raises(ConfigError, match="output='logit'"):
         deletion(model, x, torch.randn(2, 4, 4), steps=4, output="accuracy")
 
@@ -541,3 +543,172 @@ def test_result_values_are_float64_on_cpu_and_settings_json_friendly():
         assert res.values.dtype == torch.float64
         json.dumps({k: (list(v) if isinstance(v, tuple) else v) for k, v in res.settings.items()}, default=list)
         assert np.isfinite(res.values.numpy()).all(), name
+
+
+# --------------------------------------------------------------------------- target objects and output=
+
+
+def test_output_cannot_be_set_beside_a_target_object():
+    model = _tiny()
+    x = _tiny_inputs(2)
+    snap = snapshot(model, x)
+    with pytest.raises(ConfigError, match=r"to score output='accuracy', give the class as an int or indices \(target=c\)"):
+        deletion(model, x, _tiny_maps(2), target=Class(1), output="accuracy", steps=8)
+    with pytest.raises(ConfigError, match=r"set the output on the Target instead, e.g. target=Class\(c, output='logit'\)"):
+        road(model, x, _tiny_maps(2), target=Class(1, output="softmax"), output="logit", percentages=(0.5,))
+    with pytest.raises(ConfigError, match="does not apply to the Target object"):
+        infidelity(model, x, _tiny_maps(2), target=Predicted(), output="softmax", n_perturbations=2)
+    with pytest.raises(ConfigError, match="does not apply to the Target object Custom"):
+        insertion(model, x, _tiny_maps(2), target=lambda out: out[:, 0], output="logit", steps=4)
+    assert_unchanged(model, snap, x)
+
+
+def test_settings_record_the_output_that_was_scored():
+    model = _tiny()
+    x = _tiny_inputs(2)
+    maps = _tiny_maps(2)
+    # a Class object keeps its own output (the logit here), whatever the metric's default
+    obj = deletion(model, x, maps, target=Class(1), steps=4)
+    assert obj.settings["output"] == "logit"
+    assert torch.equal(obj.values, deletion(model, x, maps, target=1, steps=4, output="logit").values)
+    soft = infidelity(model, x, maps, target=Class(1, output="softmax"), n_perturbations=3)
+    assert soft.settings["output"] == "softmax"
+    assert torch.equal(soft.values, infidelity(model, x, maps, target=1, n_perturbations=3, output="softmax").values)
+    # a callable has no output transform of its own
+    fn = faithfulness_correlation(model, x, maps, target=lambda out: out[:, 1] - out[:, 0], n_subsets=4)
+    assert fn.settings["output"] == "target"
+    # an int target is scored as output=
+    assert deletion(model, x, maps, target=1, steps=4, output="accuracy").settings["output"] == "accuracy"
+
+
+def test_predicted_keeps_its_own_output():
+    model = _tiny()
+    x = _tiny_inputs(3)
+    maps = _tiny_maps(3)
+    soft = deletion(model, x, maps, target=Predicted(output="softmax"), steps=4)
+    assert torch.equal(soft.values, deletion(model, x, maps, steps=4).values)
+    assert soft.settings["output"] == "softmax"
+    logit = deletion(model, x, maps, target=Predicted(), steps=4)
+    assert torch.equal(logit.values, deletion(model, x, maps, steps=4, output="logit").values)
+    assert logit.settings["output"] == "logit"
+    assert not torch.equal(soft.values, logit.values)
+
+
+def test_explanation_maps_are_scored_on_the_classes_they_explain():
+    from seethrough.attribution import Saliency
+
+    model = _tiny()
+    x = _tiny_inputs(3)
+    with torch.no_grad():
+        pred = model(x).argmax(1)
+    other = int((pred.max() + 1) % 10)
+    assert bool((pred != other).all())  # the explained class is not the predicted one
+    exp = Saliency(model).attribute(x, target=other)
+    for name, call in _CALLS.items():
+        implicit = call(model, x, exp)
+        explicit = call(model, x, exp, target=other)
+        assert torch.equal(implicit.values.nan_to_num(), explicit.values.nan_to_num()), name
+        assert implicit.settings["target"] == explicit.settings["target"], name
+        assert f"Class([{other}, {other}, {other}]" in implicit.settings["target"], name
+    # an Explanation of a non-class target records no classes: the predicted class is scored
+    custom = Saliency(model).attribute(x, target=lambda out: out[:, 0] - out[:, 1])
+    assert custom.target_indices is None
+    res = deletion(model, x, custom, steps=4)
+    assert res.settings["target"] == f"Class({pred.tolist()}, output='softmax')"
+
+
+# --------------------------------------------------------------------------- non-finite scores
+
+
+class LogModel(nn.Module):
+    """Logits ``(sum w * log(x), 0)``: finite for positive inputs only; signed weights make
+    a removed (zero) pixel give -inf + inf = NaN, or inf."""
+
+    def __init__(self, shape, seed=0) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.w = nn.Parameter(torch.randn(shape, generator=g, dtype=torch.float64))
+
+    def forward(self, x):
+        z = (torch.log(x) * self.w).flatten(1).sum(1)
+        return torch.stack([z, torch.zeros_like(z)], dim=1)
+
+
+_NON_FINITE = {
+    "deletion": (lambda m, x, a: deletion(m, x, a, target=0, steps=8, baseline=0.0), r"step 1 of 8, 0.125 of the features removed"),
+    "insertion": (lambda m, x, a: insertion(m, x, a, target=0, steps=8, baseline=0.0), r"step 0 of 8, 0 of the features inserted"),
+    "region_perturbation": (lambda m, x, a: region_perturbation(m, x, a, target=0, patch_size=2, steps=4, perturbation=0.0), r"MoRF step 1 of 4"),
+    "road": (lambda m, x, a: road(m, x, a, target=0, percentages=(0.25, 0.5), noise_std=5.0), r"MoRF with 0.25 of the pixels imputed"),
+    "infidelity": (lambda m, x, a: infidelity(m, x, a, target=0, n_perturbations=8, noise_std=5.0), r"gaussian perturbation \d of 8"),
+    "infidelity_square": (lambda m, x, a: infidelity(m, x, a, target=0, perturbation="square", n_perturbations=8), r"square perturbation 0 of 8"),
+    "faithfulness_correlation": (lambda m, x, a: faithfulness_correlation(m, x, a, target=0, n_subsets=4, subset_size=2), r"subset 0 of 4"),
+}
+
+
+@pytest.mark.parametrize("name", list(_NON_FINITE))
+def test_non_finite_scores_are_refused_with_the_samples_the_step_and_the_fix(name):
+    x = _images(2, 3, 8, 8)  # positive: the model is finite on the inputs
+    model = LogModel(x.shape[1:]).eval()
+    maps = torch.randn(2, 8, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    call, step = _NON_FINITE[name]
+    with pytest.raises(InputError, match=r"for samples \[0, 1\] \(first at sample 0, ") as err:
+        call(model, x, maps)
+    msg = str(err.value)
+    assert re.search(step, msg), msg
+    assert "inside the model's domain" in msg and "output=" in msg
+
+
+def test_a_score_that_is_not_finite_on_the_inputs_themselves_is_named_so():
+    x = _images(2, 3, 4, 4)
+    model = LogModel(x.shape[1:]).eval()
+    x[1, :, 0, 0] = 0.0  # log(0): the clean score of sample 1 is not finite
+    with pytest.raises(InputError, match=r"samples \[1\].*step 0 of 4.*unperturbed inputs themselves"):
+        deletion(model, x, torch.randn(2, 4, 4, dtype=torch.float64), target=0, steps=4, baseline=0.5)
+
+
+# --------------------------------------------------------------------------- ROAD fractions
+
+
+@pytest.mark.parametrize(
+    "percentages, match",
+    [
+        ((0.3, 0.1, 0.2), r"strictly increasing.*\[0.1, 0.2, 0.3\]"),
+        ((0.1, 0.1, 0.2), "strictly increasing"),
+        ((0.1, 0.2, 0.5), r"equally spaced.*\[0.1, 0.3, 0.5\]"),
+    ],
+)
+def test_road_fractions_must_be_increasing_and_equally_spaced(percentages, match):
+    model = _tiny()
+    x = _tiny_inputs(2)
+    with pytest.raises(ConfigError, match=match):
+        road(model, x, _tiny_maps(2), percentages=percentages)
+
+
+def test_road_accepts_rounded_equal_spacing_and_one_fraction():
+    model = _tiny()
+    x = _tiny_inputs(2)
+    res = road(model, x, _tiny_maps(2), percentages=np.linspace(0.1, 0.9, 9).tolist())
+    assert torch.allclose(res.extras["area_morf"], res.curves["morf"].mean(1))
+    one = road(model, x, _tiny_maps(2), percentages=(0.5,))
+    assert torch.equal(one.extras["area_morf"], one.curves["morf"][:, 0])
+
+
+# --------------------------------------------------------------------------- devices
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_infidelity_with_explicit_masks_on_cuda():
+    x = _images(2, 3, 8, 8)
+    model = LinearScore(x.shape[1:]).eval()
+    contrib = x * model.w.detach()
+    masks = torch.zeros(3, 8, 8, dtype=torch.bool)
+    masks[0, :4] = True
+    masks[1, :, :2] = True
+    masks[2, 3:6, 3:6] = True
+    cpu = infidelity(model, x, contrib, target=0, perturbation=masks, scaling="none")
+    # masks on the GPU, model and inputs on the CPU, and everything on the GPU
+    a = infidelity(model, x, contrib, target=0, perturbation=masks.cuda(), scaling="none")
+    gpu_model = LinearScore(x.shape[1:]).eval().cuda()
+    b = infidelity(gpu_model, x.cuda(), contrib.cuda(), target=0, perturbation=masks.cuda(), scaling="none")
+    assert torch.allclose(a.values, cpu.values) and torch.allclose(b.values, cpu.values, atol=1e-12)
+    assert torch.allclose(b.extras["map_sums"], cpu.extras["map_sums"])

@@ -5,6 +5,7 @@ metric with the uniform signature, the data randomization check, plots and bad i
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import sys
 import warnings
@@ -254,6 +255,49 @@ def test_reinitialisation_uses_reset_parameters_and_is_seeded():
     bound = 1 / (12 * 4) ** 0.5
     assert float(a["classifier.weight"].abs().max()) <= bound
     assert not torch.equal(a["classifier.weight"], model.classifier.weight)
+
+
+def test_reinitialisation_leaves_the_callers_rng_state_on_every_device(monkeypatch):
+    # torch.manual_seed would seed every accelerator too (and for CUDA not yet started, queue
+    # the seed for later), which fork_rng restores only for the model's device: only the
+    # CPU generator may be seeded for a CPU model, and it is restored
+    from seethrough.evaluation.randomization import _layer_seed
+
+    model = seeded(TinyCNN)
+    x = _x()
+    with torch.random.fork_rng(devices=[]):  # the weights the classifier is expected to get
+        torch.default_generator.manual_seed(_layer_seed(5, "classifier"))
+        expected = copy.deepcopy(model.classifier)
+        expected.reset_parameters()
+    calls = []
+    for mod in (torch.cuda, torch.mps, torch.xpu):
+        for fn in ("manual_seed", "manual_seed_all", "seed", "seed_all"):
+            if hasattr(mod, fn):
+                name = f"{mod.__name__}.{fn}"
+                monkeypatch.setattr(mod, fn, lambda *a, _name=name, **k: calls.append(_name))
+    torch.default_generator.manual_seed(1234)
+    state = torch.get_rng_state()
+    name, first = next(iter(ModelRandomizationCheck(_sal, seed=5).randomized_models(model, x)))
+    assert name == "classifier" and torch.equal(first.classifier.weight, expected.weight)
+    assert torch.equal(torch.get_rng_state(), state)
+    ModelRandomizationCheck(_sal, seed=5, similarity="spearman").run(model, x)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert calls == []
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_reinitialisation_leaves_the_cuda_rng_state():
+    x = _x()
+    before = torch.cuda.get_rng_state_all()
+    cpu = torch.get_rng_state()
+    ModelRandomizationCheck(_sal, seed=0, similarity="spearman").run(seeded(TinyCNN), x)  # a CPU model
+    assert all(torch.equal(a, b) for a, b in zip(torch.cuda.get_rng_state_all(), before))
+    model = seeded(TinyCNN).cuda()
+    a = ModelRandomizationCheck(_sal, seed=0, similarity="spearman").run(model, x.cuda())
+    b = ModelRandomizationCheck(_sal, seed=0, similarity="spearman").run(model, x.cuda())
+    assert all(torch.equal(p, q) for p, q in zip(torch.cuda.get_rng_state_all(), before))
+    assert torch.equal(torch.get_rng_state(), cpu)
+    torch.testing.assert_close(a.similarity["spearman"], b.similarity["spearman"], equal_nan=True)
 
 
 class NoInit(nn.Module):
@@ -576,10 +620,43 @@ def test_verdict_text_and_trust_report_call_forms():
 def test_cli_sanity(tmp_path, capsys):
     from seethrough.cli import main
 
+    from seethrough import zoo
+    from seethrough.attribution.registry import get_method
+    from seethrough.data.shapes import make_shapes
+
     html = tmp_path / "sanity.html"
-    assert main(["sanity", "--methods", "saliency", "--n-images", "2", "--curves", "--html", str(html)]) == 0
+    args = ["sanity", "--methods", "saliency,guided_backprop,gradcam", "--n-images", "2", "--curves", "--html", str(html)]
+    assert main(args) == 0
     out = capsys.readouterr().out
-    assert "saliency" in out and "cascading" in out and ("PASS" in out or "FAIL" in out)
+    lines = out.splitlines()
+    measures = ("spearman_abs", "spearman", "ssim", "hog")
+    assert lines[0].split() == ["method", "check", *measures]
+    # the same check through the API: the CLI's defaults (seed 0, images of seed 4242, the
+    # model's CAM layer for Grad-CAM)
+    model, x = zoo.load("shapes-cnn"), make_shapes(2, seed=4242).images
+    layer = zoo.info("shapes-cnn").default_cam_layer
+    rows = [ln.split() for ln in lines if ln and not ln.startswith((" ", "method", "Report"))]
+    assert [r[0] for r in rows] == ["saliency", "guided_backprop", "gradcam"]
+    assert {"PASS", "FAIL"} <= {r[3] for r in rows}  # both verdicts are checked (guided backprop fails)
+    for row in rows:
+        name = row[0]
+        settings = {"layer": layer} if get_method(name).needs_layer else None
+        res = ModelRandomizationCheck(name, seed=0, method_settings=settings).run(model, x)
+        assert row[1] == "cascading" and len(row) == 2 + 2 * len(measures)
+        for j, m in enumerate(measures):
+            score, verdict = row[2 + 2 * j], row[3 + 2 * j]
+            assert score == f"{res.scores[m]:.3f}", (name, m)
+            assert verdict == res.verdicts[m], (name, m)
+            s_, t_ = res.scores[m], res.thresholds[m]
+            expected = "N/A" if s_ != s_ else ("PASS" if s_ < t_ else "FAIL")
+            assert verdict == expected, (name, m, res.scores[m], res.thresholds[m])
+        # the --curves lines under the row: the mean similarity after each stage
+        at = lines.index(next(ln for ln in lines if ln.split()[:1] == [name]))
+        for j, m in enumerate(measures):
+            curve = lines[at + 1 + j].strip()
+            assert curve == f"{m}: " + ", ".join(
+                f"{st} {v:.3f}" for st, v in zip(res.stages, res.mean_curve(m).tolist())
+            )
     assert "spearman_abs: classifier " in out and "features.0 " in out
     assert html.is_file() and "<img" in html.read_text()
     assert main(["sanity", "--methods", "salency", "--n-images", "2"]) == 2

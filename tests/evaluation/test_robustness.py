@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from seethrough._core.errors import ConfigError, InputError
-from seethrough._core.targets import Class
+from seethrough._core.targets import Class, Predicted
 from seethrough.attribution import InputXGradient, IntegratedGradients, Saliency
 from seethrough.attribution._base import Attribution, Computed
 from seethrough.evaluation.robustness import METRICS, _ball_noise, avg_sensitivity, max_sensitivity
@@ -204,3 +204,38 @@ def test_target_objects_are_explained_as_given(target, per_sample):
             a = method.attribute(x[b : b + 1] + u[k], target=per_sample(b)).attributions
             expected = float((a - phi).double().norm() / phi.double().norm())
             assert res.extras["sensitivities"][b, k].item() == pytest.approx(expected, rel=1e-4)
+
+
+def test_predicted_is_explained_with_its_own_output():
+    model = seeded(TinyCNN)
+    x = _x(2, dtype=torch.float32, h=12, w=12, seed=7)
+    method = Saliency(model)
+    pred = model(x).argmax(1).tolist()
+    res = max_sensitivity(model, x, method, target=Predicted(output="softmax"), n_samples=2, radius=0.05)
+    same = max_sensitivity(model, x, method, target=Class(pred, output="softmax"), n_samples=2, radius=0.05)
+    logit = max_sensitivity(model, x, method, target=pred, n_samples=2, radius=0.05)
+    assert torch.equal(res.values, same.values)
+    assert not torch.allclose(res.values, logit.values)
+    assert res.settings["target"] == same.settings["target"] == f"Class({pred}, output='softmax')"
+
+
+class SqrtScore(nn.Module):
+    """Logits ``(sum w * sqrt(x), 0)``: the gradient is NaN wherever an input is negative."""
+
+    def __init__(self, shape, seed=0) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.w = nn.Parameter(torch.randn(shape, generator=g, dtype=torch.float64))
+
+    def forward(self, x):
+        z = (torch.sqrt(x) * self.w).flatten(1).sum(1)
+        return torch.stack([z, torch.zeros_like(z)], dim=1)
+
+
+def test_non_finite_maps_on_perturbed_copies_name_the_samples_and_the_fix():
+    x = _x() + 0.05  # positive: finite maps on the inputs themselves
+    x[1] += 1.0  # sample 1 stays positive under the noise
+    model = SqrtScore(tuple(x.shape[1:])).eval()
+    with pytest.raises(InputError, match=r"perturbed copies of samples \[0\] \(first: sample 0, draw \d\).*smaller radius"):
+        avg_sensitivity(model, x, Saliency(model), target=0, radius=0.5, n_samples=4)
+    assert bool(torch.isfinite(avg_sensitivity(model, x, Saliency(model), target=0, radius=0.01, n_samples=4).values).all())

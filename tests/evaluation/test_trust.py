@@ -194,3 +194,43 @@ def test_avg_sensitivity_shares_the_draws_of_max_sensitivity(tiny):
                        metric_settings={"max_sensitivity": {"n_samples": 4}, "avg_sensitivity": {"n_samples": 4}}, seed=3)
     direct = avg_sensitivity(model, x, st.Saliency(model), target=rep.target_indices, n_samples=4, seed=3)
     assert torch.allclose(rep.results["saliency"]["avg_sensitivity"].values, direct.values)
+
+
+def test_tabular_inputs_and_small_images_do_not_crash():
+    from torch import nn
+
+    torch.manual_seed(0)
+    mlp = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
+    x = torch.randn(4, 6, generator=torch.Generator().manual_seed(1))
+    rep = trust_report(mlp, x, ["saliency"], families=["randomization", "faithfulness", "complexity"],
+                       metric_settings={"infidelity": {"n_perturbations": 8},
+                                        "faithfulness_correlation": {"n_subsets": 8, "subset_size": 2},
+                                        "deletion": {"steps": 3}, "insertion": {"steps": 3}})
+    assert "road" not in {s.name for s in rep.metrics} and any("non-image" in n for n in rep.notes)
+    assert "deletion" in rep.results["saliency"] and "insertion" in rep.results["saliency"]
+    assert set(rep.sanity["saliency"].similarity) == {"spearman_abs", "spearman"}
+    small = seeded(TinyCNN).eval()
+    xs = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    rep = trust_report(small, xs, ["saliency"], families=["complexity"])
+    assert "saliency" in rep.sanity and "sparseness" in rep.results["saliency"]
+
+
+def test_a_target_object_is_kept_with_its_output(tiny):
+    model, x, _ = tiny
+    rep = trust_report(model, x, ["saliency"], target=st.Class(1, output="softmax"), families=["complexity"],
+                       randomization=False)
+    assert "softmax" in rep.explanations["saliency"].target
+    rep = trust_report(model, x, ["saliency"], target=st.ClassDifference(0, 1), families=["complexity"],
+                       randomization=False)
+    assert rep.target_indices is None and "ClassDifference" in rep.explanations["saliency"].target
+
+
+def test_missing_values_do_not_rank_last():
+    from seethrough.evaluation.trust import family_rankings
+
+    specs = [get_metric("sparseness"), get_metric("entropy_complexity")]
+    r = lambda v: st.evaluation.MetricResult("m", torch.tensor([v]), True)  # noqa: E731
+    results = {"a": {"sparseness": r(0.9), "entropy_complexity": r(5.0)}, "b": {"sparseness": r(0.5)}, "c": {}}
+    ranks = family_rankings(results, specs, ["a", "b", "c"])["complexity"]
+    # b misses entropy: ranked on sparseness alone (2nd), not last on entropy; c has no rank at all.
+    assert ranks["a"] == 1.0 and ranks["b"] == 2.0 and math.isnan(ranks["c"])

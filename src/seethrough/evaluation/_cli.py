@@ -53,6 +53,8 @@ def load_trust_data(data: str, n: int, *, seed: int, masks_path: str | None = No
 
     if n < 1:
         raise ConfigError(f"--n must be at least 1, got {n}")
+    if masks_path and data in ("shapes", "shapes-shortcut", "mnist"):
+        raise ConfigError(f"--masks is for a tensor --data; '{data}' brings its own ground truth (or none)")
     if data in ("shapes", "shapes-shortcut"):
         from ..data.shapes import make_shapes
 

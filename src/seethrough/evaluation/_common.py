@@ -146,8 +146,23 @@ def resolve_maps(
     """
     Attribution = _method_types()
     if isinstance(source, Attribution):
+        if model is not None and source.model is not model:
+            raise InputError(
+                f"the {type(source).__name__} passed as {what} is bound to another model; build it on "
+                f"the model being evaluated"
+            )
         maps = source.attribute(inputs, target=target, **attribute_kwargs).attributions
     elif isinstance(source, Explanation):
+        if source.inputs is not None:
+            stored = source.inputs.detach().to(inputs.device)
+            if tuple(stored.shape) != tuple(inputs.shape) or not torch.allclose(
+                stored.to(inputs.dtype), inputs.detach(), rtol=1e-5, atol=1e-6
+            ):
+                raise InputError(
+                    f"the Explanation passed as {what} explains other inputs (shape "
+                    f"{tuple(stored.shape)}) than the ones evaluated (shape {tuple(inputs.shape)}); "
+                    f"evaluate it on explanation.inputs, or re-explain these inputs"
+                )
         maps = source.attributions
     elif isinstance(source, (Tensor, np.ndarray)):
         maps = torch.as_tensor(source)
@@ -246,8 +261,11 @@ def _check_masks(m: Tensor, inputs: Tensor, what: str) -> Tensor:
             f"{what} of shape {tuple(m.shape)} do not match inputs of shape {tuple(inputs.shape)}: "
             f"give one mask per input, shaped {(n, *spatial)} (or with a channel axis)"
         )
-    if m.dtype.is_floating_point and not bool(((m == 0) | (m == 1)).all()):
-        raise InputError(f"{what} must be boolean or 0/1; threshold soft masks first")
+    if m.dtype != torch.bool and not bool(((m == 0) | (m == 1)).all()):
+        raise InputError(
+            f"{what} must be boolean or 0/1, got values {sorted(set(m.unique().tolist()))[:6]}; threshold "
+            f"soft masks, or pick one label of a label map (masks == k)"
+        )
     m = m.bool().to(inputs.device)
     empty = ~m.reshape(n, -1).any(dim=1)
     if bool(empty.any()):

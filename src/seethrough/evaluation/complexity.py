@@ -55,7 +55,7 @@ def _abs_features(
     x = _as_inputs(inputs)
     _check_reduce(reduce, _REDUCTIONS)
     _check_seed(seed)
-    view, m, n_eval = _resolve(model, x, maps, target=target, batching=batching)
+    view, m, n_eval = _resolve(model, x, maps, target=target, batching=batching, allow_zero=True)
     n = m.shape[0]
     if reduce != "none":
         m = pixel_maps(m, view, reduce=reduce)

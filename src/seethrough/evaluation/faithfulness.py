@@ -27,9 +27,22 @@ The score is the target's softmax probability for the curve metrics (``output="s
 in the papers; ``"logit"`` or ``"accuracy"``, 1 while the model still predicts the target
 class, are the alternatives) and the logit for :func:`infidelity` and
 :func:`faithfulness_correlation`, which compare the map's sums with score changes and so
-need the quantity the map explains. ``target`` is the predicted class by default, an int or
-one index per sample; a :class:`~seethrough.Target` object is scored as it is (its own
-``output``), e.g. ``Class(3, output="log_softmax")``.
+need the quantity the map explains.
+
+``target`` is the class predicted on the clean input by default, an int, or one index per
+sample; these classes are scored as ``output``. When ``target`` is ``None`` and ``maps`` is an
+:class:`~seethrough.Explanation` that records its classes (``target_indices``), those classes
+are scored, not the predicted ones, so a map is judged on the class it explains. A
+:class:`~seethrough.Target` object (or a callable) is scored as it is, with its own output
+transform, e.g. ``Class(3, output="log_softmax")`` or ``Predicted(output="softmax")``; ``output=``
+must then be left at its default (a different value raises :class:`ConfigError`: set the
+output on the Target instead). ``settings["output"]`` records the transform actually used:
+``output``, ``"logit"`` for a model with one output, the Target's own ``output``, or
+``"target"`` for targets without one (a callable, ``Neuron``, ``Channel``).
+
+A model output that is NaN or inf on any scored row (the clean input or a perturbed one, e.g.
+a model taking ``log(x)`` whose inputs are removed to 0) raises :class:`InputError` naming the
+samples and the step, rather than turning the metric's value into NaN.
 
 Every perturbed input is one row scored by :class:`~seethrough._core.forward.ForwardRunner`
 (chunked by ``batching``, rows made on demand) inside :func:`~seethrough._core.state.model_guard`;
@@ -134,6 +147,7 @@ class _Setup:
     maps: Tensor
     n_evaluations: int
     source: str
+    output: str  # the output transform actually scored, for settings["output"]
 
     @property
     def n(self) -> int:
@@ -184,24 +198,41 @@ def _accuracy_target(indices: Tensor) -> Target:
     return Custom(still_predicted, name="accuracy")
 
 
-def _scoring_target(model: nn.Module, x: Tensor, target: TargetLike, output: str) -> tuple[Target, Tensor | None, int]:
-    """The target each perturbed row is scored with, the class per sample, and the rows spent.
+def _is_target_object(target: TargetLike) -> bool:
+    """True for a Target instance or a callable: scored as it is, ``output=`` does not apply.
+    False for ``None``, an int, a sequence or a tensor of class indices."""
+    return isinstance(target, Target) or not isinstance(as_target(target), (Class, Predicted))
+
+
+def _target_output(t: Target) -> str:
+    """The output transform a Target object scores with, for ``settings["output"]``."""
+    out = getattr(t, "output", None)
+    return out if isinstance(out, str) else "target"
+
+
+def _scoring_target(
+    model: nn.Module, x: Tensor, target: TargetLike, output: str
+) -> tuple[Target, Tensor | None, int, str]:
+    """The target each perturbed row is scored with, the class per sample, the rows spent and
+    the output transform actually used.
 
     ``None`` (the predicted class), an int or indices are scored as ``output``; a Target
-    object as it is. One clean forward pass finds the predicted class and the output size.
+    object (or a callable) as it is, with its own output (``Predicted(output=...)`` becomes the
+    predicted class with that output). One clean forward pass finds the predicted class and
+    the output size.
     """
-    t = as_target(target)
     n = x.shape[0]
     with torch.no_grad():
         clean = _call_model(model, x.clone())
     flat = clean.reshape(n, -1) if clean.dim() > 1 else clean.reshape(n, 1)
-    if not isinstance(t, Predicted) and (isinstance(target, Target) or not isinstance(t, Class)):
-        t = t.resolve(model, clean, n)
+    if _is_target_object(target):
+        t = as_target(target).resolve(model, clean, n)
         indices = None
         if isinstance(t, Class):
             idx = t.index.reshape(-1)
             indices = idx.expand(n).clone() if idx.numel() == 1 else idx.clone()
-        return t, indices, n
+        return t, indices, n, _target_output(t)
+    t = as_target(target)
     if isinstance(t, Predicted):
         indices = flat.argmax(dim=1).cpu()
     else:  # an int or one index per sample
@@ -220,18 +251,29 @@ def _scoring_target(model: nn.Module, x: Tensor, target: TargetLike, output: str
                 "output='accuracy' needs a classifier with several outputs; this model has one "
                 "output per sample, use output='logit'"
             )
-        return _accuracy_target(indices), indices, n
+        return _accuracy_target(indices), indices, n, output
     if flat.shape[1] == 1:  # a softmax over one output is constant
-        return Class(0, output="logit"), indices, n
-    return Class(indices, output=output), indices, n
+        return Class(0, output="logit"), indices, n, "logit"
+    return Class(indices, output=output), indices, n, output
 
 
-def _method_target(target: TargetLike, indices: Tensor | None):
-    """What an attribution method run here explains: a Target object as given, else the
-    class the metric scores for each sample."""
-    if isinstance(target, Target) and not isinstance(target, Predicted):
-        return target
+def _method_target(target: TargetLike, t: Target, indices: Tensor | None):
+    """What an attribution method run here explains: a Target object as scored (the resolved
+    one, so ``Predicted(output=...)`` keeps its output), else the class the metric scores for
+    each sample."""
+    if _is_target_object(target):
+        return t
     return indices if indices is not None else target
+
+
+def _explained_classes(maps: Any, n: int) -> Tensor | None:
+    """The classes an Explanation records, one per sample, if it records them for ``n`` samples."""
+    if not isinstance(maps, Explanation) or maps.target_indices is None:
+        return None
+    idx = torch.as_tensor(maps.target_indices).detach().cpu().reshape(-1).long()
+    if idx.numel() == 1:
+        return idx.expand(n).clone()
+    return idx.clone() if idx.numel() == n else None  # another size: resolve_maps refuses the maps
 
 
 def _setup(
@@ -242,6 +284,7 @@ def _setup(
     output: str,
     *,
     method: str,
+    default_output: str,
 ) -> _Setup:
     from ..attribution._base import Attribution
 
@@ -251,11 +294,29 @@ def _setup(
             f"inputs of shape {tuple(x.shape)} cannot be evaluated: give a batch (N, C, H, W), "
             f"(N, C, ...) or (N, D)"
         )
+    if _is_target_object(target) and output != default_output:
+        desc = as_target(target).describe()
+        how = (
+            "to score output='accuracy', give the class as an int or indices (target=c) instead "
+            "of a Target object"
+            if output == "accuracy"
+            else f"set the output on the Target instead, e.g. target=Class(c, output={output!r}) or "
+            f"Predicted(output={output!r}), and leave output= at its default {default_output!r}; or "
+            f"give the class as an int or indices (target=c) with output={output!r}"
+        )
+        raise ConfigError(
+            f"{method}: output={output!r} does not apply to the Target object {desc}, which is "
+            f"scored as it is, with its own output; {how}"
+        )
+    if target is None:
+        explained = _explained_classes(maps, x.shape[0])
+        if explained is not None:
+            target = explained  # score the classes the Explanation explains, not the predicted ones
     with model_guard(model, method=method):
-        t, indices, n_eval = _scoring_target(model, x, target, output)
+        t, indices, n_eval, used = _scoring_target(model, x, target, output)
     source = _source_name(maps)
     if isinstance(maps, Attribution):
-        exp = maps.attribute(x, target=_method_target(target, indices))
+        exp = maps.attribute(x, target=_method_target(target, t, indices))
         n_eval += int(exp.n_evaluations)
         maps = exp
     if x.dim() == 2 and isinstance(maps, (Tensor, np.ndarray, Explanation)):
@@ -263,7 +324,7 @@ def _setup(
         if m.dim() == 3 and m.shape[0] == x.shape[0] and m.shape[1] == 1 and m.shape[2] == x.shape[1]:
             maps = m.reshape(x.shape)  # (N, 1, D) maps of (N, D) inputs
     resolved = resolve_maps(maps, x, model=model, target=target)
-    return _Setup(x, t, indices, resolved, n_eval, source)
+    return _Setup(x, t, indices, resolved, n_eval, source, used)
 
 
 def _score_rows(
@@ -274,8 +335,16 @@ def _score_rows(
     make_rows: Callable[[slice], tuple[Tensor, Tensor]],
     *,
     method: str,
+    per: int,
+    describe: Callable[[int], str],
+    fix: str = "",
+    clean: int | None = 0,
 ) -> Tensor:
-    """Scores of ``n_rows`` rows made on demand, ``(n_rows,)`` float64; rows are counted."""
+    """Scores of ``n_rows`` rows made on demand, ``(n_rows,)`` float64; rows are counted.
+
+    Row ``r`` belongs to sample ``r // per``; ``describe(r % per)`` names its step for the
+    error raised when a score is NaN or inf (``fix`` adds the metric's own remedy); row
+    ``clean`` of each sample is the unperturbed input (None: there is none)."""
     scores = torch.empty(n_rows, dtype=torch.float64)
 
     def consume(sl: slice, s: Tensor) -> None:
@@ -285,7 +354,40 @@ def _score_rows(
         runner = ForwardRunner(model, setup.target, batching=as_batching(batching), progress=False)
         runner.run(n_rows, make_rows, consume)
     setup.n_evaluations += runner.n_evaluations
+    _check_finite_scores(scores, setup, method=method, per=per, describe=describe, fix=fix, clean=clean)
     return scores
+
+
+def _check_finite_scores(
+    scores: Tensor, setup: _Setup, *, method: str, per: int, describe: Callable[[int], str], fix: str,
+    clean: int | None,
+) -> None:
+    """Refuse NaN or inf scores: they would turn the metric's value into NaN silently."""
+    bad = ~torch.isfinite(scores)
+    if not bool(bad.any()):
+        return
+    rows = bad.nonzero().flatten()
+    samples = sorted({int(r) // per for r in rows.tolist()})
+    first = int(rows[0])
+    where = describe(first % per)
+    value = float(scores[first])
+    if clean is not None and bool(bad.reshape(-1, per)[:, clean].any()):
+        remedy = (
+            "the score is not finite on the unperturbed inputs themselves: check the inputs and "
+            "the model, or score a quantity that is finite there (output=, or the Target's output)"
+        )
+    else:
+        remedy = (
+            "the perturbed inputs leave the model's domain (e.g. a model that takes log(x), with "
+            "features removed to 0). Choose a baseline/perturbation inside the model's domain"
+            + (f" ({fix})" if fix else "")
+            + ", or score a quantity that stays finite (output=, or the Target's output)"
+        )
+    raise InputError(
+        f"{method}: the model's score ({setup.target.describe()}) is {value} for samples "
+        f"{samples[:8]}{' ...' if len(samples) > 8 else ''} (first at sample {first // per}, "
+        f"{where}), which would make the metric NaN; {remedy}"
+    )
 
 
 def _order(values: Tensor, seed: int, *, descending: bool) -> Tensor:
@@ -388,7 +490,7 @@ def _curve_metric(
     seed = _check_common(output, reduce, seed)
     if steps is not None:
         steps = _check_int("steps", steps, hint=" (the number of removal steps; None: one image row per step)")
-    setup = _setup(model, inputs, maps, target, output, method=name)
+    setup = _setup(model, inputs, maps, target, output, method=name, default_output="softmax")
     x = setup.x
     n_feat = math.prod(setup.grid)
     if steps is None:  # one row of pixels (the paper's W pixels) per step; one feature for (N, D)
@@ -411,10 +513,16 @@ def _curve_metric(
             return torch.where(chosen, reference[bs], x[bs]), bs
         return torch.where(chosen, x[bs], reference[bs]), bs
 
-    scores = _score_rows(model, setup, batching, n * per, rows, method=name).reshape(n, per)
     fractions = counts.double() / n_feat
+    verb = "removed" if name == "deletion" else "inserted"
+    scores = _score_rows(
+        model, setup, batching, n * per, rows, method=name, per=per,
+        describe=lambda k: f"step {k} of {steps}, {float(fractions[k]):.3g} of the features {verb}",
+        fix="e.g. baseline='blur' or 'mean'" if name == "deletion" else "e.g. baseline='blur'",
+        clean=0 if name == "deletion" else steps,
+    ).reshape(n, per)
     auc = torch.trapezoid(scores, fractions, dim=1)
-    settings = {"steps": steps, "baseline": _describe(baseline), "output": output, "reduce": reduce, "seed": seed}
+    settings = {"steps": steps, "baseline": _describe(baseline), "output": setup.output, "reduce": reduce, "seed": seed}
     return _done(
         name,
         auc,
@@ -456,6 +564,12 @@ def deletion(
     step for ``(N, D)`` inputs; ``baseline=0.0`` (also a
     number, ``"blur"``, ``"mean"``, ``"uniform"``, a Baseline or a tensor); ``output="softmax"``
     (the paper's probability; ``"logit"``, ``"accuracy"``); ``reduce="sum"`` combines channels.
+
+    ``target``: ``None`` (the predicted class, or the classes an Explanation given as ``maps``
+    records in ``target_indices``), an int or one index per sample, all scored as ``output``; or
+    a Target object (or callable), scored with its own output, e.g. ``Class(c, output="softmax")``,
+    with ``output`` left at ``'softmax'`` (else :class:`ConfigError`). A non-finite score raises
+    :class:`InputError`.
     """
     return _curve_metric(
         "deletion", model, inputs, maps, target=target, batching=batching, seed=seed, steps=steps,
@@ -490,6 +604,12 @@ def insertion(
 
     Defaults: ``steps=None`` (``W`` pixels per step, i.e. ``H`` steps), ``baseline="blur"``
     (any baseline spec, e.g. ``0.0`` for a black start), ``output="softmax"``, ``reduce="sum"``.
+
+    ``target``: ``None`` (the predicted class, or the classes an Explanation given as ``maps``
+    records in ``target_indices``), an int or one index per sample, all scored as ``output``; or
+    a Target object (or callable), scored with its own output, e.g. ``Class(c, output="softmax")``,
+    with ``output`` left at ``'softmax'`` (else :class:`ConfigError`). A non-finite score raises
+    :class:`InputError`.
     """
     return _curve_metric(
         "insertion", model, inputs, maps, target=target, batching=batching, seed=seed, steps=steps,
@@ -551,6 +671,12 @@ def region_perturbation(
     as in the paper; a number, ``"blur"``, ``"mean"``, a Baseline or a tensor replace
     regions with that reference instead. ``output="softmax"``, ``reduce="sum"``.
 
+    ``target``: ``None`` (the predicted class, or the classes an Explanation given as ``maps``
+    records in ``target_indices``), an int or one index per sample, all scored as ``output``; or
+    a Target object (or callable), scored with its own output, e.g. ``Class(c, output="softmax")``,
+    with ``output`` left at ``'softmax'`` (else :class:`ConfigError`). A non-finite score raises
+    :class:`InputError`.
+
     Quantus's ``RegionPerturbation`` returns the per-step drops ``f(x) - f(x_k)`` for
     ``k = 1..L`` of one order; ``AOPC = sum(drops) / (L + 1)`` (tested) — and pads the image
     to a multiple of the patch size instead of cutting the border tiles.
@@ -559,7 +685,7 @@ def region_perturbation(
     seed = _check_common(output, reduce, seed)
     patch_size = _check_int("patch_size", patch_size, hint=" (side of the square regions, in pixels)")
     steps = _check_int("steps", steps, hint=" (the number of regions perturbed, one per step)")
-    setup = _setup(model, inputs, maps, target, output, method="region_perturbation")
+    setup = _setup(model, inputs, maps, target, output, method="region_perturbation", default_output="softmax")
     x = setup.x
     if patch_size > min(setup.grid):
         raise ConfigError(
@@ -585,13 +711,18 @@ def region_perturbation(
         chosen = setup.expand(rank < k[:, None])
         return torch.where(chosen, pert[bs], x[bs]), bs
 
-    scores = _score_rows(model, setup, batching, n * per, rows, method="region_perturbation").reshape(n, per)
+    scores = _score_rows(
+        model, setup, batching, n * per, rows, method="region_perturbation", per=per,
+        describe=lambda j: "the clean input" if j == 0 else (
+            f"MoRF step {j} of {L}" if j <= L else f"LeRF step {j - L} of {L}"),
+        fix="e.g. perturbation='blur' or 'mean'",
+    ).reshape(n, per)
     clean = scores[:, :1]
     morf_curve = torch.cat([clean, scores[:, 1 : L + 1]], dim=1)
     lerf_curve = torch.cat([clean, scores[:, L + 1 :]], dim=1)
     aopc_morf = (clean - morf_curve).mean(dim=1)
     aopc_lerf = (clean - lerf_curve).mean(dim=1)
-    settings = {"patch_size": patch_size, "steps": L, "perturbation": _describe(perturbation), "output": output,
+    settings = {"patch_size": patch_size, "steps": L, "perturbation": _describe(perturbation), "output": setup.output,
                 "reduce": reduce, "seed": seed, "regions": n_regions}
     return _done(
         "region_perturbation",
@@ -690,6 +821,23 @@ def noisy_linear_imputation(
     return res.to(device=img.device, dtype=img.dtype).reshape(img.shape)
 
 
+def _check_road_fractions(fracs: list[float]) -> None:
+    """ROAD's areas are means over the fractions, i.e. areas for equally spaced fractions:
+    require them strictly increasing and equally spaced."""
+    if any(b <= a for a, b in zip(fracs, fracs[1:])):
+        raise ConfigError(
+            f"percentages must be strictly increasing (each fraction once), got {fracs!r}; "
+            f"give them sorted, e.g. {sorted(set(fracs))!r}"
+        )
+    gaps = [b - a for a, b in zip(fracs, fracs[1:])]
+    if gaps and any(not math.isclose(g, gaps[0], rel_tol=1e-6, abs_tol=1e-9) for g in gaps):
+        raise ConfigError(
+            f"percentages must be equally spaced (the areas are means over the fractions, which "
+            f"weight every fraction alike), got {fracs!r} with gaps {[round(g, 6) for g in gaps]}; "
+            f"give e.g. {[round(fracs[0] + i * (fracs[-1] - fracs[0]) / (len(fracs) - 1), 6) for i in range(len(fracs))]!r}"
+        )
+
+
 def road(
     model: nn.Module,
     inputs: Tensor,
@@ -712,8 +860,11 @@ def road(
     removed shape to the model than a constant fill. The curves are the target's score at
     each fraction (``curves["morf"]``, ``curves["lerf"]``, ``(N, K)``, and
     ``curves["fractions"]``); the areas ``extras["area_morf"]`` and ``extras["area_lerf"]``
-    are the curves' means over the equally spaced fractions. The value is
-    ``area_LeRF - area_MoRF``, the gap between the orders that the paper compares.
+    are the curves' means over the fractions (the midpoint-rule area over the span of the
+    fractions, widened by half a gap at each end, divided by that width). ``percentages``
+    must therefore be strictly increasing and equally spaced (else :class:`ConfigError`); one
+    fraction alone is allowed. The value is ``area_LeRF - area_MoRF``, the gap between the
+    orders that the paper compares.
 
     Direction: higher is better (MoRF area: lower is better; LeRF area: higher is better).
 
@@ -721,6 +872,12 @@ def road(
     authors' code's and Quantus's); ``output="softmax"``; ``output="accuracy"`` gives the paper's
     accuracy curves (1 while the model still predicts the target class). One noise image per
     sample (``seed``) serves every fraction and both orders.
+
+    ``target``: ``None`` (the predicted class, or the classes an Explanation given as ``maps``
+    records in ``target_indices``), an int or one index per sample, all scored as ``output``; or
+    a Target object (or callable), scored with its own output, e.g. ``Class(c, output="softmax")``,
+    with ``output`` left at ``'softmax'`` (else :class:`ConfigError`). A non-finite score raises
+    :class:`InputError`.
 
     Quantus's ``ROAD`` is MoRF only and returns the accuracy per fraction averaged over the
     batch; with ``noise_std=0`` and single-channel images it equals
@@ -738,8 +895,9 @@ def road(
             f"percentages must be a non-empty sequence of fractions strictly between 0 and 1 "
             f"(e.g. 0.1 for 10 %), got {list(percentages)!r}"
         )
+    _check_road_fractions(fracs)
     noise_std = _check_float("noise_std", noise_std, hint=" (standard deviation of the imputation noise)")
-    setup = _setup(model, inputs, maps, target, output, method="road")
+    setup = _setup(model, inputs, maps, target, output, method="road", default_output="softmax")
     x = setup.x
     if x.dim() != 4:
         raise InputError(
@@ -777,10 +935,14 @@ def road(
         out = torch.stack(imgs).to(device=x.device, dtype=x.dtype)
         return out, torch.tensor(bs, device=x.device)
 
-    scores = _score_rows(model, setup, batching, n * per, rows, method="road").reshape(n, 2, K)
+    scores = _score_rows(
+        model, setup, batching, n * per, rows, method="road", per=per,
+        describe=lambda j: f"{'MoRF' if j < K else 'LeRF'} with {fracs[j % K]:g} of the pixels imputed",
+        fix="e.g. a smaller noise_std", clean=None,
+    ).reshape(n, 2, K)
     morf_curve, lerf_curve = scores[:, 0], scores[:, 1]
     area_morf, area_lerf = morf_curve.mean(dim=1), lerf_curve.mean(dim=1)
-    settings = {"percentages": fracs, "noise_std": noise_std, "output": output, "reduce": reduce, "seed": seed}
+    settings = {"percentages": fracs, "noise_std": noise_std, "output": setup.output, "reduce": reduce, "seed": seed}
     return _done(
         "road",
         area_lerf - area_morf,
@@ -872,7 +1034,8 @@ def infidelity(
       (channels summed by ``reduce``): the exact phi of a linear model is its
       contribution ``w * (x - baseline)``.
     - a boolean tensor of removal masks, ``(K, H, W)`` for every sample or ``(N, K, H, W)``:
-      each mask is one ``I``, used like squares (e.g. every square, as the paper enumerates).
+      each mask is one ``I``, used like squares (e.g. every square, as the paper enumerates);
+      the masks may be on any device.
 
     Direction: lower is better.
 
@@ -881,6 +1044,12 @@ def infidelity(
     Yeh et al.'s noisy baselines, maps on the bundled shapes model score close to a random
     one: docs/evaluation-faithfulness.md has the measurements); ``baseline=0.0``;
     ``output="logit"`` (the maps explain logits); ``reduce="sum"``.
+
+    ``target``: ``None`` (the predicted class, or the classes an Explanation given as ``maps``
+    records in ``target_indices``), an int or one index per sample, all scored as ``output``; or
+    a Target object (or callable), scored with its own output, e.g. ``Class(c, output="softmax")``,
+    with ``output`` left at ``'logit'`` (else :class:`ConfigError`). A non-finite score raises
+    :class:`InputError`.
 
     Quantus's ``Infidelity`` removes patches in raster order, cumulatively, and uses
     ``I = x - x_perturbed`` element-wise with no scaling; for removal to 0 its value equals
@@ -891,7 +1060,7 @@ def infidelity(
     _check_choice("scaling", scaling, ("optimal", "none"))
     explicit = None
     if isinstance(perturbation, (Tensor, np.ndarray)):
-        explicit = torch.as_tensor(perturbation)
+        explicit = torch.as_tensor(perturbation).detach().cpu()  # indexed with CPU indices, dotted with CPU maps
         if explicit.dtype.is_floating_point and not bool(((explicit == 0) | (explicit == 1)).all()):
             raise ConfigError("removal masks given as perturbation= must be boolean or 0/1")
         explicit = explicit.bool()
@@ -906,7 +1075,7 @@ def infidelity(
     if explicit is None:
         n_perturbations = _check_int("n_perturbations", n_perturbations)
     noise_std = _check_float("noise_std", noise_std, strict=True)
-    setup = _setup(model, inputs, maps, target, output, method="infidelity")
+    setup = _setup(model, inputs, maps, target, output, method="infidelity", default_output="logit")
     x = setup.x
     n = setup.n
     grid = setup.grid
@@ -991,14 +1160,19 @@ def infidelity(
             out[pert] = perturbed(bs[pert], j[pert] - 1)
         return out, bs
 
-    scores = _score_rows(model, setup, batching, n * per, rows, method="infidelity").reshape(n, per)
+    scores = _score_rows(
+        model, setup, batching, n * per, rows, method="infidelity", per=per,
+        describe=lambda j: "the clean input" if j == 0 else f"{kind} perturbation {j - 1} of {K}",
+        fix="e.g. a smaller noise_std" if kind == "gaussian" else "e.g. another baseline",
+    ).reshape(n, per)
     drops = scores[:, :1] - scores[:, 1:]  # (N, K)
     unscaled = ((dots - drops) ** 2).mean(dim=1)
     den = (dots * dots).mean(dim=1)
     beta = torch.where(den > 0, (dots * drops).mean(dim=1) / den.clamp(min=1e-300), torch.zeros_like(den))
     scaled = ((beta[:, None] * dots - drops) ** 2).mean(dim=1)
     value = scaled if scaling == "optimal" else unscaled
-    settings = {"perturbation": kind, "scaling": scaling, "output": output, "reduce": reduce, "seed": seed, **settings_extra}
+    settings = {"perturbation": kind, "scaling": scaling, "output": setup.output, "reduce": reduce, "seed": seed,
+                **settings_extra}
     return _done(
         "infidelity",
         value,
@@ -1062,13 +1236,19 @@ def faithfulness_correlation(
     features, a float in (0, 1) a fraction of them (the paper fixes no size; Quantus uses 224
     elements); ``baseline=0.0``; ``output="logit"``; ``reduce="sum"``. ``extras``:
     ``"drops"`` and ``"map_sums"``, ``(N, n_subsets)``.
+
+    ``target``: ``None`` (the predicted class, or the classes an Explanation given as ``maps``
+    records in ``target_indices``), an int or one index per sample, all scored as ``output``; or
+    a Target object (or callable), scored with its own output, e.g. ``Class(c, output="softmax")``,
+    with ``output`` left at ``'logit'`` (else :class:`ConfigError`). A non-finite score raises
+    :class:`InputError`.
     """
     start = time.perf_counter()
     seed = _check_common(output, reduce, seed, outputs=("logit", "softmax"))
     K = _check_int("n_subsets", n_subsets, low=2, hint=" (a correlation needs at least 2 subsets)")
     if isinstance(subset_size, bool) or not isinstance(subset_size, (int, float, np.integer, np.floating)):
         raise ConfigError(f"subset_size must be an int (features) or a fraction in (0, 1), got {subset_size!r}")
-    setup = _setup(model, inputs, maps, target, output, method="faithfulness_correlation")
+    setup = _setup(model, inputs, maps, target, output, method="faithfulness_correlation", default_output="logit")
     x = setup.x
     P = math.prod(setup.grid)
     if isinstance(subset_size, (float, np.floating)):
@@ -1099,10 +1279,14 @@ def faithfulness_correlation(
             chosen[pert] = sel
         return torch.where(setup.expand(chosen), ref[bs], x[bs]), bs
 
-    scores = _score_rows(model, setup, batching, n * per, rows, method="faithfulness_correlation").reshape(n, per)
+    scores = _score_rows(
+        model, setup, batching, n * per, rows, method="faithfulness_correlation", per=per,
+        describe=lambda j: "the clean input" if j == 0 else f"subset {j - 1} of {K} replaced by the baseline",
+        fix="e.g. baseline='mean'",
+    ).reshape(n, per)
     drops = scores[:, :1] - scores[:, 1:]
     corr = _pearson(sums, drops)
-    settings = {"n_subsets": K, "subset_size": size, "baseline": _describe(baseline), "output": output,
+    settings = {"n_subsets": K, "subset_size": size, "baseline": _describe(baseline), "output": setup.output,
                 "reduce": reduce, "seed": seed}
     return _done("faithfulness_correlation", corr, True, setup, start, settings,
                  extras={"drops": drops, "map_sums": sums})

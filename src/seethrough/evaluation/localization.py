@@ -257,7 +257,7 @@ def relevance_mass_accuracy(
     _check_reduce(reduce)
     _check_seed(seed)
     mk = _masks(masks, view)
-    view, m, n_eval = _resolve(model, x, maps, target=target, batching=batching)
+    view, m, n_eval = _resolve(model, x, maps, target=target, batching=batching, allow_zero=True)
     pm = pixel_maps(m, view, reduce=reduce).double().cpu()
     n = pm.shape[0]
     pos = pm.reshape(n, -1).clamp(min=0)

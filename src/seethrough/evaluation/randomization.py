@@ -31,6 +31,8 @@ Rules that hold throughout:
   blocks explicitly (a block randomizes every parameterised module inside it).
 - Re-initialisation: the layer's own ``reset_parameters()`` with the torch RNG seeded from
   ``seed`` and the layer's name (so a layer gets the same random weights in both modes);
+  only the generators it draws from (the CPU's and the layer's device's) are seeded, and
+  restored afterwards, so the caller's RNG state on every device is left as it was;
   without ``reset_parameters()``, every parameter of the layer is redrawn from a Gaussian
   N(0, s^2), s the standard deviation of the layer's ``weight``. A layer with neither (no
   ``reset_parameters()`` and no ``weight`` with a spread) cannot be randomized: an error if
@@ -54,6 +56,7 @@ Rules that hold throughout:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
 import math
@@ -130,15 +133,35 @@ def _layer_seed(seed: int, name: str) -> int:
     return (int(seed) * 1_000_003 + zlib.crc32(name.encode("utf-8"))) % (2**63 - 1)
 
 
+@contextlib.contextmanager
+def _seeded_rng(device: torch.device, seed: int) -> Iterator[None]:
+    """Seed the generators that ``reset_parameters()`` draws from for a layer on ``device``
+    (the CPU's and, for an accelerator, that device's) and restore them on exit.
+
+    Not ``torch.manual_seed``: it seeds every accelerator, and for CUDA not yet initialised it
+    queues the seed for later, so the caller's RNG state on other devices would change."""
+    if device.type in ("cpu", "meta"):
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(seed)
+            yield
+        return
+    mod = torch.get_device_module(device.type)
+    idx = device.index if device.index is not None else 0
+    with torch.random.fork_rng(devices=[idx], device_type=device.type):
+        torch.default_generator.manual_seed(seed)
+        select = getattr(mod, "device", None)
+        with select(idx) if callable(select) else contextlib.nullcontext():
+            mod.manual_seed(seed)  # the current device's generator only
+        yield
+
+
 def _randomize_module(module: nn.Module, name: str, how: str, seed: int) -> None:
     s = _layer_seed(seed, name)
     params = _own_params(module)
     device = params[0][1].device if params else torch.device("cpu")
     with torch.no_grad():
         if how == "reset":
-            devices = [device.index or 0] if device.type == "cuda" else []
-            with torch.random.fork_rng(devices=devices):
-                torch.manual_seed(s)
+            with _seeded_rng(device, s):
                 module.reset_parameters()
         else:
             w = module.weight

@@ -74,6 +74,8 @@ def get_metric(name: str) -> MetricSpec:
 def select_metrics(names=None, *, families=None, have_masks: bool) -> list[MetricSpec]:
     """The metrics to run: by name, by family, or all whose needs are met (localization
     metrics only with ground-truth masks)."""
+    if names is not None and families is not None:
+        raise ConfigError("give metrics by name or by family, not both")
     if names is not None:
         specs = [get_metric(n) for n in names]
         for s in specs:

@@ -14,7 +14,9 @@ better for both; a map that does not depend on the input scores 0.
 Because the perturbed inputs must be re-explained, ``maps`` must be the attribution method
 itself (``needs={"model", "method"}``), not an Explanation or a tensor. The method explains
 the same class for every perturbed copy as for the original (the predicted class of the
-original by default; the paper fixes the label too). All perturbed copies of all inputs are
+original by default; the paper fixes the label too); a Target object is explained as given
+(``Predicted(output="softmax")``: the predicted class's probability). Maps that are NaN or
+inf on a perturbed copy raise :class:`InputError` naming the samples. All perturbed copies of all inputs are
 explained in as few calls as possible: ``batching`` sets how many perturbed inputs go into
 one call of the method (default: all of them, up to 4096), and the method chunks its own
 model evaluations with its own batching.
@@ -32,10 +34,10 @@ from .._core.batching import Batching, as_batching
 from .._core.errors import InputError
 from .._core.result import Explanation
 from .._core.state import model_guard
-from .._core.targets import Class, ClassDifference, Target, TargetLike
+from .._core.targets import Class, ClassDifference, TargetLike
 from .._core.validation import check_inputs
 from ._common import MetricResult, resolve_maps
-from .faithfulness import _check_float, _check_int, _check_seed, _generator, _scoring_target
+from .faithfulness import _check_float, _check_int, _check_seed, _generator, _is_target_object, _scoring_target
 
 __all__ = ["max_sensitivity", "avg_sensitivity", "METRICS"]
 
@@ -97,8 +99,8 @@ def _sensitivities(
     x = check_inputs(model, inputs)
     n = x.shape[0]
     with model_guard(model, method=name):
-        t, indices, n_eval = _scoring_target(model, x, target, "logit")
-    if not isinstance(target, Target) and indices is not None:
+        t, indices, n_eval, _ = _scoring_target(model, x, target, "logit")
+    if not _is_target_object(target) and indices is not None:
         t = None  # a class given as None, an int or indices: explained as indices
     exp = maps.attribute(x, target=_row_target(t, indices, torch.arange(n)))
     n_eval += int(exp.n_evaluations)
@@ -124,10 +126,21 @@ def _sensitivities(
         e = maps.attribute(xs, target=_row_target(t, indices, bs))
         n_eval += int(e.n_evaluations)
         a = e.attributions.detach().double().cpu().reshape(len(r), -1)
-        if a.shape[1] != phi.shape[1] or not bool(torch.isfinite(a).all()):
+        if a.shape[1] != phi.shape[1]:
             raise InputError(
-                f"{maps.name} returned maps of shape {tuple(e.attributions.shape[1:])} with non-finite "
-                f"values or a different size on perturbed inputs; sensitivity needs finite maps of one shape"
+                f"{maps.name} returned maps of shape {tuple(e.attributions.shape[1:])} on perturbed inputs "
+                f"but {tuple(exp.attributions.shape[1:])} on the inputs; sensitivity needs maps of one shape"
+            )
+        finite = torch.isfinite(a).all(dim=1)
+        if not bool(finite.all()):
+            bad = sorted(set(bs[~finite].tolist()))
+            first = int((~finite).nonzero()[0])
+            raise InputError(
+                f"{name}: {maps.name} returned maps with NaN or inf on perturbed copies of samples "
+                f"{bad[:8]}{' ...' if len(bad) > 8 else ''} (first: sample {int(bs[first])}, draw "
+                f"{int(ks[first])}), which would make the sensitivity NaN. The perturbations (radius "
+                f"{radius:g}) likely leave the model's domain (e.g. sqrt or log of an input that "
+                f"becomes negative): use a smaller radius, or inputs further inside the domain"
             )
         sens[bs, ks] = (a - phi[bs]).norm(dim=1) / norms[bs]
     settings = {"radius": radius, "n_samples": n_samples, "norm": "l2", "seed": seed,

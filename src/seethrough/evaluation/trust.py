@@ -100,6 +100,56 @@ REPORT_DEFAULT_REASONS = {
 }
 
 
+#: Metrics that perturb image regions, left out (with a note) for other inputs.
+IMAGE_ONLY = ("region_perturbation", "road")
+
+
+def _measures_for(x: Tensor) -> tuple[str, ...]:
+    """Similarity measures that apply to maps of ``x``: SSIM and HOG need 2-D maps of at least
+    16 x 16; the Spearman measures apply to any map."""
+    from .randomization import _DEFAULT_MEASURES
+
+    if x.dim() == 4 and min(x.shape[-2:]) >= 16:
+        return tuple(_DEFAULT_MEASURES)
+    return ("spearman_abs", "spearman")
+
+
+def _fix_target(model: nn.Module, x: Tensor, target) -> tuple[Any, Tensor | None]:
+    """The target every method explains, fixed once: the predicted class (None, or a
+    ``Predicted`` with its output kept), the given indices, or a Target object as given."""
+    from .._core.targets import Class, Predicted, Target
+
+    if isinstance(target, Target) and not isinstance(target, Predicted):
+        idx = resolve_target_indices(model, x, target) if isinstance(target, Class) else None
+        return target, idx
+    idx = resolve_target_indices(model, x, None if isinstance(target, Predicted) else target)
+    if isinstance(target, Predicted):
+        return Class(idx, output=getattr(target, "output", "logit")), idx
+    return idx, idx
+
+
+def family_rankings(results: Mapping[str, Mapping[str, MetricResult]], specs: Sequence[MetricSpec],
+                    names: Sequence[str]) -> dict[str, dict[str, float]]:
+    """``{family: {method: mean rank}}``: each metric ranks only the methods that have a value
+    for it (a missing value is not a bad one); a method's family rank is its mean over the
+    metrics it has (NaN if none)."""
+    rankings: dict[str, dict[str, float]] = {}
+    for fam in METRIC_FAMILIES:
+        per_metric = []
+        for s in (s for s in specs if s.family == fam):
+            vals = {m: results[m][s.name].mean for m in names if s.name in results.get(m, {})}
+            vals = {m: v for m, v in vals.items() if not np.isnan(v)}
+            if vals:
+                per_metric.append(_ranks(vals, s.higher_is_better))
+        if per_metric:
+            rankings[fam] = {
+                m: float(np.mean([r[m] for r in per_metric if m in r])) if any(m in r for r in per_metric)
+                else float("nan")
+                for m in names
+            }
+    return rankings
+
+
 def _ranks(values: Mapping[str, float], higher_is_better: bool) -> dict[str, float]:
     """Rank 1 = best; ties share their mean rank; NaN ranks last."""
     names = list(values)
@@ -290,7 +340,16 @@ def trust_report(
     if unknown:
         raise ConfigError(f"metric_settings for metrics that are not run: {sorted(unknown)}")
     notes: list[str] = []
-    for name, defaults in REPORT_DEFAULTS.items():
+    images = x.dim() == 4
+    if not images:
+        dropped = [s.name for s in specs if s.name in IMAGE_ONLY and metrics is None]
+        if dropped:
+            specs = [s for s in specs if s.name not in dropped]
+            notes.append(f"Left out on non-image inputs (they perturb image regions): {', '.join(dropped)}.")
+        if any(s.name == "insertion" for s in specs) and "baseline" not in settings.get("insertion", {}):
+            settings["insertion"] = {"baseline": 0.0, **settings.get("insertion", {})}
+            notes.append("insertion starts from zeros here (its blurred start needs images).")
+    for name, defaults in (REPORT_DEFAULTS.items() if images else ()):
         if any(s.name == name for s in specs):
             changed = {k: v for k, v in defaults.items() if k not in settings.get(name, {})}
             if changed:
@@ -298,9 +357,7 @@ def trust_report(
                 notes.append(f"{name} runs with {changed} in this report ({REPORT_DEFAULT_REASONS[name]}).")
     say = progress or (lambda _s: None)
 
-    with model_guard(model):
-        target_indices = resolve_target_indices(model, x, target)
-    fixed_target = target_indices if target_indices is not None else target
+    fixed_target, target_indices = _fix_target(model, x, target)
 
     factories: dict[str, Callable] = {}
     for m in methods:
@@ -316,7 +373,9 @@ def trust_report(
     failures: dict[str, dict[str, str]] = {n: {} for n in factories}
     explanations: dict[str, Explanation] = {}
     sanity: dict[str, Any] = {}
+    sanity_failed: set[str] = set()
     data_rand: dict[str, Any] = {}
+    measures = _measures_for(x)
 
     for name, factory in factories.items():
         method = factory(model)
@@ -324,7 +383,11 @@ def trust_report(
             failures[name] = {s.name: "time budget spent" for s in specs}
             continue
         say(f"{name}: maps")
-        explanations[name] = method.attribute(x, target=fixed_target)
+        try:
+            explanations[name] = method.attribute(x, target=fixed_target)
+        except SeethroughError as e:
+            failures[name] = {s.name: f"the method failed: {type(e).__name__}: {e}" for s in specs}
+            continue
         for spec in specs:
             if over_budget():
                 failures[name][spec.name] = "time budget spent"
@@ -349,11 +412,12 @@ def trust_report(
             if spec.name == "model_randomization" and randomization and not (set(kwargs) - {"method_factory"}):
                 # The curves below run the same cascade with every measure: read the metric off it.
                 try:
-                    sanity[name] = rnd.ModelRandomizationCheck(factory, mode="cascading", seed=seed).run(
-                        model, x, target=fixed_target)
+                    sanity[name] = rnd.ModelRandomizationCheck(factory, mode="cascading", seed=seed,
+                                                               similarity=measures).run(model, x, target=fixed_target)
                     results[name][spec.name] = rnd.randomization_metric(sanity[name])
                 except SeethroughError as e:
                     failures[name][spec.name] = f"{type(e).__name__}: {e}"
+                    sanity_failed.add(name)
                 continue
             try:
                 results[name][spec.name] = spec.fn(
@@ -361,29 +425,26 @@ def trust_report(
                 )
             except SeethroughError as e:
                 failures[name][spec.name] = f"{type(e).__name__}: {e}"
-        if randomization and name not in sanity and not over_budget():
+        if randomization and name not in sanity and name not in sanity_failed and not over_budget():
             say(f"{name}: randomization curves")
-            check = rnd.ModelRandomizationCheck(factory, mode="cascading", seed=seed)
-            sanity[name] = check.run(model, x, target=fixed_target)
+            try:
+                check = rnd.ModelRandomizationCheck(factory, mode="cascading", seed=seed, similarity=measures)
+                sanity[name] = check.run(model, x, target=fixed_target)
+            except SeethroughError as e:
+                notes.append(f"{name}: the randomization curves could not be computed ({type(e).__name__}: {e}).")
         if random_label_model is not None and not over_budget():
             say(f"{name}: data randomization")
-            data_rand[name] = rnd.data_randomization_check(factory, model, random_label_model, x, target=fixed_target, seed=seed)
+            try:
+                data_rand[name] = rnd.data_randomization_check(
+                    factory, model, random_label_model, x, target=fixed_target, seed=seed, similarity=measures)
+            except SeethroughError as e:
+                notes.append(f"{name}: the data randomization check failed ({type(e).__name__}: {e}).")
 
     if time_budget is not None and over_budget():
         notes.append(f"The time budget of {time_budget:g} s was spent; the missing values are listed below.")
 
-    rankings: dict[str, dict[str, float]] = {}
     names = list(factories)
-    for fam in METRIC_FAMILIES:
-        fam_specs = [s for s in specs if s.family == fam]
-        per_metric = []
-        for s in fam_specs:
-            vals = {m: (results[m][s.name].mean if s.name in results[m] else float("nan")) for m in names}
-            if all(np.isnan(v) for v in vals.values()):
-                continue
-            per_metric.append(_ranks(vals, s.higher_is_better))
-        if per_metric:
-            rankings[fam] = {m: float(np.mean([r[m] for r in per_metric])) for m in names}
+    rankings = family_rankings(results, specs, names)
 
     return TrustReport(
         title=title,
