@@ -4,6 +4,7 @@ data sources, errors, and the model left untouched."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import warnings
 from pathlib import Path
@@ -268,6 +269,38 @@ def test_dead_and_constant_units_are_flagged():
     assert relu.never_positive and relu.constant
     live = ex.unit("features.3", 0)
     assert not live.constant
+
+
+@pytest.mark.parametrize("top_k,bottom_k", [(3, 0), (0, 3), (9, 0), (0, 9)])
+def test_constant_with_only_one_end_kept(top_k, bottom_k):
+    # bottom_k=0 used to raise IndexError and top_k=0 to call every unit non-constant
+    model = seeded(TinyCNN)
+    with torch.no_grad():
+        model.features[3].weight[2].zero_()
+        model.features[3].bias[2] = 0.3  # channel 2 of features.3: always 0.3 (not exact in float32)
+        model.features[3].weight[1].zero_()
+        model.features[3].bias[1] = -1.0
+    ex = DatasetExamples(model, layers=["features.3", "features.4"], top_k=top_k, bottom_k=bottom_k).fit(_images(9))
+    assert ex.unit("features.3", 2).constant and ex.unit("features.3", 1).constant
+    assert ex.unit("features.4", 1).constant  # ReLU of -1: always 0
+    assert not ex.unit("features.3", 0).constant and not ex.unit("features.4", 0).constant
+    # a unit that differs on a single example is not constant either
+    with torch.no_grad():
+        model.features[3].weight[2, 0, 1, 1] = 1e-3
+    ex = DatasetExamples(model, layers=["features.3"], top_k=top_k, bottom_k=bottom_k).fit(_images(9))
+    assert not ex.unit("features.3", 2).constant
+
+
+def test_constant_without_kept_examples_uses_the_spread():
+    ex = DatasetExamples(seeded(TinyCNN), layers=["features.3"], top_k=2).fit(_images(5))
+    u = ex.unit("features.3", 0)
+    empty = torch.empty(0)
+    blank = dict(top_values=empty, bottom_values=empty)
+    assert not dataclasses.replace(u, **blank).constant
+    assert dataclasses.replace(u, **blank, mean=0.3, std=1e-8).constant
+    assert dataclasses.replace(u, **blank, mean=0.0, std=0.0).constant
+    assert not dataclasses.replace(u, **blank, mean=0.0, std=1e-8).constant
+    assert not dataclasses.replace(u, n_examples=0).constant
 
 
 def test_mlp_units_have_no_positions():

@@ -138,6 +138,32 @@ def test_diversity_is_minus_mean_gram_cosine():
     assert float(_evaluate([Diversity("conv")], {"conv": x[:1]})) == 0.0
 
 
+def test_diversity_couples_only_the_images_whose_objective_has_it():
+    x = torch.rand(4, 4, 5, 5, generator=_gen(6)).requires_grad_(True)
+    objs = [Channel("conv", 0), Channel("conv", 1) + Diversity("conv"), Channel("conv", 2),
+            Channel("conv", 3) + Diversity("conv")]
+    got = _evaluate(objs, {"conv": x})
+    # images 1 and 3 diversify between themselves only; 0 and 2 keep their plain channel mean
+    div = _evaluate([Diversity("conv")] * 2, {"conv": x[[1, 3]]})
+    expected = torch.stack([x[0, 0].mean(), x[1, 1].mean() + div[0], x[2, 2].mean(), x[3, 3].mean() + div[1]])
+    torch.testing.assert_close(got, expected)
+    # the gradient reaching an image without Diversity is that of its own objective alone
+    (grad,) = torch.autograd.grad(got.sum(), x)
+    own = torch.zeros(4, 5, 5)
+    own[0] = 1 / 25
+    torch.testing.assert_close(grad[0], own)
+    own = torch.zeros(4, 5, 5)
+    own[2] = 1 / 25
+    torch.testing.assert_close(grad[2], own)
+    # two equal Diversity terms in one objective count that image once among the members
+    twice = _evaluate([Diversity("conv") + Diversity("conv"), Channel("conv", 0), Diversity("conv")], {"conv": x[:3]})
+    div = _evaluate([Diversity("conv")] * 2, {"conv": x[[0, 2]]})
+    torch.testing.assert_close(twice, torch.stack([2 * div[0], x[1, 0].mean(), div[1]]))
+    # a lone image with Diversity has nothing to differ from
+    lone = _evaluate([Channel("conv", 0), Diversity("conv")], {"conv": x[:2]})
+    torch.testing.assert_close(lone, torch.stack([x[0, 0].mean(), torch.zeros(())]))
+
+
 def test_regularisers_on_known_images():
     flat = torch.full((1, 3, 5, 5), 0.5)
     stripes = torch.zeros(1, 3, 5, 5)

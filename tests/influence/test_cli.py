@@ -37,6 +37,28 @@ def test_bundled_model_with_essence_and_html(tmp_path, capsys):
     assert text.count("<img") >= 4 and "Essence" in text and "<script" not in text
 
 
+@pytest.mark.parametrize("reduce,negative", [("mean", True), ("max", False)])
+def test_html_keeps_the_data_description_and_the_negative_note(tmp_path, capsys, reduce, negative):
+    # the note on negative influence must neither replace the data description nor, when
+    # some influence is negative (no note), reach the report as the text "None"
+    html = tmp_path / "r.html"
+    code = main([
+        "influence", "--model", "shapes-cnn", "--layer", "features.6", "--class", "0", "--n", "12", "--top", "2",
+        "--reduce", reduce, "--method", "saliency", "--html", str(html),
+    ])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    out = captured.out
+    description = "12 synthetic shapes (seed 10000); essence test split: 12 more (seed 20000)"
+    assert out.splitlines()[0] == description
+    assert bool(re.search(r"^\s+-1\s+channel", out, re.M)) == negative
+    assert ("no channel has negative influence" in out) != negative
+    text = html.read_text()
+    assert f"<p>{description}</p>" in text
+    assert "<p>None</p>" not in text and ">None<" not in text
+    assert text.count("no channel has negative influence") == (0 if negative else 1)
+
+
 def test_tensor_file_point_and_path(tmp_path, capsys):
     from safetensors.torch import save_file
 

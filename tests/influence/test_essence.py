@@ -75,8 +75,42 @@ def test_seeded_and_settings_recorded():
     assert [r["k"] for r in rows] == [1, 3]
     assert rows[0]["random-k balanced accuracy (mean)"] == pytest.approx(float(a.random_accuracy[0].mean()))
     assert 0.0 <= a.full_accuracy <= 1.0 and 0.0 <= a.full_auc <= 1.0
-    # keeping every neuron is the model itself: thresholding its own margin
-    assert a.full_auc >= float(a.random_auc.mean()) - 0.5
+    _check_full_scores(model, x, y, 12, 1, a)
+
+
+def _check_full_scores(model, x, y, n_train, cls, result):
+    """Keeping every neuron is the model itself: ``full_auc`` is the AUC of its own margin
+    ``z_cls - max_{c != cls} z_c`` on the test split and ``full_accuracy`` the balanced
+    accuracy there of the threshold fitted on the training split."""
+    from sklearn.metrics import roc_auc_score
+
+    with torch.no_grad():
+        z = model(x)
+    others = [c for c in range(z.shape[1]) if c != cls]
+    margin = (z[:, cls] - z[:, others].amax(dim=1)).double()
+    positive = (y == cls).numpy()
+    m_te, p_te = margin[n_train:].numpy(), positive[n_train:]
+    assert result.full_auc == pytest.approx(roc_auc_score(p_te.astype(int), m_te), abs=1e-12)
+    tau, _ = balanced_accuracy_threshold(margin[:n_train], y[:n_train] == cls)
+    pred = m_te > tau
+    tpr, tnr = (pred & p_te).sum() / p_te.sum(), (~pred & ~p_te).sum() / (~p_te).sum()
+    assert result.full_accuracy == pytest.approx(0.5 * (tpr + tnr), abs=1e-12)
+
+
+def test_full_scores_are_those_of_the_unmasked_model():
+    # labels that follow the model's own class-1 margin, with a few flipped, so the full
+    # model's AUC and accuracy are neither chance nor perfect (and differ from top-k's)
+    model = seeded(TinyCNN)
+    x = torch.rand(40, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        z = model(x)
+    margin = z[:, 1] - z[:, [0, 2]].amax(dim=1)
+    positive = margin > margin.median()
+    positive[[1, 4, 22, 25, 30]] = ~positive[[1, 4, 22, 25, 30]]
+    y = torch.where(positive, 1, torch.where(torch.arange(40) % 2 == 0, 0, 2))
+    r = EssenceExperiment(model, layer="features.4", ks=(1,), n_random=3, seed=0).run(x[:20], y[:20], x[20:], y[20:], 1)
+    assert 0.6 < r.full_auc < 1.0 and r.full_auc != float(r.top_auc[0])
+    _check_full_scores(model, x, y, 20, 1, r)
 
 
 def _check_top_beats_random(results):

@@ -144,8 +144,32 @@ class UnitExamples:
 
     @property
     def constant(self) -> bool:
-        """Every example gives the same activation: the ranking says nothing."""
-        return bool(self.top_values.numel()) and float(self.top_values[0]) == float(self.bottom_values[0])
+        """Every example gives the same activation: the ranking says nothing.
+
+        The highest activation (``top_values[0]``) equals the lowest (``bottom_values[0]``,
+        or ``top_values[-1]`` when the top examples are all of them). With only one end
+        kept (``top_k=0`` or ``bottom_k=0``), that extreme equals the mean exactly when
+        every value does (the mean of equal float32 values is exact); with neither, the
+        standard deviation is zero up to its rounding.
+        """
+        n = self.n_examples
+        if n <= 0:
+            return False
+        hi = lo = None
+        if self.top_values.numel():
+            hi = float(self.top_values[0])
+            if self.top_values.numel() >= n:
+                lo = float(self.top_values[-1])
+        if self.bottom_values.numel():
+            lo = float(self.bottom_values[0])
+            if hi is None and self.bottom_values.numel() >= n:
+                hi = float(self.bottom_values[-1])
+        if hi is not None and lo is not None:
+            return hi == lo
+        if hi is not None or lo is not None:
+            return (hi if hi is not None else lo) == self.mean
+        # std comes from running sums: a constant c != 0 leaves a residue of ~1e-8 |c|
+        return self.std <= 1e-6 * abs(self.mean)
 
 
 class _Running:

@@ -18,7 +18,8 @@ Terms on a layer's output (``(C, H, W)`` for convolutions, ``(C,)`` for linear l
   direction in channel space, averaged over positions (optionally weighted by the cosine
   to the power ``cossim_pow``);
 - :class:`Diversity` ``(layer)``: minus the mean cosine similarity between this image's
-  Gram matrix (channel correlations) and those of the other images of the batch; adding it
+  Gram matrix (channel correlations) and those of the other images of the batch whose
+  objective also has Diversity at that layer (images without it are left out); adding it
   makes the images of one batch differ in style (Lucid);
 
 on the model output: :class:`ClassLogit` ``(c)``; and regularisers on the displayable
@@ -413,7 +414,9 @@ class Direction(Term):
 class Diversity(Term):
     """Minus the mean cosine similarity between this image's Gram matrix at ``layer``
     (channel-by-channel correlations over positions) and those of the other images in
-    the batch. In [-1, 1] for non-negative activations; zero for a batch of one."""
+    the batch whose objective also has Diversity at ``layer`` (with one objective per
+    image, images without it are left out). In [-1, 1] for non-negative activations;
+    zero for a single such image."""
 
     coupled = True
 
@@ -616,7 +619,14 @@ class _Plan:
             if g.kind == "fused":
                 vals = type(g.terms[0]).score_fused(g.terms, src, rows)
             elif g.kind == "coupled":
-                vals = g.terms[0].score(src)[rows]
+                # coupled only among the images whose objective has the term: the others
+                # neither enter its value nor receive its gradient (a row listed twice, by two
+                # equal terms of one objective, is one image)
+                if g.all_rows:
+                    vals = g.terms[0].score(src)
+                else:
+                    members, where = torch.unique(rows, return_inverse=True)
+                    vals = g.terms[0].score(src[members])[where]
             else:
                 vals = g.terms[0].score(src if g.all_rows else src[rows])
             vals = vals.float() * g.coefs.to(vals.device)

@@ -191,9 +191,9 @@ def _run(args) -> int:
           f"{res.n_neurons} {res.neuron}s" + (f", {res.reduce} over positions" if res.reduce else ""))
     for row in _report.neuron_rows(res, k):
         print(f"  {row['rank']:>4}  {res.neuron} {row[res.neuron]:>5}  influence {row['influence']:+.4g}")
-    note = _report.no_negative_note(res)
-    if note:
-        print(f"  ({note})")
+    neg_note = _report.no_negative_note(res)
+    if neg_note is not None:
+        print(f"  ({neg_note})")
 
     ess = None
     if ks is not None:
