@@ -122,6 +122,19 @@ _REGISTRY: dict[str, _Spec] = {
             "(seethrough.data.mnist_split(seed=0) train part); tested on the other 1,000."
         ),
     ),
+    "stripes-cnn": _Spec(
+        architecture="ShapesCNN",
+        factory=lambda: ShapesCNN(num_classes=2),
+        classes=("plain", "striped"),
+        input_shape=(3, 64, 64),
+        default_cam_layer=ShapesCNN.default_cam_layer,
+        description=(
+            "ShapesCNN trained on seethrough.data.concepts.concept_dataset(..., 'stripes'): an "
+            "image is 'striped' exactly when a striped region is drawn on it; colours, dots, "
+            "checkerboards and shapes appear equally in both classes (concept ground truth for "
+            "TCAV). Trained by scripts/train_concepts.py."
+        ),
+    ),
 }
 
 
