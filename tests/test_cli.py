@@ -120,7 +120,9 @@ def test_pickled_weights_are_refused(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_demo_end_to_end(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--n-images", "2"]) == 0
+    # The model sections (trust, feature visualization, atlas, influence, concepts) have their
+    # own tests; here the maps part end to end.
+    assert main(["demo", "--out", str(tmp_path), "--n-images", "2", "--maps-only"]) == 0
     out = capsys.readouterr().out
     assert "Report written to" in out
     text = (tmp_path / "index.html").read_text()
@@ -130,6 +132,22 @@ def test_demo_end_to_end(tmp_path, capsys):
         assert name in text
     assert "http://" not in text and "https://" not in text
     assert "planted shortcut" in text
+    assert "trust.html" not in text  # --maps-only
+
+
+@pytest.mark.slow
+def test_demo_trust_section_writes_linked_reports(tmp_path):
+    from seethrough.evaluation._report import trust_section
+    from seethrough.report.html import HtmlReport
+
+    rep = HtmlReport()
+    written = trust_section(rep, tmp_path, n_images=2, methods=("saliency", "gradcam"))
+    assert set(written) == {"shapes-cnn", "shapes-cnn-shortcut"}
+    html = rep.render()
+    assert 'href="trust.html"' in html and 'href="trust-shortcut.html"' in html
+    page = written["shapes-cnn"].read_text()
+    assert "Ranking per metric family" in page and "data randomization" in page.lower()
+    assert "relevance_mass_accuracy" in written["shapes-cnn-shortcut"].read_text()
 
 
 def test_explain_perturbation_methods_with_a_feature_mask(tmp_path):
