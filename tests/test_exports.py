@@ -124,6 +124,33 @@ ATTRIBUTION_ALL = [
 
 # Subpackages that are not re-exported at the top level (``seethrough.<name>``).
 SUBPACKAGE_ALL = {
+    "seethrough.concepts": [
+        "CAV",
+        "Dissection",
+        "DissectionResult",
+        "LayerDissection",
+        "MIN_EXAMPLES",
+        "NullCheckResult",
+        "QUANTILE_METHOD",
+        "TCAV",
+        "TCAVResult",
+        "plot_dissection",
+        "plot_tcav",
+        "tcav_null_check",
+    ],
+    "seethrough.data.concepts": [
+        "COLORS",
+        "CONCEPTS",
+        "CONCEPT_KINDS",
+        "ConceptScenes",
+        "SHAPES",
+        "TEXTURES",
+        "concept_dataset",
+        "concept_images",
+        "concept_scenes",
+        "load_concept_images",
+        "random_images",
+    ],
     "seethrough.evaluation": [
         "METRIC_FAMILIES",
         "MetricResult",

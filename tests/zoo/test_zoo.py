@@ -12,7 +12,7 @@ from seethrough.data import make_shapes
 from seethrough.zoo import MnistCNN, ModelInfo, ResNet18, ShapesCNN, SmallVGG
 from seethrough.zoo.train import TEST_SEED_OFFSET
 
-NAMES = ["mnist-cnn", "shapes-cnn", "shapes-cnn-random-labels", "shapes-cnn-shortcut"]
+NAMES = ["mnist-cnn", "shapes-cnn", "shapes-cnn-random-labels", "shapes-cnn-shortcut", "stripes-cnn"]
 
 
 def _trained(name: str) -> bool:

@@ -144,6 +144,7 @@ def _model_sections(report: HtmlReport, out: Path, *, progress=None) -> None:
     """The demo beyond single maps: the trust reports, then the model itself (feature
     visualization, the atlas, influence, concepts)."""
     from ..atlas._report import atlas_section
+    from ..concepts._report import dissection_section, tcav_section
     from ..evaluation._report import trust_section
     from ..featurevis._report import featurevis_section
     from ..influence._report import influence_section
@@ -156,6 +157,10 @@ def _model_sections(report: HtmlReport, out: Path, *, progress=None) -> None:
     atlas_section(report, out, progress=say)
     say("influence")
     influence_section(report, progress=say)
+    say("TCAV")
+    tcav_section(report, progress=say)
+    say("network dissection")
+    dissection_section(report, progress=say)
 
 
 def shortcut_section(report: HtmlReport, *, n_images: int = 4, seed: int = 777, progress=None) -> None:

