@@ -6,7 +6,7 @@ import base64
 import html as _html
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping, Sequence
 
 from ..report.html import HtmlReport
 
@@ -27,6 +27,8 @@ def atlas_section(
     out_dir: str | Path,
     *,
     progress: Callable[[str], None] | None = None,
+    layers: Sequence[str] | None = None,
+    unit_labels: Mapping[str, Mapping[int, str]] | None = None,
 ) -> Path:
     """Build the atlas of ``shapes-cnn`` on 1,000 shapes images (top-9 examples, short
     feature visualisations) into ``out_dir/atlas/`` and add a section to ``report`` that
@@ -44,7 +46,8 @@ def atlas_section(
     source = open_source("shapes", n=DEMO_IMAGES, seed=DEMO_SEED)
     steps = DEMO_STEPS
     t0 = time.perf_counter()
-    build = Atlas(model, top_k=9, steps=steps, title="shapes-cnn atlas (demo)", progress=progress).build(
+    build = Atlas(model, layers=layers, top_k=9, steps=steps, title="shapes-cnn atlas (demo)",
+                  unit_labels=unit_labels, progress=progress).build(
         source, atlas_dir
     )
     seconds = time.perf_counter() - t0
@@ -54,8 +57,11 @@ def atlas_section(
     ex = DatasetExamples.load(atlas_dir / "examples.safetensors")
     report.add_heading("Atlas of the shapes model's units")
     report.add_paragraph(
-        f"A browsable atlas of every convolution channel of shapes-cnn ({build.n_units} units in "
-        f"{len(build.layers)} layers): for each unit the 9 most and 9 least activating of "
+        f"A browsable atlas of the channels of shapes-cnn ({build.n_units} units in layers "
+        f"{', '.join(build.layers)}"
+        + (", with the network-dissection label of each interpretable unit" if unit_labels else "")
+        + "): "
+        f"for each unit the 9 most and 9 least activating of "
         f"{build.n_examples:,} shapes images (activation = the channel's maximum over positions), "
         f"with the receptive field of that maximum"
         + (f", and a feature visualisation ({steps} steps)." if steps else ".")

@@ -272,8 +272,9 @@ def tcav_section(report: HtmlReport, *, progress: Callable[[str], None] | None =
     )
 
 
-def dissection_section(report: HtmlReport, *, progress: Callable[[str], None] | None = None) -> None:
-    """Network dissection of the bundled ``shapes-cnn`` on 300 generated scenes."""
+def dissection_section(report: HtmlReport, *, progress: Callable[[str], None] | None = None):
+    """Network dissection of the bundled ``shapes-cnn`` on 300 generated scenes; returns the
+    result (its ``unit_labels()`` label the demo atlas)."""
     from .. import zoo
     from ..data.concepts import concept_scenes
     from .dissection import Dissection
@@ -293,3 +294,4 @@ def dissection_section(report: HtmlReport, *, progress: Callable[[str], None] | 
     )
     add_dissection(report, result, model=model, scenes=scenes, units_per_layer=2, examples=4)
     report.add_paragraph(f"Section computed in {time.perf_counter() - t0:.0f} s.")
+    return result

@@ -153,14 +153,15 @@ def _model_sections(report: HtmlReport, out: Path, *, progress=None) -> None:
     trust_section(report, out, progress=say)
     say("feature visualization")
     featurevis_section(report, progress=say)
-    say("atlas")
-    atlas_section(report, out, progress=say)
     say("influence")
     influence_section(report, progress=say)
     say("TCAV")
     tcav_section(report, progress=say)
     say("network dissection")
-    dissection_section(report, progress=say)
+    dissection = dissection_section(report, progress=say)
+    say("atlas")
+    # The atlas covers the dissected (post-ReLU) layers and shows their labels.
+    atlas_section(report, out, progress=say, layers=list(dissection.layers), unit_labels=dissection.unit_labels())
 
 
 def shortcut_section(report: HtmlReport, *, n_images: int = 4, seed: int = 777, progress=None) -> None:
