@@ -50,23 +50,6 @@ class ReceptiveField:
         return torch.cat([lo.clamp(min=0), torch.minimum(hi, n - 1)], dim=-1)
 
 
-def _run(gm: fx.GraphModule, node: fx.Node, values: dict):
-    args = fx.node.map_arg(node.args, lambda n: values[n])
-    kwargs = fx.node.map_arg(node.kwargs, lambda n: values[n])
-    if node.op == "get_attr":
-        obj = gm
-        for part in str(node.target).split("."):
-            obj = getattr(obj, part)
-        return obj
-    if node.op == "call_module":
-        return gm.get_submodule(node.target)(*args, **kwargs)
-    if node.op == "call_function":
-        return node.target(*args, **kwargs)
-    if node.op == "call_method":
-        return getattr(args[0], node.target)(*args[1:], **kwargs)
-    raise RuntimeError(f"cannot evaluate node {node.op}")
-
-
 def arithmetic_fields(model: nn.Module, names: list[str], x_probe: Tensor) -> dict[str, ReceptiveField]:
     """Receptive fields by layer arithmetic of the named (leaf) modules that the traced
     graph reaches through local operations only; the others are left out.
@@ -74,7 +57,7 @@ def arithmetic_fields(model: nn.Module, names: list[str], x_probe: Tensor) -> di
     ``x_probe`` is one input ``(1, C, *spatial)``; the graph runs on it once (no grad)
     to learn the tensor shapes. Call inside ``model_guard`` (eval mode).
     """
-    from ..attribution._receptive import classify
+    from ..attribution._receptive import classify, run_node
 
     wanted = set(names)
     out: dict[str, ReceptiveField] = {}
@@ -102,16 +85,16 @@ def arithmetic_fields(model: nn.Module, names: list[str], x_probe: Tensor) -> di
                 op = "it depends on a non-local operation"
             try:
                 if node in tainted:
-                    values[node] = _run(gm, node, values)
+                    values[node] = run_node(gm, node, values)
                     continue
                 if not any(a in deps for a in node.all_input_nodes):
-                    values[node] = _run(gm, node, values)
+                    values[node] = run_node(gm, node, values)
                     continue
                 op = classify(node, gm, values, deps, D, B)
                 args = dict(values)
                 if not isinstance(op, str) and op.inplace:
                     args[op.deps[0]] = values[op.deps[0]].clone()
-                values[node] = _run(gm, node, args)
+                values[node] = run_node(gm, node, args)
             except Exception:
                 return out
             v = values[node]

@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
+from .._core.errors import ConfigError
+
 __all__ = ["Window", "LocalOp", "classify", "affected", "fixed_regions", "EMPTY"]
 
 #: Lower end of an empty interval (its upper end is ``-EMPTY``).
@@ -337,3 +339,21 @@ def fixed_regions(lo: Tensor, hi: Tensor, n: tuple[int, ...]) -> tuple[Tensor, t
     hi_start = torch.tensor([ni - r for ni, r in zip(n, R)], dtype=torch.long)
     start = torch.minimum(lo.clamp(min=0), hi_start)
     return start, R
+
+
+def run_node(gm: fx.GraphModule, node: fx.Node, values: dict):
+    """Evaluate one traced graph node on the values of its inputs (``values[node]``)."""
+    args = fx.node.map_arg(node.args, lambda n: values[n])
+    kwargs = fx.node.map_arg(node.kwargs, lambda n: values[n])
+    if node.op == "get_attr":
+        obj = gm
+        for part in str(node.target).split("."):
+            obj = getattr(obj, part)
+        return obj
+    if node.op == "call_module":
+        return gm.get_submodule(node.target)(*args, **kwargs)
+    if node.op == "call_function":
+        return node.target(*args, **kwargs)
+    if node.op == "call_method":
+        return getattr(args[0], node.target)(*args[1:], **kwargs)
+    raise ConfigError(f"cannot evaluate graph node {node.name!r} ({node.op})")

@@ -42,7 +42,7 @@ from .._core.errors import ConfigError
 from .._core.forward import ForwardRunner
 from .._core.layers import resolve_layer
 from ._base import Computed
-from ._receptive import LocalOp, affected, classify, fixed_regions
+from ._receptive import LocalOp, affected, classify, fixed_regions, run_node
 from .perturbation import Occlusion, _baseline
 
 __all__ = ["IncrementalOcclusion"]
@@ -111,23 +111,6 @@ def _scopes(node: fx.Node) -> list[str]:
     return out
 
 
-def _run_node(gm: fx.GraphModule, node: fx.Node, values: dict):
-    args = fx.node.map_arg(node.args, lambda n: values[n])
-    kwargs = fx.node.map_arg(node.kwargs, lambda n: values[n])
-    if node.op == "get_attr":
-        obj = gm
-        for part in str(node.target).split("."):
-            obj = getattr(obj, part)
-        return obj
-    if node.op == "call_module":
-        return gm.get_submodule(node.target)(*args, **kwargs)
-    if node.op == "call_function":
-        return node.target(*args, **kwargs)
-    if node.op == "call_method":
-        return getattr(args[0], node.target)(*args[1:], **kwargs)
-    raise ConfigError(f"cannot evaluate graph node {node.name!r} ({node.op})")
-
-
 def _global_hooks() -> bool:
     from torch.nn.modules import module as _module
 
@@ -182,7 +165,7 @@ def _analyse(gm: fx.GraphModule, x: Tensor, stop_modules: tuple[nn.Module, ...])
         if node.op in ("placeholder", "output"):
             continue
         if not any(a in deps for a in node.all_input_nodes):
-            values[node] = _run_node(gm, node, values)
+            values[node] = run_node(gm, node, values)
             continue
         op: LocalOp | str
         mod = gm.get_submodule(node.target) if node.op == "call_module" else None
@@ -201,7 +184,7 @@ def _analyse(gm: fx.GraphModule, x: Tensor, stop_modules: tuple[nn.Module, ...])
         inputs = dict(values)
         if op.inplace:
             inputs[op.deps[0]] = values[op.deps[0]].clone()
-        out = _run_node(gm, node, inputs)
+        out = run_node(gm, node, inputs)
         bad = None
         if not isinstance(out, Tensor) or out.dim() != D + 2 or out.shape[0] != B:
             bad = "its output is not a (batch, channels, *spatial) tensor"

@@ -47,8 +47,6 @@ def _say(text: str) -> None:
 
 def load_trust_data(data: str, n: int, *, seed: int, masks_path: str | None = None):
     """``(inputs, masks or None, class names or None, note)`` for a ``--data`` value."""
-    import torch
-
     from ..data.files import load_tensor
 
     if n < 1:

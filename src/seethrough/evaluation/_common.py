@@ -36,7 +36,9 @@ __all__ = [
     "check_masks",
 ]
 
-MapSource = Union["Attribution", Explanation, Tensor, np.ndarray]  # noqa: F821
+#: What a metric accepts as maps: an attribution method (``seethrough.Attribution``, run on the
+#: inputs), an Explanation, or precomputed maps.
+MapSource = Union[Any, Explanation, Tensor, np.ndarray]
 
 _REDUCTIONS = ("sum", "abs_sum", "mean", "max_abs", "l2")
 

@@ -24,7 +24,6 @@ from torch import Tensor, nn
 
 from .._core.errors import ConfigError, InputError, SeethroughError
 from .._core.result import Explanation
-from .._core.state import model_guard
 from .._core.validation import check_inputs
 from ._common import MetricResult, check_masks, resolve_target_indices
 from .registry import METRIC_FAMILIES, MetricSpec, select_metrics
