@@ -105,3 +105,22 @@ def test_labels_tensor_file_is_read(tmp_path, capsys):
     ])
     assert code == 2
     assert "class 0 has no inputs" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_dissection_labels_reach_the_atlas(tmp_path):
+    import json
+
+    from seethrough.cli import main
+
+    labels = tmp_path / "labels.json"
+    assert main(["dissect", "--model", "shapes-cnn", "--layers", "features.16", "--n", "40",
+                 "--labels-out", str(labels)]) == 0
+    written = json.loads(labels.read_text())
+    assert written["features.16"], "no interpretable unit at features.16"
+    unit, text = next(iter(written["features.16"].items()))
+    out = tmp_path / "atlas"
+    assert main(["atlas", "--model", "shapes-cnn", "--data", "shapes", "--n", "40", "--layers", "features.16",
+                 "--steps", "0", "--top-k", "3", "--labels", str(labels), "--out", str(out)]) == 0
+    pages = "".join(p.read_text() for p in out.rglob("*.html"))
+    assert text.split(" (IoU")[0] in pages and "IoU" in pages

@@ -91,6 +91,7 @@ def register(sub) -> None:
     d.add_argument("--iou", type=float, default=0.04, help="IoU threshold for a label (default: 0.04)")
     d.add_argument("--quantile", type=float, default=0.005, help="top quantile per unit (default: 0.005)")
     d.add_argument("--top", type=int, default=10, help="units listed per layer (default: 10)")
+    d.add_argument("--labels-out", help="write the unit labels as JSON, for 'seethrough atlas --labels'")
     d.set_defaults(handler=_run_dissect)
 
 
@@ -185,6 +186,14 @@ def _run_tcav(args) -> int:
         add_tcav(report, result, null=null)
         path = report.save(args.html)
         print(f"Report written to {Path(path).resolve()}")
+    if args.labels_out:
+        import json
+
+        out = Path(args.labels_out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        labels = {layer: {str(k): v for k, v in units.items()} for layer, units in result.unit_labels().items()}
+        out.write_text(json.dumps(labels, indent=2) + "\n", encoding="utf-8")
+        print(f"Unit labels written to {out.resolve()}")
     return 0
 
 
@@ -214,4 +223,12 @@ def _run_dissect(args) -> int:
             add_dissection(report, result, model=model, scenes=scenes)
         path = report.save(args.html)
         print(f"Report written to {Path(path).resolve()}")
+    if args.labels_out:
+        import json
+
+        out = Path(args.labels_out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        labels = {layer: {str(k): v for k, v in units.items()} for layer, units in result.unit_labels().items()}
+        out.write_text(json.dumps(labels, indent=2) + "\n", encoding="utf-8")
+        print(f"Unit labels written to {out.resolve()}")
     return 0
