@@ -16,14 +16,15 @@ per sample, ``(N, H, W)``, the form most image metrics work on.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Union
+from typing import Any, Mapping, Sequence, Union
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .._core.errors import InputError, TargetError
+from .._core.errors import ConfigError, InputError, TargetError
 from .._core.result import Explanation, _freeze
 from .._core.targets import Predicted, Target, TargetLike, as_target
 
@@ -276,3 +277,34 @@ def _check_masks(m: Tensor, inputs: Tensor, what: str) -> Tensor:
             f"needs at least one ground-truth position per sample"
         )
     return m
+
+
+# -- settings checks shared by the metrics ------------------------------------------------
+
+
+def _check_int(name: str, value: Any, *, low: int = 1, hint: str = "") -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < low:
+        raise ConfigError(f"{name} must be an int >= {low}, got {value!r}{hint}")
+    return int(value)
+
+
+def _check_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ConfigError(f"seed must be an int, got {seed!r}")
+    return int(seed)
+
+
+def _check_float(name: str, value: Any, *, low: float = 0.0, strict: bool = False, hint: str = "") -> float:
+    ok = isinstance(value, (int, float, np.floating)) and not isinstance(value, bool) and math.isfinite(float(value))
+    if ok:
+        ok = float(value) > low if strict else float(value) >= low
+    if not ok:
+        rel = ">" if strict else ">="
+        raise ConfigError(f"{name} must be a finite number {rel} {low:g}, got {value!r}{hint}")
+    return float(value)
+
+
+def _check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise ConfigError(f"unknown {name} {value!r}; choose one of {tuple(choices)}")
+    return value

@@ -73,7 +73,7 @@ from .._core.result import Explanation
 from .._core.state import model_guard
 from .._core.targets import Class, Custom, Predicted, Target, TargetLike, as_target
 from .._core.validation import check_inputs
-from ._common import MetricResult, pixel_maps, resolve_maps
+from ._common import MetricResult, _check_choice, _check_float, _check_int, _check_seed, pixel_maps, resolve_maps
 
 __all__ = [
     "deletion",
@@ -91,34 +91,6 @@ _REDUCTIONS = ("sum", "abs_sum", "mean", "max_abs", "l2")
 
 
 # =========================================================================== checks
-
-
-def _check_int(name: str, value: Any, *, low: int = 1, hint: str = "") -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < low:
-        raise ConfigError(f"{name} must be an int >= {low}, got {value!r}{hint}")
-    return int(value)
-
-
-def _check_seed(seed: Any) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ConfigError(f"seed must be an int, got {seed!r}")
-    return int(seed)
-
-
-def _check_float(name: str, value: Any, *, low: float = 0.0, strict: bool = False, hint: str = "") -> float:
-    ok = isinstance(value, (int, float, np.floating)) and not isinstance(value, bool) and math.isfinite(float(value))
-    if ok:
-        ok = float(value) > low if strict else float(value) >= low
-    if not ok:
-        rel = ">" if strict else ">="
-        raise ConfigError(f"{name} must be a finite number {rel} {low:g}, got {value!r}{hint}")
-    return float(value)
-
-
-def _check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
-    if value not in choices:
-        raise ConfigError(f"unknown {name} {value!r}; choose one of {tuple(choices)}")
-    return value
 
 
 def _mix_seed(seed: int, index: int) -> int:

@@ -34,7 +34,7 @@ from .._core.batching import Batching, as_batching
 from .._core.errors import ConfigError, InputError
 from .._core.result import Explanation
 from .._core.targets import TargetLike
-from ._common import MetricResult, check_masks, pixel_maps, resolve_maps
+from ._common import MetricResult, _check_seed, check_masks, pixel_maps, resolve_maps
 
 __all__ = [
     "pointing_game",
@@ -76,12 +76,6 @@ def _positions_view(inputs: Tensor) -> Tensor:
 def _check_reduce(reduce: str, allowed: tuple[str, ...] = _REDUCTIONS) -> None:
     if reduce not in allowed:
         raise ConfigError(f"unknown channel reduction reduce={reduce!r}; choose one of {allowed}")
-
-
-def _check_seed(seed: Any) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ConfigError(f"seed must be an int, got {seed!r}")
-    return seed
 
 
 def _source_name(maps: Any) -> str:
