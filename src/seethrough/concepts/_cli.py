@@ -186,14 +186,6 @@ def _run_tcav(args) -> int:
         add_tcav(report, result, null=null)
         path = report.save(args.html)
         print(f"Report written to {Path(path).resolve()}")
-    if args.labels_out:
-        import json
-
-        out = Path(args.labels_out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        labels = {layer: {str(k): v for k, v in units.items()} for layer, units in result.unit_labels().items()}
-        out.write_text(json.dumps(labels, indent=2) + "\n", encoding="utf-8")
-        print(f"Unit labels written to {out.resolve()}")
     return 0
 
 
