@@ -412,7 +412,7 @@ def trust_report(
                 # The curves below run the same cascade with every measure: read the metric off it.
                 try:
                     sanity[name] = rnd.ModelRandomizationCheck(factory, mode="cascading", seed=seed,
-                                                               similarity=measures).run(model, x, target=fixed_target)
+                                                               similarity=measures, batching=batching).run(model, x, target=fixed_target)
                     results[name][spec.name] = rnd.randomization_metric(sanity[name])
                 except SeethroughError as e:
                     failures[name][spec.name] = f"{type(e).__name__}: {e}"
@@ -427,7 +427,8 @@ def trust_report(
         if randomization and name not in sanity and name not in sanity_failed and not over_budget():
             say(f"{name}: randomization curves")
             try:
-                check = rnd.ModelRandomizationCheck(factory, mode="cascading", seed=seed, similarity=measures)
+                check = rnd.ModelRandomizationCheck(factory, mode="cascading", seed=seed, similarity=measures,
+                                                    batching=batching)
                 sanity[name] = check.run(model, x, target=fixed_target)
             except SeethroughError as e:
                 notes.append(f"{name}: the randomization curves could not be computed ({type(e).__name__}: {e}).")
@@ -435,7 +436,8 @@ def trust_report(
             say(f"{name}: data randomization")
             try:
                 data_rand[name] = rnd.data_randomization_check(
-                    factory, model, random_label_model, x, target=fixed_target, seed=seed, similarity=measures)
+                    factory, model, random_label_model, x, target=fixed_target, seed=seed, similarity=measures,
+                    batching=batching)
             except SeethroughError as e:
                 notes.append(f"{name}: the data randomization check failed ({type(e).__name__}: {e}).")
 
