@@ -308,3 +308,14 @@ def _check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
     if value not in choices:
         raise ConfigError(f"unknown {name} {value!r}; choose one of {tuple(choices)}")
     return value
+
+
+def _source_name(maps: Any) -> str:
+    """How a metric records where its maps came from: the method's name, or "precomputed"."""
+    from ..attribution._base import Attribution
+
+    if isinstance(maps, Attribution):
+        return maps.name
+    if isinstance(maps, Explanation):
+        return maps.method
+    return "precomputed"

@@ -73,7 +73,16 @@ from .._core.result import Explanation
 from .._core.state import model_guard
 from .._core.targets import Class, Custom, Predicted, Target, TargetLike, as_target
 from .._core.validation import check_inputs
-from ._common import MetricResult, _check_choice, _check_float, _check_int, _check_seed, pixel_maps, resolve_maps
+from ._common import (
+    MetricResult,
+    _check_choice,
+    _check_float,
+    _check_int,
+    _check_seed,
+    _source_name,
+    pixel_maps,
+    resolve_maps,
+)
 
 __all__ = [
     "deletion",
@@ -148,16 +157,6 @@ def _feature_values(maps: Tensor, x: Tensor, reduce: str) -> Tensor:
     if x.dim() == 2:
         return maps.reshape(n, -1).detach().double().cpu()
     return pixel_maps(maps, x, reduce=reduce).reshape(n, -1).detach().double().cpu()
-
-
-def _source_name(maps: Any) -> str:
-    from ..attribution._base import Attribution
-
-    if isinstance(maps, Attribution):
-        return maps.name
-    if isinstance(maps, Explanation):
-        return maps.method
-    return "precomputed"
 
 
 def _accuracy_target(indices: Tensor) -> Target:

@@ -32,9 +32,8 @@ from torch import Tensor, nn
 
 from .._core.batching import Batching, as_batching
 from .._core.errors import ConfigError, InputError
-from .._core.result import Explanation
 from .._core.targets import TargetLike
-from ._common import MetricResult, _check_seed, check_masks, pixel_maps, resolve_maps
+from ._common import MetricResult, _check_seed, _source_name, check_masks, pixel_maps, resolve_maps
 
 __all__ = [
     "pointing_game",
@@ -76,16 +75,6 @@ def _positions_view(inputs: Tensor) -> Tensor:
 def _check_reduce(reduce: str, allowed: tuple[str, ...] = _REDUCTIONS) -> None:
     if reduce not in allowed:
         raise ConfigError(f"unknown channel reduction reduce={reduce!r}; choose one of {allowed}")
-
-
-def _source_name(maps: Any) -> str:
-    from ..attribution._base import Attribution
-
-    if isinstance(maps, Attribution):
-        return maps.name
-    if isinstance(maps, Explanation):
-        return maps.method
-    return "precomputed"
 
 
 def _resolve(
