@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from seethrough.cli import build_parser, main
+from seethrough.app.cli import build_parser, main
 
 
 @pytest.mark.parametrize("cmd", ["demo", "explain", "methods", "models"])

@@ -24,6 +24,7 @@ from ._core.errors import (
 from ._core.layers import layer_names, resolve_layer
 from ._core.result import Explanation
 from ._core.state import model_guard
+from . import report as _report  # noqa: F401  (registers the views of Explanation)
 from ._core.targets import Channel, Class, ClassDifference, Custom, Neuron, Predicted, Target
 from .attribution import (
     METHODS,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from seethrough.cli import main
+from seethrough.app.cli import main
 from seethrough.testing import TinyCNN, seeded
 
 

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from seethrough import zoo
-from seethrough.cli import main
+from seethrough.app.cli import main
 from seethrough.data.concepts import concept_images, random_images
 
 needs_stripes = pytest.mark.skipif(
@@ -111,7 +111,7 @@ def test_labels_tensor_file_is_read(tmp_path, capsys):
 def test_dissection_labels_reach_the_atlas(tmp_path):
     import json
 
-    from seethrough.cli import main
+    from seethrough.app.cli import main
 
     labels = tmp_path / "labels.json"
     assert main(["dissect", "--model", "shapes-cnn", "--layers", "features.16", "--n", "40",

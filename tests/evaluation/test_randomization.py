@@ -622,7 +622,7 @@ def test_verdict_text_and_trust_report_call_forms():
 def test_cli_sanity(tmp_path, capsys):
     from seethrough import zoo
     from seethrough.attribution.registry import get_method
-    from seethrough.cli import main
+    from seethrough.app.cli import main
     from seethrough.data.shapes import make_shapes
 
     html = tmp_path / "sanity.html"

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import seethrough as st
-from seethrough.cli import main
+from seethrough.app.cli import main
 from seethrough.evaluation.registry import METRIC_FAMILIES, get_metric, metrics, select_metrics
 from seethrough.evaluation.trust import _ranks, trust_report
 from seethrough.testing.models import TinyCNN, seeded

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from seethrough.cli import main
+from seethrough.app.cli import main
 from seethrough.report.html import HtmlReport
 
 

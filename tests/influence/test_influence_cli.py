@@ -8,7 +8,7 @@ import re
 import pytest
 import torch
 
-from seethrough.cli import main
+from seethrough.app.cli import main
 
 
 def test_help(capsys):

@@ -46,9 +46,9 @@ def test_to_heatmap_reductions_numerically():
     g = torch.Generator().manual_seed(0)
     a = torch.randn(2, 3, 5, 4, generator=g)
     torch.testing.assert_close(to_heatmap(a, "sum"), a[:, 0] + a[:, 1] + a[:, 2])
-    torch.testing.assert_close(to_heatmap(a, "abs"), a[:, 0].abs() + a[:, 1].abs() + a[:, 2].abs())
+    torch.testing.assert_close(to_heatmap(a, "abs_sum"), a[:, 0].abs() + a[:, 1].abs() + a[:, 2].abs())
     torch.testing.assert_close(
-        to_heatmap(a, "max"), torch.maximum(torch.maximum(a[:, 0].abs(), a[:, 1].abs()), a[:, 2].abs())
+        to_heatmap(a, "max_abs"), torch.maximum(torch.maximum(a[:, 0].abs(), a[:, 1].abs()), a[:, 2].abs())
     )
     torch.testing.assert_close(to_heatmap(a, "l2"), (a[:, 0] ** 2 + a[:, 1] ** 2 + a[:, 2] ** 2).sqrt())
     assert to_heatmap(a).shape == (2, 5, 4)
@@ -58,8 +58,8 @@ def test_to_heatmap_planted_values():
     a = torch.zeros(1, 2, 2, 2)
     a[0, 0, 0, 0], a[0, 1, 0, 0] = 3.0, -4.0
     assert to_heatmap(a, "sum")[0, 0, 0].item() == pytest.approx(-1.0)
-    assert to_heatmap(a, "abs")[0, 0, 0].item() == pytest.approx(7.0)
-    assert to_heatmap(a, "max")[0, 0, 0].item() == pytest.approx(4.0)
+    assert to_heatmap(a, "abs_sum")[0, 0, 0].item() == pytest.approx(7.0)
+    assert to_heatmap(a, "max_abs")[0, 0, 0].item() == pytest.approx(4.0)
     assert to_heatmap(a, "l2")[0, 0, 0].item() == pytest.approx(5.0)
     assert to_heatmap(a, "sum")[0, 1, 1].item() == 0.0
 
@@ -67,14 +67,14 @@ def test_to_heatmap_planted_values():
 def test_to_heatmap_shapes():
     a = torch.randn(3, 1, 6, 7)
     torch.testing.assert_close(to_heatmap(a), a[:, 0])
-    torch.testing.assert_close(to_heatmap(a, "abs"), a[:, 0].abs())
+    torch.testing.assert_close(to_heatmap(a, "abs_sum"), a[:, 0].abs())
     b = torch.randn(3, 6, 7)
     torch.testing.assert_close(to_heatmap(b), b)
     flat = torch.randn(4, 10)
     h = to_heatmap(flat)
     assert h.shape == (4, 1, 10)
     torch.testing.assert_close(h[:, 0], flat)
-    torch.testing.assert_close(to_heatmap(flat, "abs")[:, 0], flat.abs())
+    torch.testing.assert_close(to_heatmap(flat, "abs_sum")[:, 0], flat.abs())
     # numpy, integer and half inputs are accepted and give float maps
     assert to_heatmap(np.ones((2, 3, 4, 4), dtype=np.int64), "sum").dtype.is_floating_point
     assert to_heatmap(np.ones((2, 3, 4, 4)), "sum")[0, 0, 0].item() == 3.0
@@ -91,7 +91,7 @@ def test_to_heatmap_bad_shapes(shape):
 
 def test_to_heatmap_bad_reduce_and_type():
     with pytest.raises(ConfigError, match="reduce"):
-        to_heatmap(torch.zeros(1, 3, 2, 2), reduce="mean")
+        to_heatmap(torch.zeros(1, 3, 2, 2), reduce="median")
     with pytest.raises(InputError):
         to_heatmap("not a tensor")
     with pytest.raises(InputError, match="no samples"):
@@ -100,7 +100,7 @@ def test_to_heatmap_bad_reduce_and_type():
 
 def test_explanation_heatmap_goes_through_to_heatmap():
     a = torch.randn(2, 3, 4, 4)
-    torch.testing.assert_close(_expl(a).heatmap("abs"), a.abs().sum(1))
+    torch.testing.assert_close(_expl(a).heatmap("abs_sum"), a.abs().sum(1))
 
 
 # -- image_for_display -------------------------------------------------------------------
@@ -168,9 +168,9 @@ def test_plot_explanation_unsigned_uses_sequential_from_zero():
     lo, hi = im.get_clim()
     assert lo == 0.0 and hi == pytest.approx(a.max().item())
     assert im.get_cmap().name == "inferno"
-    # a signed method shown with reduce="abs" is non-negative too
+    # a signed method shown with reduce="abs_sum" is non-negative too
     s = _expl(torch.randn(1, 3, 6, 6))
-    im2 = s.plot(reduce="abs", colorbar=False).axes[0].images[-1]
+    im2 = s.plot(reduce="abs_sum", colorbar=False).axes[0].images[-1]
     assert im2.get_clim()[0] == 0.0
 
 

@@ -21,7 +21,7 @@ from .errors import GradientError, InputError, LayerError
 from .hooks import StopForward, capture_activation, relu_backward_override
 from .targets import Target
 
-__all__ = ["GradientRunner", "ChunkResult", "ForwardFailed", "forward_scores"]
+__all__ = ["GradientRunner", "ChunkResult", "ForwardFailed", "call_model", "forward_scores"]
 
 MakeRows = Callable[[slice], tuple[Tensor, Tensor]]
 
@@ -43,7 +43,9 @@ class ForwardFailed(InputError):
 _ROW_BYTES: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
 
 
-def _call_model(model: nn.Module, x: Tensor) -> Tensor:
+def call_model(model: nn.Module, x: Tensor) -> Tensor:
+    """Run ``model`` on ``x``; its output as one tensor (the first of a tuple, ``.logits`` of a
+    Hugging Face output). A forward pass that raises becomes :class:`ForwardFailed`."""
     try:
         out = model(x)
     except (StopForward, GradientError, LayerError):
@@ -66,6 +68,8 @@ def _call_model(model: nn.Module, x: Tensor) -> Tensor:
     return out
 
 
+
+
 def forward_scores(
     model: nn.Module, x: Tensor, target: Target, samples: Tensor, *, module: nn.Module | None = None
 ) -> Tensor:
@@ -82,7 +86,7 @@ def forward_scores(
             if module is not None:
                 stack.enter_context(capture_activation(module, store, stop=True))
             try:
-                out = _call_model(model, x.clone())
+                out = call_model(model, x.clone())
             except StopForward:
                 out = None
         return target.score(out, samples, store.get("act")).detach()
@@ -139,7 +143,7 @@ class GradientRunner:
                 if self.relu_rule is not None:
                     stack.enter_context(relu_backward_override(self.relu_rule))
                 try:
-                    out = _call_model(self.model, leaf.clone())
+                    out = call_model(self.model, leaf.clone())
                 except StopForward:
                     out = None
             if self.target_module is not None and "target" not in store:

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .batching import Batching
-from .engine import _call_model, forward_scores
+from .engine import call_model, forward_scores
 from .layers import resolve_layer
 from .targets import Target
 
@@ -42,7 +42,7 @@ def forward_row_bytes(model: nn.Module, x_row: Tensor) -> int:
     handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
     try:
         with torch.no_grad():
-            _call_model(model, x_row.clone())
+            call_model(model, x_row.clone())
     finally:
         for h in handles:
             h.remove()

@@ -1,18 +1,30 @@
-"""The result object every attribution method returns."""
+"""Frozen results: one base for every result object, and the attribution result.
+
+:class:`Result` is the base of every result a method, metric or fitted object returns:
+a frozen dataclass whose mapping fields are frozen deeply on construction, that saves
+itself to one ``.safetensors`` file (tensors in the body, everything else as JSON in the
+header) and loads back, and whose ``plot(ax=...)`` and ``to_html()`` are supplied by a
+view registered for its class (:func:`register_view`), so that this module imports no
+plotting code: ``seethrough.report`` registers the views of the core results, and each
+family those of its own.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
+import torch
 from torch import Tensor
 
-__all__ = ["Explanation"]
+__all__ = ["Result", "Explanation", "register_view"]
 
-_FORMAT = "seethrough.explanation/1"
+_FORMAT = "seethrough.result/1"
 
 
 def _deep_freeze(v: Any) -> Any:
@@ -35,8 +47,176 @@ def _thaw(v: Any) -> Any:
     return v
 
 
+_VIEWS: dict[type, dict[str, Callable[..., Any]]] = {}
+
+
+def register_view(cls: type, *, plot: Callable[..., Any] | None = None, html: Callable[..., Any] | None = None) -> None:
+    """Give the results of class ``cls`` (and its subclasses) a ``plot`` (``fn(result, *,
+    ax=None, **kw) -> Figure``) and/or a ``to_html`` (``fn(result, **kw) -> str``)."""
+    views = _VIEWS.setdefault(cls, {})
+    if plot is not None:
+        views["plot"] = plot
+    if html is not None:
+        views["html"] = html
+
+
+def _view(result: Any, kind: str) -> Callable[..., Any]:
+    for klass in type(result).__mro__:
+        fn = _VIEWS.get(klass, {}).get(kind)
+        if fn is not None:
+            return fn
+    from .errors import ConfigError
+
+    what = "plot" if kind == "plot" else "HTML view"
+    raise ConfigError(
+        f"{type(result).__name__} has no {what} registered; import seethrough (or the family that "
+        f"defines it) first, or register one with seethrough._core.result.register_view"
+    )
+
+
+# -- persistence: tensors go to the safetensors body, everything else into JSON ------------
+def _encode(v: Any, key: str, tensors: dict[str, Tensor]) -> Any:
+    if isinstance(v, Tensor):
+        tensors[key] = v.detach().cpu().contiguous()
+        return {"__tensor__": key}
+    if isinstance(v, Result):
+        return {"__result__": f"{type(v).__module__}:{type(v).__qualname__}", "fields": v._encode_fields(key, tensors)}
+    if isinstance(v, Mapping):
+        if all(isinstance(k, str) for k in v):
+            return {"__map__": {k: _encode(x, f"{key}.{k}", tensors) for k, x in v.items()}}
+        return {"__items__": [[_encode(k, f"{key}.k{i}", tensors), _encode(x, f"{key}.{i}", tensors)]
+                              for i, (k, x) in enumerate(v.items())]}
+    if isinstance(v, (list, tuple)):
+        return {"__seq__": [_encode(x, f"{key}.{i}", tensors) for i, x in enumerate(v)],
+                "tuple": isinstance(v, tuple)}
+    if isinstance(v, float) and v != v:
+        return {"__float__": "nan"}
+    if isinstance(v, float) and v in (float("inf"), float("-inf")):
+        return {"__float__": "inf" if v > 0 else "-inf"}
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    if hasattr(v, "item") and callable(v.item) and getattr(v, "ndim", 1) == 0:  # numpy scalars
+        return v.item()
+    if hasattr(v, "__array__"):  # numpy arrays
+        return _encode(torch.as_tensor(v), key, tensors)
+    return {"__str__": str(v)}
+
+
+def _result_class(path: str) -> type:
+    from .errors import InputError
+
+    module, _, qual = path.partition(":")
+    if not (module == "seethrough" or module.startswith("seethrough.")):
+        raise InputError(f"refusing to load a result of class {path!r}: only seethrough result classes are loaded")
+    obj: Any = importlib.import_module(module)
+    for part in qual.split("."):
+        obj = getattr(obj, part)
+    if not (isinstance(obj, type) and issubclass(obj, Result)):
+        raise InputError(f"{path!r} is not a seethrough result class")
+    return obj
+
+
+def _decode(v: Any, tensors: Mapping[str, Tensor]) -> Any:
+    if isinstance(v, list):
+        return [_decode(x, tensors) for x in v]
+    if not isinstance(v, dict):
+        return v
+    if "__tensor__" in v:
+        return tensors[v["__tensor__"]]
+    if "__result__" in v:
+        cls = _result_class(v["__result__"])
+        return cls(**{k: _decode(x, tensors) for k, x in v["fields"].items()})
+    if "__map__" in v:
+        return {k: _decode(x, tensors) for k, x in v["__map__"].items()}
+    if "__items__" in v:
+        return {_decode(k, tensors): _decode(x, tensors) for k, x in v["__items__"]}
+    if "__seq__" in v:
+        items = [_decode(x, tensors) for x in v["__seq__"]]
+        return tuple(items) if v.get("tuple") else items
+    if "__float__" in v:
+        return float(v["__float__"])
+    if "__str__" in v:
+        return v["__str__"]
+    return {k: _decode(x, tensors) for k, x in v.items()}
+
+
+class Result:
+    """Base of every frozen result object (subclasses are ``@dataclass(frozen=True, eq=False)``).
+
+    * Mapping-valued fields are frozen deeply on construction (read-only views, tuples).
+    * :meth:`save` / :meth:`load`: one ``.safetensors`` file; tensors (also inside mappings
+      and nested results) in its body, the other fields as JSON in its header.
+    * :meth:`plot` and :meth:`to_html` use the view registered for the class.
+    """
+
+    #: Fields not written by :meth:`save` (e.g. large caches that can be recomputed).
+    _transient: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            v = getattr(self, f.name)
+            if isinstance(v, Mapping):
+                object.__setattr__(self, f.name, _freeze(v))
+
+    # -- persistence -------------------------------------------------------------------
+    def _encode_fields(self, prefix: str, tensors: dict[str, Tensor]) -> dict[str, Any]:
+        out = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            if f.name in self._transient:
+                continue
+            key = f"{prefix}.{f.name}" if prefix else f.name
+            out[f.name] = _encode(_thaw(getattr(self, f.name)), key, tensors)
+        return out
+
+    def save(self, path: str | Path) -> Path:
+        """Write to ``path`` (a ``.safetensors`` file); :meth:`load` reads it back."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        tensors: dict[str, Tensor] = {}
+        fields = self._encode_fields("", tensors)
+        meta = {
+            "format": _FORMAT,
+            "class": f"{type(self).__module__}:{type(self).__qualname__}",
+            "fields": json.dumps(fields, allow_nan=False),
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file(tensors, str(path), metadata=meta)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Any:
+        """Read a result written by :meth:`save` (of this class or a subclass)."""
+        from safetensors import safe_open
+
+        from .errors import InputError
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+        except (OSError, RuntimeError, ValueError) as e:  # missing file, not safetensors
+            raise InputError(f"cannot read {str(path)!r} as a seethrough result file: {e}") from e
+        if meta.get("format") != _FORMAT:
+            raise InputError(f"{path} is not a seethrough result file (format {meta.get('format')!r})")
+        klass = _result_class(meta["class"])
+        if not issubclass(klass, cls):
+            raise InputError(f"{path} holds a {klass.__name__}, not a {cls.__name__}")
+        fields = {k: _decode(v, tensors) for k, v in json.loads(meta["fields"]).items()}
+        return klass(**fields)
+
+    # -- display -----------------------------------------------------------------------
+    def plot(self, *args: Any, ax: Any = None, **kwargs: Any) -> Any:
+        """A matplotlib figure of the result (drawn into ``ax`` when given)."""
+        return _view(self, "plot")(self, *args, ax=ax, **kwargs)
+
+    def to_html(self, **kwargs: Any) -> str:
+        """A self-contained HTML fragment (images embedded)."""
+        return _view(self, "html")(self, **kwargs)
+
+
 @dataclass(frozen=True, eq=False)
-class Explanation:
+class Explanation(Result):
     """An attribution and everything needed to interpret and reproduce it.
 
     Attributes
@@ -80,10 +260,6 @@ class Explanation:
     seconds: float = 0.0
     signed: bool = True
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "settings", _freeze(self.settings))
-        object.__setattr__(self, "extras", _freeze(self.extras))
-
     # -- conveniences ---------------------------------------------------------------
     def __len__(self) -> int:
         return int(self.attributions.shape[0])
@@ -99,75 +275,8 @@ class Explanation:
         return self.extras.get("delta")
 
     def heatmap(self, reduce: str = "sum") -> Tensor:
-        """A ``(B, H, W)`` map for display: channels reduced by ``sum``, ``abs`` or ``max``."""
-        from ..report.plot import to_heatmap
+        """A ``(B, H, W)`` map for display, channels combined by ``reduce`` (see
+        :mod:`seethrough._core.reduce`)."""
+        from .reduce import to_heatmap
 
         return to_heatmap(self.attributions, reduce=reduce)
-
-    # -- persistence ---------------------------------------------------------------
-    def save(self, path: str | Path) -> Path:
-        """Save as one ``.safetensors`` file (tensors) with the metadata in its header."""
-        from safetensors.torch import save_file
-
-        path = Path(path)
-        tensors: dict[str, Tensor] = {"attributions": self.attributions}
-        for name in ("target_indices", "inputs", "scores"):
-            value = getattr(self, name)
-            if value is not None:
-                tensors[name] = value
-        for k, v in self.extras.items():
-            tensors[f"extras.{k}"] = v
-        tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-        meta = {
-            "format": _FORMAT,
-            "method": self.method,
-            "settings": json.dumps(_thaw(self.settings), default=str),
-            "target": self.target,
-            "layer": self.layer or "",
-            "n_evaluations": str(self.n_evaluations),
-            "seconds": repr(self.seconds),
-            "signed": str(self.signed),
-        }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_file(tensors, str(path), metadata=meta)
-        return path
-
-    @classmethod
-    def load(cls, path: str | Path) -> "Explanation":
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            if meta.get("format") != _FORMAT:
-                from .errors import InputError
-
-                raise InputError(f"{path} is not a seethrough explanation file (format {meta.get('format')!r})")
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-        extras = {k[len("extras."):]: v for k, v in tensors.items() if k.startswith("extras.")}
-        return cls(
-            attributions=tensors["attributions"],
-            method=meta["method"],
-            settings=json.loads(meta["settings"]),
-            target=meta["target"],
-            target_indices=tensors.get("target_indices"),
-            inputs=tensors.get("inputs"),
-            scores=tensors.get("scores"),
-            layer=meta["layer"] or None,
-            extras=extras,
-            n_evaluations=int(meta["n_evaluations"]),
-            seconds=float(meta["seconds"]),
-            signed=meta.get("signed", "True") == "True",
-        )
-
-    # -- display -------------------------------------------------------------------
-    def plot(self, index: int = 0, *, ax=None, **kwargs):
-        """Heatmap of sample ``index`` over its input; returns the matplotlib figure."""
-        from ..report.plot import plot_explanation
-
-        return plot_explanation(self, index=index, ax=ax, **kwargs)
-
-    def to_html(self, **kwargs) -> str:
-        """A self-contained HTML fragment (images embedded) of every sample."""
-        from ..report.html import explanation_html
-
-        return explanation_html(self, **kwargs)

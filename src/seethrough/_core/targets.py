@@ -84,11 +84,33 @@ class Target(ABC):
     def needs_clean_output(self) -> bool:
         return False
 
+    @property
+    def per_sample(self) -> bool:
+        """Whether the target holds one value per sample (e.g. one class index each), so
+        that a subset of the samples needs :meth:`take`."""
+        return False
+
+    def take(self, idx: Tensor | Sequence[int]) -> "Target":
+        """The target for the samples ``idx`` of the batch it was made for (itself when it
+        is the same for every sample)."""
+        return self
+
     def describe(self) -> str:
         return repr(self)
 
     def to_json(self) -> Any:
         return self.describe()
+
+
+def _take_index(index: Tensor, idx: Tensor | Sequence[int]) -> Tensor:
+    if index.dim() == 0 or index.numel() == 1:
+        return index
+    i = torch.as_tensor(idx, dtype=torch.long).reshape(-1).cpu()
+    if i.numel() and (int(i.max()) >= index.numel() or int(i.min()) < -index.numel()):
+        raise TargetError(
+            f"sample {int(i.max())} is out of range for a target with {index.numel()} per-sample indices"
+        )
+    return index[i]
 
 
 class Class(Target):
@@ -116,6 +138,13 @@ class Class(Target):
                 f"target class {self.index[bad].tolist()[0]} is out of range for a model output "
                 f"with {n} classes (valid: 0..{n - 1})"
             )
+
+    @property
+    def per_sample(self) -> bool:
+        return self.index.dim() == 1 and self.index.numel() > 1
+
+    def take(self, idx):
+        return Class(_take_index(self.index, idx), output=self.output) if self.per_sample else self
 
     def per_row(self, samples: Tensor) -> Tensor:
         idx = self.index.to(samples.device)
@@ -166,6 +195,15 @@ class ClassDifference(Target):
         self.a = Class(a, output=output)
         self.b = Class(b, output=output)
         self.output = output
+
+    @property
+    def per_sample(self) -> bool:
+        return self.a.per_sample or self.b.per_sample
+
+    def take(self, idx):
+        if not self.per_sample:
+            return self
+        return ClassDifference(self.a.take(idx).index, self.b.take(idx).index, output=self.output)
 
     def resolve(self, model, output, n_samples):
         self.a.resolve(model, output, n_samples)
@@ -256,6 +294,17 @@ class Custom(Target):
             self._takes_samples = len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params)
         except (TypeError, ValueError):
             self._takes_samples = False
+
+    @property
+    def per_sample(self) -> bool:
+        return self._takes_samples
+
+    def take(self, idx):
+        if not self._takes_samples:
+            return self
+        sub = torch.as_tensor(idx, dtype=torch.long).reshape(-1)
+        fn = self.fn
+        return Custom(lambda output, samples: fn(output, sub.to(samples.device)[samples]), name=self.name)
 
     def score(self, output, samples, activation=None):
         s = self.fn(output, samples) if self._takes_samples else self.fn(output)

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from .._core.batching import Batching, as_batching, saved_bytes
-from .._core.engine import _call_model
+from .._core.engine import call_model
 from .._core.errors import ConfigError, InputError, LayerError
 from .._core.hooks import StopForward
 from .._core.layers import LayerRef, resolve_layer
@@ -437,7 +437,7 @@ class DatasetExamples:
         store: dict = {}
         with torch.no_grad(), _reduce_hooks(modules, store):
             try:
-                _call_model(self.model, x.clone())
+                call_model(self.model, x.clone())
             except StopForward:
                 pass
         missing = [nm for nm, _ in modules if nm not in store]
@@ -726,7 +726,7 @@ def _grad_boxes(model: nn.Module, name: str, module: nn.Module, x: Tensor, units
         handle = module.register_forward_hook(hook)
         stack.callback(handle.remove)
         try:
-            _call_model(model, leaf)
+            call_model(model, leaf)
         except StopForward:
             pass
     act = store["act"]

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from .._core.batching import Batching, as_batching
-from .._core.engine import ForwardFailed, _call_model, forward_scores
+from .._core.engine import ForwardFailed, call_model, forward_scores
 from .._core.errors import InputError, ZeroAttributionWarning
 from .._core.result import Explanation
 from .._core.state import model_guard
@@ -79,7 +79,7 @@ class Attribution(ABC):
             clean = None
             if t.needs_clean_output:
                 with torch.no_grad():
-                    clean = _call_model(self.model, x.clone())
+                    clean = call_model(self.model, x.clone())
                 n_clean = x.shape[0]
             t = t.resolve(self.model, clean, x.shape[0])
             out = self._attribute(x, t, batching, **kwargs)

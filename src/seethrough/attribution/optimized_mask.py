@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .._core.batching import Batching
-from .._core.engine import _call_model
+from .._core.engine import call_model
 from .._core.errors import ConfigError, GradientError, InputError
 from .._core.hooks import StopForward, capture_activation
 from .._core.layers import resolve_layer
@@ -248,7 +248,7 @@ class MeaningfulPerturbation(Attribution):
             if layer_module is not None:
                 stack.enter_context(capture_activation(layer_module, store, stop=True, key="t"))
             try:
-                out = _call_model(self.model, xp)
+                out = call_model(self.model, xp)
             except StopForward:
                 out = None
         if layer_module is not None and "t" not in store:

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from .._core.batching import Batching
-from .._core.engine import ChunkResult, GradientRunner, _call_model
+from .._core.engine import ChunkResult, GradientRunner, call_model
 from .._core.errors import LayerError
 from .._core.forward import forward_row_bytes
 from .._core.hooks import StopForward
@@ -79,7 +79,7 @@ def iter_activations(
         store: dict[str, Tensor] = {}
         with torch.no_grad(), capture_layers(layers, store):
             try:
-                _call_model(model, x[sl].clone())
+                call_model(model, x[sl].clone())
             except StopForward:
                 pass
         missing = [n for n in layers if n not in store]

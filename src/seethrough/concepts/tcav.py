@@ -51,7 +51,7 @@ import torch
 from torch import Tensor, nn
 
 from .._core.batching import Batching, as_batching
-from .._core.engine import _call_model
+from .._core.engine import call_model
 from .._core.errors import ConfigError, InputError, TargetError
 from .._core.layers import LayerRef, resolve_layer
 from .._core.state import model_guard
@@ -486,7 +486,7 @@ class TCAV:
 
     def _classes(self, model: nn.Module, x: Tensor, labels: Any, classes: Any) -> tuple[list[int], Tensor | None]:
         with torch.no_grad():
-            out = _call_model(model, x[:1].clone())
+            out = call_model(model, x[:1].clone())
         n_out = out.reshape(1, -1).shape[1]
         lab = None
         if labels is not None:

@@ -108,14 +108,14 @@ def _method_types():
 
 def resolve_target_indices(model: nn.Module, inputs: Tensor, target: TargetLike) -> Tensor | None:
     """Class index per sample for a class target (``None`` = predicted class), else None."""
-    from .._core.engine import _call_model
+    from .._core.engine import call_model
     from .._core.state import model_guard
 
     t = as_target(target)
     n = inputs.shape[0]
     if isinstance(t, Predicted):
         with model_guard(model), torch.no_grad():
-            out = _call_model(model, inputs.clone())
+            out = call_model(model, inputs.clone())
         return out.reshape(out.shape[0], -1).argmax(dim=1).cpu()
     index = getattr(t, "index", None)
     if index is not None and isinstance(t, Target):

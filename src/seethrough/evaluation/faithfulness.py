@@ -66,7 +66,7 @@ from scipy.sparse.linalg import spsolve
 from torch import Tensor, nn
 
 from .._core.batching import Batching, as_batching
-from .._core.engine import _call_model
+from .._core.engine import call_model
 from .._core.errors import ConfigError, InputError, TargetError
 from .._core.forward import ForwardRunner
 from .._core.result import Explanation
@@ -194,7 +194,7 @@ def _scoring_target(
     """
     n = x.shape[0]
     with torch.no_grad():
-        clean = _call_model(model, x.clone())
+        clean = call_model(model, x.clone())
     flat = clean.reshape(n, -1) if clean.dim() > 1 else clean.reshape(n, 1)
     if _is_target_object(target):
         t = as_target(target).resolve(model, clean, n)

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from .._core.batching import Batching, as_batching, saved_bytes
-from .._core.engine import ForwardFailed, _call_model
+from .._core.engine import ForwardFailed, call_model
 from .._core.errors import ConfigError, InputError, LayerError, TargetError
 from .._core.hooks import StopForward
 from .._core.layers import LayerRef, resolve_layer
@@ -156,7 +156,7 @@ def _forward(model: nn.Module, x: Tensor, plan: _Plan) -> tuple[dict[str, Tensor
     stop = not plan.needs_output and bool(plan.modules)
     with _capture(plan.modules, store, stop):
         try:
-            out = _call_model(model, x)  # ForwardFailed (an InputError) when the model raises
+            out = call_model(model, x)  # ForwardFailed (an InputError) when the model raises
         except StopForward:
             out = None
     missing = [n for n in plan.modules if n not in store]

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from .._core.batching import Batching
-from .._core.engine import _call_model
+from .._core.engine import call_model
 from .._core.errors import InputError, LayerError
 from .._core.forward import forward_row_bytes
 from .._core.hooks import StopForward, capture_activation
@@ -119,7 +119,7 @@ def slice_activations(model: nn.Module, name: str, module: nn.Module, x: Tensor,
             store: dict = {}
             with capture_activation(module, store, stop=True):
                 try:
-                    _call_model(model, x[sl].clone())
+                    call_model(model, x[sl].clone())
                 except StopForward:
                     pass
             if "act" not in store:

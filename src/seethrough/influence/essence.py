@@ -43,7 +43,7 @@ import torch
 from torch import Tensor, nn
 
 from .._core.batching import Batching, as_batching
-from .._core.engine import ForwardFailed, _call_model
+from .._core.engine import ForwardFailed, call_model
 from .._core.errors import ConfigError, InputError, LayerError, TargetError
 from .._core.forward import forward_row_bytes
 from .._core.layers import LayerRef, resolve_layer
@@ -400,7 +400,7 @@ class EssenceExperiment:
     def _forward(self, x: Tensor, masks: Tensor, module: nn.Module, name: str) -> Tensor:
         calls = [0]
         with torch.no_grad(), mask_neurons(module, masks, calls):
-            out = _call_model(self.model, x.clone())
+            out = call_model(self.model, x.clone())
         if calls[0] == 0:
             raise LayerError(f"layer {name!r} did not run during the forward pass; pick a layer on the path to the output")
         if calls[0] > 1:

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from .._core.batching import Batching, as_batching
-from .._core.engine import ChunkResult, ForwardFailed, GradientRunner, _call_model, forward_scores
+from .._core.engine import ChunkResult, ForwardFailed, GradientRunner, call_model, forward_scores
 from .._core.errors import ConfigError, InputError, ZeroAttributionWarning
 from .._core.layers import LayerRef, resolve_layer
 from .._core.result import _freeze
@@ -294,7 +294,7 @@ class InternalInfluence:
             clean = None
             if t.needs_clean_output:
                 with torch.no_grad():
-                    clean = _call_model(self.model, x.clone())
+                    clean = call_model(self.model, x.clone())
                 n_clean = x.shape[0]
             t = t.resolve(self.model, clean, x.shape[0])
             if self.distribution == "path":

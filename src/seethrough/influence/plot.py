@@ -64,7 +64,7 @@ def _cell_shape(hw: tuple[int, int], size: int) -> tuple[int, int]:
 
 
 def _cell_heat(attr: Tensor, signed: bool, size: int, percentile: float = 99.5) -> np.ndarray:
-    heat = to_heatmap(attr.unsqueeze(0), reduce="sum" if signed else "abs")[0].numpy().astype(np.float64)
+    heat = to_heatmap(attr.unsqueeze(0), reduce="sum" if signed else "abs_sum")[0].numpy().astype(np.float64)
     vmin, vmax = color_limits(heat, signed, percentile)
     rgb = _colorize(heat, default_cmap(signed), vmin, vmax)[..., :3]
     return _resize_nearest(rgb, *_cell_shape(heat.shape, size))

@@ -1,4 +1,10 @@
-"""Plots and self-contained HTML reports of explanations."""
+"""Plots and self-contained HTML reports of explanations.
+
+Importing this package registers the views of the core results (``Explanation.plot`` and
+``Explanation.to_html``).
+"""
+
+from .._core.result import Explanation, register_view
 
 from .html import HtmlReport, explanation_html
 from .plot import (
@@ -30,3 +36,5 @@ __all__ = [
     "png_data_uri",
     "array_to_png",
 ]
+
+register_view(Explanation, plot=plot_explanation, html=explanation_html)

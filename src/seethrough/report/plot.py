@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from .._core.errors import ConfigError, InputError
+from .._core.reduce import REDUCTIONS, to_heatmap
 
 __all__ = [
     "REDUCTIONS",
@@ -37,7 +38,6 @@ __all__ = [
     "array_to_png",
 ]
 
-REDUCTIONS = ("sum", "abs", "max", "l2")
 
 SIGNED_CMAP = "RdBu_r"
 UNSIGNED_CMAP = "inferno"
@@ -70,54 +70,6 @@ def _as_numpy(x: Any, name: str = "array") -> np.ndarray:
         return np.asarray(x)
     except Exception as e:  # pragma: no cover - exotic inputs
         raise InputError(f"cannot convert {name} of type {type(x).__name__} to an array") from e
-
-
-def to_heatmap(attributions: Any, reduce: str = "sum") -> Tensor:
-    """Reduce attributions to one value per position for display.
-
-    Parameters
-    ----------
-    attributions:
-        ``(B, C, H, W)`` or ``(B, 1, H, W)`` maps, ``(B, H, W)`` single-channel maps, or
-        ``(B, D)`` attributions of flat (tabular, 1-D) inputs.
-    reduce:
-        How channels are combined: ``"sum"`` (signed sum), ``"abs"`` (sum of absolute
-        values), ``"max"`` (largest absolute value) or ``"l2"`` (Euclidean norm).
-
-    Returns
-    -------
-    Tensor
-        ``(B, H, W)`` float tensor on the CPU; ``(B, 1, D)`` for ``(B, D)`` inputs, so the
-        map can be drawn as a strip or bar chart. Only ``"sum"`` can be negative.
-    """
-    if reduce not in REDUCTIONS:
-        raise ConfigError(f"reduce must be one of {REDUCTIONS}, got {reduce!r}")
-    a = _as_tensor(attributions, "attributions")
-    if not a.dtype.is_floating_point:
-        a = a.float()
-    elif a.dtype != torch.float64:
-        a = a.float()
-    if a.dim() == 2:  # (B, D): one channel per feature
-        a = a.unsqueeze(1).unsqueeze(1)  # (B, 1, 1, D)
-    elif a.dim() == 3:  # (B, H, W)
-        a = a.unsqueeze(1)
-    elif a.dim() != 4:
-        raise InputError(
-            f"cannot make a heatmap from attributions of shape {tuple(a.shape)}: expected "
-            f"(B, C, H, W), (B, 1, H, W), (B, H, W) or (B, D) with a leading batch dimension"
-            + ("; for a single sample use x.unsqueeze(0)" if a.dim() < 2 else "")
-        )
-    if a.shape[0] == 0:
-        raise InputError(f"attributions of shape {tuple(a.shape)} hold no samples")
-    if reduce == "sum":
-        h = a.sum(dim=1)
-    elif reduce == "abs":
-        h = a.abs().sum(dim=1)
-    elif reduce == "max":
-        h = a.abs().amax(dim=1)
-    else:  # l2
-        h = torch.linalg.vector_norm(a, ord=2, dim=1)
-    return h.contiguous()
 
 
 def image_for_display(x: Any) -> np.ndarray:

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from .._core.errors import ConfigError, InputError
+from seethrough._core.errors import ConfigError, InputError
 
 __all__ = ["register"]
 
@@ -70,9 +70,9 @@ def register(sub) -> None:
 
 
 def _load(args):
-    from .. import zoo
-    from ..zoo.loading import load_model
-    from .sources import open_source
+    from seethrough import zoo
+    from seethrough.app.models import load_model
+    from seethrough.atlas.sources import open_source
 
     model = load_model(args.model, args.weights)
     info = zoo.info(args.model) if args.model in zoo.available() else None
@@ -89,7 +89,7 @@ def _load(args):
 
 
 def _cmd_atlas(args) -> int:
-    from .site import Atlas
+    from seethrough.atlas.site import Atlas
 
     model, source, layers = _load(args)
     labels = None
@@ -115,7 +115,7 @@ def _cmd_atlas(args) -> int:
 
 
 def _cmd_examples(args) -> int:
-    from .examples import DatasetExamples
+    from seethrough.atlas.examples import DatasetExamples
 
     model, source, layers = _load(args)
     out = Path(args.out)

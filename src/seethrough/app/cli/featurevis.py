@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .._core.errors import ConfigError
-from ..cli import _floats
+from seethrough._core.errors import ConfigError
+from seethrough.app.cli._args import _floats
 
 __all__ = ["register"]
 
@@ -48,11 +48,11 @@ def register(sub) -> None:
 
 
 def _run(args) -> int:
-    from .. import zoo
-    from ..report.html import HtmlReport
-    from ..zoo.loading import load_model
-    from ._report import add_visualization
-    from .render import FeatureVisualizer
+    from seethrough import zoo
+    from seethrough.report.html import HtmlReport
+    from seethrough.app.models import load_model
+    from seethrough.featurevis._report import add_visualization
+    from seethrough.featurevis.render import FeatureVisualizer
 
     model = load_model(args.model, args.weights)
     mean, std = args.mean, args.std

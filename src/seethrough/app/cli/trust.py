@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .._core.errors import ConfigError
+from seethrough._core.errors import ConfigError
 
 DEFAULT_METHODS = "saliency,guided_backprop,integrated_gradients,gradcam,occlusion"
 
@@ -47,21 +47,21 @@ def _say(text: str) -> None:
 
 def load_trust_data(data: str, n: int, *, seed: int, masks_path: str | None = None):
     """``(inputs, masks or None, class names or None, note)`` for a ``--data`` value."""
-    from ..data.files import load_tensor
+    from seethrough.data.files import load_tensor
 
     if n < 1:
         raise ConfigError(f"--n must be at least 1, got {n}")
     if masks_path and data in ("shapes", "shapes-shortcut", "mnist"):
         raise ConfigError(f"--masks is for a tensor --data; '{data}' brings its own ground truth (or none)")
     if data in ("shapes", "shapes-shortcut"):
-        from ..data.shapes import make_shapes
+        from seethrough.data.shapes import make_shapes
 
         d = make_shapes(n, seed=10_000 + seed, shortcut=data == "shapes-shortcut")
         masks = d.shortcut_masks if data == "shapes-shortcut" else d.masks
         what = "the planted shortcut mark" if data == "shapes-shortcut" else "the object (evidence mask)"
         return d.images, masks, list(d.classes), f"Held-out synthetic shapes; ground truth: {what}."
     if data == "mnist":
-        from ..data.mnist import mnist_split
+        from seethrough.data.mnist import mnist_split
 
         split = mnist_split(seed=0)
         return split.x_test[:n], None, [str(i) for i in range(10)], "Held-out MNIST digits (no ground-truth masks)."
@@ -71,11 +71,11 @@ def load_trust_data(data: str, n: int, *, seed: int, masks_path: str | None = No
 
 
 def _run(args) -> int:
-    from .. import zoo
-    from ..cli import _parse_target
-    from ..zoo.loading import load_model
-    from .registry import metrics
-    from .trust import trust_report
+    from seethrough import zoo
+    from seethrough.app.cli._args import _parse_target
+    from seethrough.app.models import load_model
+    from seethrough.evaluation.registry import metrics
+    from seethrough.evaluation.trust import trust_report
 
     if args.list_metrics:
         for s in metrics().values():

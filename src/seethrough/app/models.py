@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .._core.errors import ConfigError
+from seethrough._core.errors import ConfigError
 
 __all__ = ["load_model", "load_state_dict"]
 
@@ -47,7 +47,7 @@ def load_model(spec: str, weights: str | Path | None = None) -> nn.Module:
     saved with ``torch.jit.save``), or ``"package.module:function"``: a factory called with
     no arguments, whose model then gets ``weights`` loaded (strictly).
     """
-    from . import available, load
+    from seethrough.zoo import available, load
 
     if spec in available():
         if weights is not None:

@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 from torch import Tensor
 
-from .._core.errors import ConfigError, InputError
+from seethrough._core.errors import ConfigError, InputError
 
 __all__ = ["register", "load_data", "parse_class", "CliData"]
 
@@ -101,7 +101,7 @@ def load_data(data: str, n: int | None, *, seed: int, model=None, labels_path: s
     if n is not None and n < 2:
         raise ConfigError(f"--n must be at least 2, got {n}")
     if data == "shapes":
-        from ..data.shapes import CLASSES, make_shapes
+        from seethrough.data.shapes import CLASSES, make_shapes
 
         n = n or 400
         a = make_shapes(n, seed=10_000 + seed, size=size)
@@ -109,7 +109,7 @@ def load_data(data: str, n: int | None, *, seed: int, model=None, labels_path: s
         note = f"{n} synthetic shapes (seed {10_000 + seed}); essence test split: {n} more (seed {20_000 + seed})"
         return CliData(a.images, a.labels, a.images, a.labels, b.images, b.labels, list(CLASSES), note)
     if data == "mnist":
-        from ..data.mnist import mnist_split
+        from seethrough.data.mnist import mnist_split
 
         s = mnist_split(seed=0)
         m = n or len(s.x_test)
@@ -117,7 +117,7 @@ def load_data(data: str, n: int | None, *, seed: int, model=None, labels_path: s
         note = (f"MNIST (mnist_split(seed=0)): influence over {len(xtr)} training digits; essence scored on "
                 f"{len(xte)} held-out digits")
         return CliData(xtr, ytr, xtr, ytr, xte, yte, [str(d) for d in range(10)], note)
-    from ..data.files import load_tensor
+    from seethrough.data.files import load_tensor
 
     if not Path(data).is_file():
         raise InputError(f"--data {data!r} is neither 'shapes', 'mnist' nor an existing tensor file")
@@ -131,7 +131,7 @@ def load_data(data: str, n: int | None, *, seed: int, model=None, labels_path: s
         y = y[: x.shape[0]].long()
         src = f"labels from {labels_path}"
     else:
-        from .._core.state import model_guard
+        from seethrough._core.state import model_guard
 
         with model_guard(model), torch.no_grad():
             y = model(x.clone()).argmax(dim=1)
@@ -145,13 +145,13 @@ def load_data(data: str, n: int | None, *, seed: int, model=None, labels_path: s
 def _run(args) -> int:
     import torch
 
-    from .. import zoo
-    from ..report.html import HtmlReport
-    from ..zoo.loading import load_model
-    from . import _report
-    from .essence import EssenceExperiment
-    from .explain import ClassInfluence, NeuronVisualization
-    from .internal import InternalInfluence
+    from seethrough import zoo
+    from seethrough.report.html import HtmlReport
+    from seethrough.app.models import load_model
+    from seethrough.influence import _report
+    from seethrough.influence.essence import EssenceExperiment
+    from seethrough.influence.explain import ClassInfluence, NeuronVisualization
+    from seethrough.influence.internal import InternalInfluence
 
     model = load_model(args.model, args.weights)
     info = zoo.info(args.model) if args.model in zoo.available() else None
@@ -169,7 +169,7 @@ def _run(args) -> int:
     ks = _ks(args.essence) if args.essence else None
     cname = names[cls] if names else str(cls)
 
-    from ._common import select_class
+    from seethrough.influence._common import select_class
 
     of_cls = select_class(y, cls, what=f"inputs of --data {args.data}")
     if args.distribution in ("point", "path"):
@@ -179,7 +179,7 @@ def _run(args) -> int:
         xs, ys, where = x[i : i + 1], None, f"instance #{i} (label {int(y[i])})"
     else:
         xs, ys, where = x, y, f"the {of_cls.numel()} instances of {cname!r}"
-    from .._core.targets import Class, ClassDifference
+    from seethrough._core.targets import Class, ClassDifference
 
     target = Class(cls) if vs is None else ClassDifference(cls, vs)
     _say("internal influence")

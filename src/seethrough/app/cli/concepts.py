@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from .._core.errors import ConfigError, InputError
+from seethrough._core.errors import ConfigError, InputError
 
 __all__ = ["register"]
 
@@ -96,8 +96,8 @@ def register(sub) -> None:
 
 
 def _model_and_shape(args):
-    from .. import zoo
-    from ..zoo.loading import load_model
+    from seethrough import zoo
+    from seethrough.app.models import load_model
 
     model = load_model(args.model, args.weights)
     info = zoo.info(args.model) if args.model in zoo.available() else None
@@ -111,19 +111,19 @@ def _model_and_shape(args):
 
 def _bundled_inputs(info, n: int, seed: int, size: int, channels: int):
     """Labelled held-out inputs for a bundled model (its own kind of data)."""
-    from ..data.concepts import concept_dataset
-    from ..data.shapes import CLASSES as SHAPES
-    from ..zoo.train import TEST_SEED_OFFSET
+    from seethrough.data.concepts import concept_dataset
+    from seethrough.data.shapes import CLASSES as SHAPES
+    from seethrough.zoo.train import TEST_SEED_OFFSET
 
     if info.classes == SHAPES:
-        from ..data.shapes import make_shapes
+        from seethrough.data.shapes import make_shapes
 
         d = make_shapes(n, seed=seed + TEST_SEED_OFFSET, size=size)
         return d.images, d.labels
     if info.classes == ("plain", "striped"):
         return concept_dataset(n, "stripes", seed=seed + TEST_SEED_OFFSET, size=size, channels=channels)
     if info.input_shape == (1, 28, 28):
-        from ..data.mnist import mnist_split
+        from seethrough.data.mnist import mnist_split
 
         split = mnist_split(seed=0)
         return split.x_test[:n], split.y_test[:n]
@@ -131,8 +131,8 @@ def _bundled_inputs(info, n: int, seed: int, size: int, channels: int):
 
 
 def _load_inputs(args, info, size: int, channels: int):
-    from ..data.concepts import load_concept_images
-    from ..data.files import load_tensor
+    from seethrough.data.concepts import load_concept_images
+    from seethrough.data.files import load_tensor
 
     if args.inputs is None:
         if info is None:
@@ -149,8 +149,8 @@ def _load_inputs(args, info, size: int, channels: int):
 
 
 def _run_tcav(args) -> int:
-    from ._report import add_tcav
-    from .tcav import TCAV, tcav_null_check
+    from seethrough.concepts._report import add_tcav
+    from seethrough.concepts.tcav import TCAV, tcav_null_check
 
     concepts: dict[str, str | None] = {c: None for c in _names(args.concepts, "--concepts")}
     concepts.update(_concept_dirs(args.concept_dir))
@@ -180,7 +180,7 @@ def _run_tcav(args) -> int:
             f"(false-positive rate {null.false_positive_rate:.3f}, 95% CI {lo:.3f}-{hi:.3f}; level {null.significance})"
         )
     if args.html:
-        from ..report.html import HtmlReport
+        from seethrough.report.html import HtmlReport
 
         report = HtmlReport(f"TCAV: {args.model}, layer {result.layer}")
         add_tcav(report, result, null=null)
@@ -190,9 +190,9 @@ def _run_tcav(args) -> int:
 
 
 def _run_dissect(args) -> int:
-    from ..data.concepts import concept_scenes
-    from ._report import add_dissection
-    from .dissection import Dissection
+    from seethrough.data.concepts import concept_scenes
+    from seethrough.concepts._report import add_dissection
+    from seethrough.concepts.dissection import Dissection
 
     layers = _names(args.layers, "--layers")
     if args.n < 1:
@@ -208,7 +208,7 @@ def _run_dissect(args) -> int:
     ).dissect(scenes)
     print(result.to_text(top=args.top))
     if args.html:
-        from ..report.html import HtmlReport
+        from seethrough.report.html import HtmlReport
 
         report = HtmlReport(f"Network dissection: {args.model}")
         with torch.no_grad():

@@ -16,7 +16,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from ._core.errors import SeethroughError
+from seethrough._core.errors import SeethroughError
+
+from ._args import _floats, _parse_target
 
 __all__ = ["main", "build_parser"]
 
@@ -24,43 +26,17 @@ __all__ = ["main", "build_parser"]
 # Subcommands that live beside their feature. Each module has ``register(sub)``, which adds its
 # parser and sets ``handler=<function(args) -> int>`` with ``set_defaults``. Keep one module a line.
 _SUBCOMMAND_MODULES: tuple[str, ...] = (
-    ".featurevis._cli",
-    ".atlas._cli",
-    ".evaluation._cli",
-    ".influence._cli",
-    ".evaluation.randomization",
-    ".concepts._cli",
+    ".featurevis",
+    ".atlas",
+    ".trust",
+    ".influence",
+    ".sanity",
+    ".concepts",
 )
 
 
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}")
-
-
-def _parse_target(text: str | None):
-    """``None``/"predicted", ``3``, ``3,1,0`` (one per input) or ``3-5`` (class 3 vs 5)."""
-    from ._core.targets import ClassDifference
-
-    if text is None or text == "predicted":
-        return None
-    try:
-        if "-" in text.strip("-"):
-            a, b = text.split("-", 1)
-            return ClassDifference(int(a), int(b))
-        parts = [int(v) for v in text.split(",")]
-    except ValueError:
-        raise SeethroughError(
-            f"cannot read target {text!r}: give a class index (3), one per input (3,1,0), "
-            f"a class difference (3-5) or 'predicted'"
-        )
-    return parts[0] if len(parts) == 1 else parts
-
-
 def _methods(text: str) -> list[str]:
-    from .attribution.registry import METHODS, get_method
+    from seethrough.attribution.registry import METHODS, get_method
 
     if text == "all":
         return list(METHODS)
@@ -68,7 +44,7 @@ def _methods(text: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .attribution.registry import METHODS
+    from seethrough.attribution.registry import METHODS
 
     p = argparse.ArgumentParser(prog="seethrough", description="Explain PyTorch models.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -121,7 +97,7 @@ def _progress(name: str) -> None:
 
 
 def _cmd_demo(args) -> int:
-    from .report.runs import demo_report
+    from seethrough.app.demo import demo_report
 
     path = demo_report(args.out, n_images=args.n_images, methods=_methods(args.methods), seed=args.seed,
                        progress=_progress, model_sections=not args.maps_only)
@@ -130,10 +106,10 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_explain(args) -> int:
-    from . import zoo
-    from .data.files import load_images, load_tensor
-    from .report.runs import explain_report
-    from .zoo.loading import load_model
+    from seethrough import zoo
+    from seethrough.data.files import load_images, load_tensor
+    from seethrough.app.runs import explain_report
+    from seethrough.app.models import load_model
 
     model = load_model(args.model, args.weights)
     info = zoo.info(args.model) if args.model in zoo.available() else None
@@ -147,7 +123,7 @@ def _cmd_explain(args) -> int:
     class_names = args.class_names.split(",") if args.class_names else (list(info.classes) if info else None)
     if not args.html and not args.maps:
         args.html = "reports/explain.html"
-    from .attribution.masks import feature_mask_from_spec
+    from seethrough.attribution.masks import feature_mask_from_spec
 
     explain_report(
         model, x, _methods(args.methods), target=_parse_target(args.target), layer=layer,
@@ -162,7 +138,7 @@ def _cmd_explain(args) -> int:
 
 
 def _cmd_methods(args) -> int:
-    from .attribution.registry import METHODS
+    from seethrough.attribution.registry import METHODS
 
     for s in METHODS.values():
         layer = " (needs --layer)" if s.needs_layer else ""
@@ -171,7 +147,7 @@ def _cmd_methods(args) -> int:
 
 
 def _cmd_models(args) -> int:
-    from . import zoo
+    from seethrough import zoo
 
     for name in zoo.available():
         i = zoo.info(name)
