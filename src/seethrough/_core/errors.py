@@ -8,6 +8,7 @@ Hierarchy::
     ├── TargetError           a target that does not fit the model output
     ├── GradientError         the quantity explained does not depend on what is attributed
     └── ConfigError           a method setting that cannot work (unknown rule, bad steps, ...)
+        └── NotFittedError    a fitted object used before fit()
 
     SeethroughWarning (UserWarning)
     ├── ModelStateWarning     the model was handed over in a state that had to be changed
@@ -23,6 +24,7 @@ __all__ = [
     "TargetError",
     "GradientError",
     "ConfigError",
+    "NotFittedError",
     "SeethroughWarning",
     "ModelStateWarning",
     "ZeroAttributionWarning",
@@ -63,3 +65,7 @@ class ModelStateWarning(SeethroughWarning):
 
 class ZeroAttributionWarning(SeethroughWarning):
     """An attribution is identically zero: usually a sign that something is off."""
+
+
+class NotFittedError(ConfigError):
+    """A fitted object (a CAV, a probe, a direction) was used before ``fit()``."""
