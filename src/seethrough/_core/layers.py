@@ -9,9 +9,14 @@ from torch import nn
 
 from .errors import LayerError
 
-__all__ = ["LayerRef", "resolve_layer", "layer_names"]
+__all__ = ["LayerRef", "resolve_layer", "layer_names", "layer_label"]
 
 LayerRef = Union[str, nn.Module]
+
+
+def layer_label(layer: LayerRef) -> str:
+    """A layer setting as shown in settings: its dotted name, or the module's class."""
+    return layer if isinstance(layer, str) else type(layer).__name__
 
 
 def layer_names(model: nn.Module) -> list[str]:

@@ -4,7 +4,7 @@ Two ways, the first whenever it applies:
 
 * **layer arithmetic** (``"arithmetic"``): the model is traced with ``torch.fx`` and read
   from its input to the layer with the local-operation rules of
-  :mod:`seethrough.attribution._receptive` (convolutions and pooling windows with
+  :mod:`seethrough._core.receptive` (convolutions and pooling windows with
   stride, dilation and padding; pointwise operations; sums and concatenations of local
   branches). Every tensor on the way maps its position ``o`` to the input interval
   ``[o * S + A, o * S + A + L - 1]`` per spatial dimension: the input has ``S = 1, A = 0,
@@ -57,7 +57,7 @@ def arithmetic_fields(model: nn.Module, names: list[str], x_probe: Tensor) -> di
     ``x_probe`` is one input ``(1, C, *spatial)``; the graph runs on it once (no grad)
     to learn the tensor shapes. Call inside ``model_guard`` (eval mode).
     """
-    from ..attribution._receptive import classify, run_node
+    from .._core.receptive import classify, run_node
 
     wanted = set(names)
     out: dict[str, ReceptiveField] = {}

@@ -24,7 +24,7 @@ from .._core.state import model_guard
 from .._core.targets import Class, Target, TargetLike, as_target
 from .._core.validation import check_inputs
 
-__all__ = ["Attribution", "Computed", "layer_label", "check_layer"]
+__all__ = ["Attribution", "Computed", "check_layer"]
 
 
 @dataclass
@@ -132,11 +132,6 @@ class Attribution(ABC):
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.settings().items())
         return f"{type(self).__name__}({args})"
-
-
-def layer_label(layer) -> str:
-    """A layer setting as shown in settings: its dotted name, or the module's class."""
-    return layer if isinstance(layer, str) else type(layer).__name__
 
 
 def check_layer(model: nn.Module, layer, method: str) -> None:

@@ -42,7 +42,7 @@ from .._core.errors import ConfigError
 from .._core.forward import ForwardRunner
 from .._core.layers import resolve_layer
 from ._base import Computed
-from ._receptive import LocalOp, affected, classify, fixed_regions, run_node
+from .._core.receptive import LocalOp, affected, classify, fixed_regions, run_node
 from .perturbation import Occlusion, _baseline
 
 __all__ = ["IncrementalOcclusion"]

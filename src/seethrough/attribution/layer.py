@@ -9,7 +9,8 @@ from .._core.batching import Batching
 from .._core.engine import ChunkResult, GradientRunner
 from .._core.layers import LayerRef, resolve_layer
 from .._core.targets import Target
-from ._base import Attribution, Computed, check_layer, layer_label
+from .._core.layers import layer_label
+from ._base import Attribution, Computed, check_layer
 
 __all__ = ["LayerGradientXActivation"]
 

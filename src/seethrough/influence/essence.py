@@ -51,7 +51,7 @@ from .._core.result import _freeze
 from .._core.state import model_guard
 from .._core.targets import Class, Custom
 from .._core.validation import check_inputs
-from ..attribution._base import layer_label
+from .._core.layers import layer_label
 from ._common import REDUCTIONS, check_labels, mask_neurons, select_class
 from .internal import InfluenceResult, InternalInfluence
 

@@ -31,7 +31,7 @@ from .._core.result import Explanation, _freeze
 from .._core.state import model_guard
 from .._core.targets import Channel, Class, ClassDifference, Neuron, Target
 from .._core.validation import check_inputs
-from ..attribution._base import layer_label
+from .._core.layers import layer_label
 from ..attribution.registry import build_method, get_method
 from ._common import check_labels, select_class, slice_activations
 from .internal import InfluenceResult, InternalInfluence

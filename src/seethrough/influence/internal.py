@@ -38,7 +38,7 @@ from .._core.result import _freeze
 from .._core.state import model_guard
 from .._core.targets import TargetLike, as_target
 from .._core.validation import check_inputs
-from ..attribution._base import layer_label
+from .._core.layers import layer_label
 from ..attribution.baselines import BaselineLike, as_baselines, describe_baseline
 from ..attribution.integrated import integration_points
 from ._common import (

@@ -20,7 +20,8 @@ from ..._core.engine import ChunkResult, GradientRunner
 from ..._core.errors import ConfigError, LayerError
 from ..._core.layers import LayerRef, resolve_layer
 from ..._core.targets import Target
-from .._base import Attribution, Computed, check_layer, layer_label
+from ..._core.layers import layer_label
+from .._base import Attribution, Computed, check_layer
 
 __all__ = ["BaseCAM", "upsample_map"]
 

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
-from .._core.errors import ConfigError
+from .errors import ConfigError
 
 __all__ = ["Window", "LocalOp", "classify", "affected", "fixed_regions", "EMPTY"]
 
