@@ -29,7 +29,8 @@ import torch
 
 def run(model_name: str, n: int, steps: int, top_k: int, keep: Path | None) -> dict:
     from seethrough import zoo
-    from seethrough.atlas import Atlas, TensorSource, open_source
+    from seethrough.app import open_source
+    from seethrough.atlas import Atlas, TensorSource
 
     model = zoo.load(model_name)
     t0 = time.perf_counter()

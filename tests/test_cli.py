@@ -63,7 +63,7 @@ def test_explain_factory_model_with_weights(tmp_path, capsys):
     assert saved["gradcam"].shape == (2, 1, 16, 16)
     # the maps are those of the library on the same preprocessed inputs
     import seethrough as st
-    from seethrough.data.files import load_images
+    from seethrough._core.files import load_images
 
     x = load_images(_images(tmp_path), size=16, mean=[0.5], std=[0.25])
     ref = st.Saliency(model).attribute(x, 1).attributions
@@ -155,7 +155,7 @@ def test_explain_perturbation_methods_with_a_feature_mask(tmp_path):
 
     import seethrough as st
     from seethrough.attribution.masks import grid_mask
-    from seethrough.data.files import load_images
+    from seethrough._core.files import load_images
     from seethrough.testing import TinyCNN, seeded
 
     model = seeded(TinyCNN)

@@ -233,7 +233,6 @@ SUBPACKAGE_ALL = {
         "UnitExamples",
         "as_source",
         "model_fingerprint",
-        "open_source",
         "select_layers",
     ],
     "seethrough.influence": [

@@ -51,7 +51,8 @@ def shapes_atlas(tmp_path_factory):
     import torch
 
     from seethrough import zoo
-    from seethrough.atlas import Atlas, open_source
+    from seethrough.app import open_source
+    from seethrough.atlas import Atlas
 
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("atlas") / "shapes-cnn"
@@ -98,7 +99,8 @@ def test_interrupted_shapes_atlas_resumes_and_renders(tmp_path, monkeypatch):
     import torch
 
     from seethrough import zoo
-    from seethrough.atlas import Atlas, open_source
+    from seethrough.app import open_source
+    from seethrough.atlas import Atlas
 
     torch.set_num_threads(1)
     model = zoo.load("shapes-cnn")

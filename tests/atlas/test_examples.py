@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from seethrough._core.errors import ConfigError, InputError, LayerError, ModelStateWarning
-from seethrough.atlas import DatasetExamples, FolderSource, TensorSource, open_source, select_layers
+from seethrough.app import open_source
+from seethrough.atlas import DatasetExamples, FolderSource, TensorSource, select_layers
 from seethrough.atlas.examples import _grad_boxes
 from seethrough.atlas.receptive import arithmetic_fields
 from seethrough.testing import TinyCNN, TinyMLP, TinyResNet, seeded

@@ -1,7 +1,8 @@
 """Dataset examples and a browsable, Microscope-style atlas of a model's units.
 
 >>> from seethrough import zoo
->>> from seethrough.atlas import Atlas, DatasetExamples, open_source
+>>> from seethrough.atlas import Atlas, DatasetExamples
+>>> from seethrough.app import open_source
 >>> model = zoo.load("shapes-cnn")
 >>> data = open_source("shapes", n=5000)
 >>> ex = DatasetExamples(model, top_k=9).fit(data)           # doctest: +SKIP
@@ -21,7 +22,7 @@ See docs/atlas.md.
 from .examples import DatasetExamples, UnitExamples, model_fingerprint, select_layers
 from .receptive import ReceptiveField
 from .site import Atlas, AtlasBuild
-from .sources import DatasetSource, FolderSource, ImageSource, TensorSource, as_source, open_source
+from .._core.sources import DatasetSource, FolderSource, ImageSource, TensorSource, as_source
 
 __all__ = [
     "Atlas",
@@ -36,5 +37,4 @@ __all__ = [
     "FolderSource",
     "DatasetSource",
     "as_source",
-    "open_source",
 ]

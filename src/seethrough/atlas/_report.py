@@ -38,7 +38,7 @@ def atlas_section(
 
     from .. import zoo
     from .site import Atlas, _crop_html
-    from .sources import open_source
+    from ..app.data import open_source
 
     out_dir = Path(out_dir)
     atlas_dir = out_dir / "atlas"

@@ -43,7 +43,7 @@ from .._core.layers import LayerRef, resolve_layer
 from .._core.state import model_guard
 from .._core.validation import model_device
 from .receptive import ReceptiveField, arithmetic_fields
-from .sources import ImageSource, as_source
+from .._core.sources import ImageSource, as_source
 
 __all__ = ["DatasetExamples", "UnitExamples", "select_layers", "model_fingerprint"]
 
@@ -358,7 +358,7 @@ class DatasetExamples:
 
     # -- fit --------------------------------------------------------------------------
     def fit(self, data: Any) -> "DatasetExamples":
-        """Stream over ``data`` (an :class:`~seethrough.atlas.sources.ImageSource`, a
+        """Stream over ``data`` (an :class:`~seethrough.atlas.ImageSource`, a
         tensor ``(N, ...)`` or a map-style dataset) once; returns ``self``."""
         k_top, k_bot = self._check()
         source = as_source(data)

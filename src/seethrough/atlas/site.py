@@ -42,7 +42,7 @@ from .._core.batching import Batching
 from .._core.errors import ConfigError, InputError, SeethroughError
 from .._core.layers import LayerRef, resolve_layer
 from .examples import DatasetExamples, check_hookable, model_fingerprint, select_layers
-from .sources import ImageSource, as_source
+from .._core.sources import ImageSource, as_source
 
 __all__ = ["Atlas", "AtlasBuild", "UnitLabels", "FV_GROUP"]
 

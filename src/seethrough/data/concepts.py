@@ -521,10 +521,10 @@ def load_concept_images(
     """A user's concept (or random) examples as a float tensor ``(N, C, H, W)``.
 
     ``source`` is a folder of images (every ``.png``, ``.jpg``, ... file in it, sorted by
-    name, read with :func:`seethrough.data.files.load_images` and the given
+    name, read with :func:`seethrough._core.files.load_images` and the given
     ``size``/``channels``/``mean``/``std``), a tensor file (``.npy``, ``.safetensors``
     with ``key``, or a torch tensor file; read with
-    :func:`seethrough.data.files.load_tensor`, used as stored), or a tensor.
+    :func:`seethrough._core.files.load_tensor`, used as stored), or a tensor.
     """
     from .files import load_images, load_tensor
 

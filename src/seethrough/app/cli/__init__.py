@@ -107,7 +107,7 @@ def _cmd_demo(args) -> int:
 
 def _cmd_explain(args) -> int:
     from seethrough import zoo
-    from seethrough.data.files import load_images, load_tensor
+    from seethrough._core.files import load_images, load_tensor
     from seethrough.app.runs import explain_report
     from seethrough.app.models import load_model
 

@@ -72,7 +72,7 @@ def register(sub) -> None:
 def _load(args):
     from seethrough import zoo
     from seethrough.app.models import load_model
-    from seethrough.atlas.sources import open_source
+    from seethrough.app.data import open_source
 
     model = load_model(args.model, args.weights)
     info = zoo.info(args.model) if args.model in zoo.available() else None

@@ -132,7 +132,7 @@ def _bundled_inputs(info, n: int, seed: int, size: int, channels: int):
 
 def _load_inputs(args, info, size: int, channels: int):
     from seethrough.data.concepts import load_concept_images
-    from seethrough.data.files import load_tensor
+    from seethrough._core.files import load_tensor
 
     if args.inputs is None:
         if info is None:

@@ -117,7 +117,7 @@ def load_data(data: str, n: int | None, *, seed: int, model=None, labels_path: s
         note = (f"MNIST (mnist_split(seed=0)): influence over {len(xtr)} training digits; essence scored on "
                 f"{len(xte)} held-out digits")
         return CliData(xtr, ytr, xtr, ytr, xte, yte, [str(d) for d in range(10)], note)
-    from seethrough.data.files import load_tensor
+    from seethrough._core.files import load_tensor
 
     if not Path(data).is_file():
         raise InputError(f"--data {data!r} is neither 'shapes', 'mnist' nor an existing tensor file")

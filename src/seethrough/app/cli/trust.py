@@ -47,7 +47,7 @@ def _say(text: str) -> None:
 
 def load_trust_data(data: str, n: int, *, seed: int, masks_path: str | None = None):
     """``(inputs, masks or None, class names or None, note)`` for a ``--data`` value."""
-    from seethrough.data.files import load_tensor
+    from seethrough._core.files import load_tensor
 
     if n < 1:
         raise ConfigError(f"--n must be at least 1, got {n}")

@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .._core.errors import InputError
+from .errors import InputError
 
 __all__ = ["load_images", "load_tensor"]
 

