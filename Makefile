@@ -1,6 +1,6 @@
 # Two commands do everything from a fresh clone:
 #   make demo   explain the bundled model and write an HTML report
-#   make test   run the whole test suite
+#   make test   run the whole test suite (lint and import contracts first)
 # Each creates or refreshes .venv. torch is pinned through constraints.txt.
 PYTHON ?= python3
 VENV   := .venv
@@ -8,8 +8,9 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 TSTAMP := $(VENV)/.installed-test
+LSTAMP := $(VENV)/.installed-lint
 
-.PHONY: demo test test-fast bench venv clean
+.PHONY: demo test test-fast lint format bench venv clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,13 +21,28 @@ $(TSTAMP): $(STAMP)
 	$(PIP) install -q -c constraints.txt -e '.[test]'
 	touch $@
 
+$(LSTAMP): $(TSTAMP)
+	$(PIP) install -q -c constraints.txt -e '.[lint]'
+	touch $@
+
 venv: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/seethrough demo --out reports/demo
 
-test: $(TSTAMP)
+test: lint
 	$(PY) -m pytest -n 2 --dist loadgroup
+
+# ruff (lint and format check), mypy, and the import contracts of the three storeys (ARCHITECTURE.md)
+lint: $(LSTAMP)
+	$(VENV)/bin/ruff check src tests bench scripts
+	$(VENV)/bin/ruff format --check src tests bench scripts
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+format: $(LSTAMP)
+	$(VENV)/bin/ruff check --fix src tests bench scripts
+	$(VENV)/bin/ruff format src tests bench scripts
 
 test-fast: $(TSTAMP)
 	$(PY) -m pytest -n 2 -m "not slow"

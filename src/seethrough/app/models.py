@@ -1,20 +1,23 @@
-"""Load a user's model: a bundled name, a TorchScript file, or a factory plus weights.
+"""Which model a command runs on: :class:`ModelSpec`, and :func:`load_model` behind it.
 
-Weights are read as safetensors or as a state dict through ``torch.load(...,
+A model is a bundled zoo name, a TorchScript file, or ``package.module:factory`` plus
+weights. Weights are read as safetensors or as a state dict through ``torch.load(...,
 weights_only=True)``, which refuses arbitrary pickled objects.
 """
 
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from seethrough._core.errors import ConfigError
 
-__all__ = ["load_model", "load_state_dict"]
+__all__ = ["ModelSpec", "load_model", "load_state_dict"]
 
 
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -91,3 +94,72 @@ def load_model(spec: str, weights: str | Path | None = None) -> nn.Module:
         f"unknown model {spec!r}.{hint} Give a bundled name ({', '.join(available())}), a "
         f"TorchScript file, or package.module:factory with --weights."
     )
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model named the way every command names one.
+
+    ``name``: a bundled zoo name, a TorchScript file, or ``package.module:factory``;
+    ``weights``: safetensors or a weights-only torch file for a factory. ``size`` and
+    ``channels`` state the input images of a model that is not bundled (a bundled model's
+    card says them); ``mean``/``std`` its input normalisation.
+    """
+
+    name: str
+    weights: str | None = None
+    size: int | None = None
+    channels: int | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    @property
+    def bundled(self) -> bool:
+        from seethrough.zoo import available
+
+        return self.name in available()
+
+    @property
+    def info(self) -> Any:
+        """The zoo card of a bundled model, else None."""
+        from seethrough import zoo
+
+        return zoo.info(self.name) if self.bundled else None
+
+    def load(self) -> nn.Module:
+        return load_model(self.name, self.weights)
+
+    def input_shape(self, *, default_size: int | None = None, default_channels: int = 3) -> tuple[int, int, int] | None:
+        """``(C, H, W)`` of the model's inputs: what was given, else the card's, else the
+        defaults (None when no size is known)."""
+        info = self.info
+        c = self.channels or (info.input_shape[0] if info else default_channels)
+        h = self.size or (info.input_shape[1] if info else default_size)
+        return None if h is None else (int(c), int(h), int(h))
+
+    def require_input_shape(self, what: str = "this command") -> tuple[int, int, int]:
+        shape = self.input_shape()
+        if shape is None:
+            raise ConfigError(
+                f"{what} needs the input image size of model {self.name!r}, which is not bundled: give --size "
+                f"(and --channels if it is not 3)"
+            )
+        return shape
+
+    @property
+    def classes(self) -> list[str] | None:
+        info = self.info
+        return list(info.classes) if info else None
+
+    @property
+    def default_layer(self) -> str | None:
+        """The layer layer methods default to (a bundled model's CAM layer), else None."""
+        info = self.info
+        return info.default_cam_layer if info else None
+
+    @property
+    def normalization(self) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
+        info = self.info
+        mean = self.mean if self.mean is not None else (tuple(info.mean) if info else None)
+        std = self.std if self.std is not None else (tuple(info.std) if info else None)
+        return mean, std

@@ -33,7 +33,7 @@ from .._core.layers import resolve_layer
 from .._core.targets import Target, TargetLike
 from ._base import Attribution, Computed
 from .baselines import gaussian_blur
-from .cam._base import upsample_map
+from .cam import upsample_map
 
 __all__ = ["MeaningfulPerturbation"]
 

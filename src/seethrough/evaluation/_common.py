@@ -25,7 +25,9 @@ import torch
 from torch import Tensor, nn
 
 from .._core.errors import ConfigError, InputError, TargetError
-from .._core.result import Explanation, _freeze
+from .._core.reduce import REDUCTIONS, apply_reduce, check_reduce
+from .._core.result import Explanation, Result
+from .._core.seeds import check_seed
 from .._core.targets import Predicted, Target, TargetLike, as_target
 
 __all__ = [
@@ -34,6 +36,7 @@ __all__ = [
     "resolve_maps",
     "pixel_maps",
     "resolve_target_indices",
+    "per_sample_indices",
     "check_masks",
 ]
 
@@ -41,11 +44,8 @@ __all__ = [
 #: inputs), an Explanation, or precomputed maps.
 MapSource = Union[Any, Explanation, Tensor, np.ndarray]
 
-_REDUCTIONS = ("sum", "abs_sum", "mean", "max_abs", "l2")
-
-
 @dataclass(frozen=True, eq=False)
-class MetricResult:
+class MetricResult(Result):
     """The value of one metric on a batch.
 
     Attributes
@@ -80,9 +80,7 @@ class MetricResult:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "values", torch.as_tensor(self.values, dtype=torch.float64).detach().cpu().reshape(-1))
-        object.__setattr__(self, "settings", _freeze(self.settings))
-        object.__setattr__(self, "curves", _freeze(self.curves))
-        object.__setattr__(self, "extras", _freeze(self.extras))
+        super().__post_init__()  # settings, curves and extras frozen deeply
 
     @property
     def mean(self) -> float:
@@ -101,9 +99,15 @@ class MetricResult:
 
 
 def _method_types():
-    from ..attribution._base import Attribution
+    from ..attribution import Attribution
 
     return Attribution
+
+
+def per_sample_indices(index: Tensor, n: int) -> Tensor:
+    """One class index per sample from one index for all (expanded) or one per sample."""
+    idx = torch.as_tensor(index).reshape(-1)
+    return idx.expand(n).clone() if idx.numel() == 1 else idx.clone()
 
 
 def resolve_target_indices(model: nn.Module, inputs: Tensor, target: TargetLike) -> Tensor | None:
@@ -125,7 +129,7 @@ def resolve_target_indices(model: nn.Module, inputs: Tensor, target: TargetLike)
                 f"got {idx.numel()} target indices for {n} inputs; give one int for all inputs "
                 f"or exactly one index per input"
             )
-        return idx.expand(n).clone() if idx.numel() == 1 else idx.clone()
+        return per_sample_indices(idx, n)
     return None
 
 
@@ -223,24 +227,16 @@ def _check_finite_nonzero(maps: Tensor, inputs: Tensor, *, allow_zero: bool, wha
 def pixel_maps(maps: Tensor, inputs: Tensor, *, reduce: str = "sum") -> Tensor:
     """One map per sample over the spatial positions, ``(N, *spatial)``.
 
-    ``reduce`` combines the channels: ``"sum"`` (signed, the default, as Quantus does),
-    ``"abs_sum"``, ``"mean"``, ``"max_abs"`` or ``"l2"``.
+    ``reduce`` combines the channels, one of :data:`seethrough._core.reduce.REDUCTIONS`:
+    ``"sum"`` (signed, the default, as Quantus does), ``"mean"``, ``"max"``, ``"abs_sum"``,
+    ``"max_abs"`` or ``"l2"``.
     """
-    if reduce not in _REDUCTIONS:
-        raise InputError(f"unknown channel reduction {reduce!r}; choose one of {_REDUCTIONS}")
+    check_reduce(reduce, REDUCTIONS, what="channel reduction reduce=")
     if inputs.dim() == 2:  # tabular: one value per feature already
         return maps
     if maps.dim() == inputs.dim() - 1:
         return maps
-    if reduce == "sum":
-        return maps.sum(dim=1)
-    if reduce == "abs_sum":
-        return maps.abs().sum(dim=1)
-    if reduce == "mean":
-        return maps.mean(dim=1)
-    if reduce == "max_abs":
-        return maps.abs().amax(dim=1)
-    return maps.pow(2).sum(dim=1).sqrt()
+    return apply_reduce(maps, reduce, dim=1)
 
 
 def check_masks(masks: Any, inputs: Tensor, *, what: str = "ground-truth masks") -> Tensor:
@@ -288,12 +284,6 @@ def _check_int(name: str, value: Any, *, low: int = 1, hint: str = "") -> int:
     return int(value)
 
 
-def _check_seed(seed: Any) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ConfigError(f"seed must be an int, got {seed!r}")
-    return int(seed)
-
-
 def _check_float(name: str, value: Any, *, low: float = 0.0, strict: bool = False, hint: str = "") -> float:
     ok = isinstance(value, (int, float, np.floating)) and not isinstance(value, bool) and math.isfinite(float(value))
     if ok:
@@ -312,9 +302,7 @@ def _check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
 
 def _source_name(maps: Any) -> str:
     """How a metric records where its maps came from: the method's name, or "precomputed"."""
-    from ..attribution._base import Attribution
-
-    if isinstance(maps, Attribution):
+    if isinstance(maps, _method_types()):
         return maps.name
     if isinstance(maps, Explanation):
         return maps.method

@@ -6,7 +6,7 @@ absolute attributions ``|a|`` of one map per sample, after the channels are comb
 values (no cancellation between channels); ``"none"`` keeps every element (channel and
 position) as its own feature, which is what Quantus does when given full-shape maps; the
 other reductions of :func:`~seethrough.evaluation.pixel_maps` (``"sum"``, ``"mean"``,
-``"max_abs"``, ``"l2"``) are also accepted, followed by the absolute value.
+``"max"``, ``"max_abs"``, ``"l2"``) are also accepted, followed by the absolute value.
 
 ============================== ============================================= =========
 metric                         value per sample                              direction
@@ -24,42 +24,52 @@ the map.
 from __future__ import annotations
 
 import math
-import time
-from typing import Any
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from .._core.batching import Batching
 from .._core.errors import ConfigError
-from .._core.targets import TargetLike
-from ._common import MetricResult, pixel_maps
-from .localization import _as_inputs, _check_reduce, _check_seed, _resolve, _set_attrs, _source_name
+from .._core.reduce import REDUCTIONS
+from ._common import pixel_maps
+from .metric import MapMetric, MapRun, Score
 
-__all__ = ["sparseness", "entropy_complexity", "effective_complexity", "METRICS"]
+__all__ = [
+    "sparseness",
+    "entropy_complexity",
+    "effective_complexity",
+    "ComplexityMetric",
+    "Sparseness",
+    "EntropyComplexity",
+    "EffectiveComplexity",
+    "METRICS",
+]
 
-_REDUCTIONS = ("abs_sum", "none", "sum", "mean", "max_abs", "l2")
+
+@dataclass
+class ComplexityRun(MapRun):
+    """A complexity run: ``features``, the absolute attributions ``(N, n_features)`` float64
+    on the CPU, after the channel reduction."""
+
+    features: Tensor | None = None
 
 
-def _abs_features(
-    model: nn.Module | None,
-    inputs: Any,
-    maps: Any,
-    *,
-    target: TargetLike,
-    batching: Batching | int | None,
-    seed: Any,
-    reduce: str,
-) -> tuple[Tensor, int]:
-    """``(|a| as (N, n_features) float64 on the CPU, n_evaluations)``."""
-    x = _as_inputs(inputs)
-    _check_reduce(reduce, _REDUCTIONS)
-    _check_seed(seed)
-    view, m, n_eval = _resolve(model, x, maps, target=target, batching=batching, allow_zero=True)
-    n = m.shape[0]
-    if reduce != "none":
-        m = pixel_maps(m, view, reduce=reduce)
-    return m.reshape(n, -1).double().abs().cpu(), n_eval
+class ComplexityMetric(MapMetric):
+    """A metric on the absolute attributions of one map per sample (see the module docstring)."""
+
+    family: ClassVar[str] = "complexity"
+    higher_is_better: ClassVar[bool] = False
+    allow_zero_maps = True
+    #: ``"none"`` keeps every element (channel and position) as its own feature.
+    reductions: ClassVar[tuple[str, ...]] = ("abs_sum", "none", *(r for r in REDUCTIONS if r != "abs_sum"))
+
+    def prepare(self, model, inputs, maps, *, target, batching, seed, settings) -> ComplexityRun:
+        run = super().prepare(model, inputs, maps, target=target, batching=batching, seed=seed, settings=settings)
+        m, n = run.maps, run.maps.shape[0]
+        if run.settings["reduce"] != "none":
+            m = pixel_maps(m, run.view, reduce=run.settings["reduce"])
+        return ComplexityRun(**vars(run), features=m.reshape(n, -1).double().abs().cpu())
 
 
 def _per_sample_total(a: Tensor) -> Tensor:
@@ -67,16 +77,7 @@ def _per_sample_total(a: Tensor) -> Tensor:
     return torch.where(total > 0, total, torch.nan)
 
 
-def sparseness(
-    model: nn.Module | None,
-    inputs: Tensor,
-    maps: Any,
-    *,
-    target: TargetLike = None,
-    batching: Batching | int | None = None,
-    seed: int = 0,
-    reduce: str = "abs_sum",
-) -> MetricResult:
+class Sparseness(ComplexityMetric):
     """Sparseness (Chalasani et al., 2020): the Gini index of the absolute attributions.
 
     Definition: with ``|a|`` sorted ascending, ``a_(1) <= ... <= a_(n)``,
@@ -88,33 +89,22 @@ def sparseness(
     Direction: higher is better (sparser). Default ``reduce="abs_sum"`` (see the module
     docstring). A sample whose reduced map is zero everywhere gets NaN.
     """
-    start = time.perf_counter()
-    a, n_eval = _abs_features(model, inputs, maps, target=target, batching=batching, seed=seed, reduce=reduce)
-    n_features = a.shape[1]
-    ranked = a.sort(dim=1).values
-    weights = 2.0 * torch.arange(1, n_features + 1, dtype=torch.float64) - n_features - 1
-    values = (ranked * weights).sum(dim=1) / (n_features * _per_sample_total(a))
-    return MetricResult(
-        name="sparseness",
-        values=values,
-        higher_is_better=True,
-        settings={"reduce": reduce, "maps": _source_name(maps)},
-        extras={"n_features": n_features, "max_value": 1.0 - 1.0 / n_features},
-        n_evaluations=n_eval,
-        seconds=time.perf_counter() - start,
-    )
+
+    name = "sparseness"
+    higher_is_better = True
+    defaults = {"reduce": "abs_sum"}
+
+    def score(self, run: ComplexityRun) -> Score:
+        a = run.features
+        n_features = a.shape[1]
+        ranked = a.sort(dim=1).values
+        weights = 2.0 * torch.arange(1, n_features + 1, dtype=torch.float64) - n_features - 1
+        values = (ranked * weights).sum(dim=1) / (n_features * _per_sample_total(a))
+        return Score(values, settings={"reduce": run.settings["reduce"]},
+                     extras={"n_features": n_features, "max_value": 1.0 - 1.0 / n_features})
 
 
-def entropy_complexity(
-    model: nn.Module | None,
-    inputs: Tensor,
-    maps: Any,
-    *,
-    target: TargetLike = None,
-    batching: Batching | int | None = None,
-    seed: int = 0,
-    reduce: str = "abs_sum",
-) -> MetricResult:
+class EntropyComplexity(ComplexityMetric):
     """Complexity (Bhatt et al., 2020; Quantus ``Complexity``): the entropy of the fractional
     contributions. Named ``entropy_complexity`` so that it does not shadow this module.
 
@@ -127,32 +117,18 @@ def entropy_complexity(
     ``"max_value"`` = log n, to read the value on its scale. A sample whose reduced map is
     zero everywhere gets NaN.
     """
-    start = time.perf_counter()
-    a, n_eval = _abs_features(model, inputs, maps, target=target, batching=batching, seed=seed, reduce=reduce)
-    p = a / _per_sample_total(a).unsqueeze(1)
-    values = -torch.xlogy(p, p).sum(dim=1)
-    return MetricResult(
-        name="entropy_complexity",
-        values=values,
-        higher_is_better=False,
-        settings={"reduce": reduce, "maps": _source_name(maps)},
-        extras={"n_features": a.shape[1], "max_value": math.log(a.shape[1])},
-        n_evaluations=n_eval,
-        seconds=time.perf_counter() - start,
-    )
+
+    name = "entropy_complexity"
+    defaults = {"reduce": "abs_sum"}
+
+    def score(self, run: ComplexityRun) -> Score:
+        a = run.features
+        p = a / _per_sample_total(a).unsqueeze(1)
+        return Score(-torch.xlogy(p, p).sum(dim=1), settings={"reduce": run.settings["reduce"]},
+                     extras={"n_features": a.shape[1], "max_value": math.log(a.shape[1])})
 
 
-def effective_complexity(
-    model: nn.Module | None,
-    inputs: Tensor,
-    maps: Any,
-    *,
-    target: TargetLike = None,
-    batching: Batching | int | None = None,
-    seed: int = 0,
-    eps: float = 1e-5,
-    reduce: str = "abs_sum",
-) -> MetricResult:
+class EffectiveComplexity(ComplexityMetric):
     """Effective complexity (Nguyen & Martínez, 2020): how many features matter.
 
     Definition: the number of features with ``|a_i| > eps * max_j |a_j|``: the threshold is
@@ -164,26 +140,27 @@ def effective_complexity(
     Direction: lower is better (fewer features carry the explanation). Default
     ``reduce="abs_sum"``. ``extras``: ``"fraction"``, the count over the number of features.
     """
-    start = time.perf_counter()
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 <= eps < 1:
-        raise ConfigError(f"eps must be a fraction of the largest |attribution| in [0, 1), got {eps!r}")
-    a, n_eval = _abs_features(model, inputs, maps, target=target, batching=batching, seed=seed, reduce=reduce)
-    top = a.amax(dim=1, keepdim=True)
-    counts = (a > eps * top).sum(dim=1).double()
-    counts = torch.where(top.squeeze(1) > 0, counts, torch.nan)
-    return MetricResult(
-        name="effective_complexity",
-        values=counts,
-        higher_is_better=False,
-        settings={"eps": float(eps), "reduce": reduce, "maps": _source_name(maps)},
-        extras={"n_features": a.shape[1], "fraction": counts / a.shape[1]},
-        n_evaluations=n_eval,
-        seconds=time.perf_counter() - start,
-    )
+
+    name = "effective_complexity"
+    defaults = {"eps": 1e-5, "reduce": "abs_sum"}
+
+    def check(self, settings):
+        eps = settings["eps"]
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 <= eps < 1:
+            raise ConfigError(f"eps must be a fraction of the largest |attribution| in [0, 1), got {eps!r}")
+        return super().check(settings)
+
+    def score(self, run: ComplexityRun) -> Score:
+        a, eps = run.features, float(run.settings["eps"])
+        top = a.amax(dim=1, keepdim=True)
+        counts = (a > eps * top).sum(dim=1).double()
+        counts = torch.where(top.squeeze(1) > 0, counts, torch.nan)
+        return Score(counts, settings={"eps": eps, "reduce": run.settings["reduce"]},
+                     extras={"n_features": a.shape[1], "fraction": counts / a.shape[1]})
 
 
-_set_attrs(sparseness, "complexity", True, set())
-_set_attrs(entropy_complexity, "complexity", False, set())
-_set_attrs(effective_complexity, "complexity", False, set())
+sparseness = Sparseness()
+entropy_complexity = EntropyComplexity()
+effective_complexity = EffectiveComplexity()
 
 METRICS = (sparseness, entropy_complexity, effective_complexity)

@@ -55,9 +55,8 @@ when ``maps`` is an attribution method run here).
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 import torch
@@ -65,24 +64,25 @@ from scipy import sparse
 from scipy.sparse.linalg import spsolve
 from torch import Tensor, nn
 
-from .._core.batching import Batching, as_batching
+from .._core.batching import as_batching
 from .._core.engine import call_model
 from .._core.errors import ConfigError, InputError, TargetError
 from .._core.forward import ForwardRunner
 from .._core.result import Explanation
+from .._core.seeds import check_seed, generator
 from .._core.state import model_guard
 from .._core.targets import Class, Custom, Predicted, Target, TargetLike, as_target
 from .._core.validation import check_inputs
 from ._common import (
-    MetricResult,
     _check_choice,
     _check_float,
     _check_int,
-    _check_seed,
     _source_name,
+    per_sample_indices,
     pixel_maps,
     resolve_maps,
 )
+from .metric import Metric, MetricRun, Score
 
 __all__ = [
     "deletion",
@@ -92,43 +92,30 @@ __all__ = [
     "infidelity",
     "faithfulness_correlation",
     "noisy_linear_imputation",
+    "FaithfulnessMetric",
+    "Deletion",
+    "Insertion",
+    "RegionPerturbation",
+    "ROAD",
+    "Infidelity",
+    "FaithfulnessCorrelation",
     "METRICS",
 ]
 
 _OUTPUTS = ("softmax", "logit", "accuracy")
-_REDUCTIONS = ("sum", "abs_sum", "mean", "max_abs", "l2")
-
-
-# =========================================================================== checks
-
-
-def _mix_seed(seed: int, index: int) -> int:
-    """A generator seed for item ``index`` of ``seed`` (splitmix64 of the pair)."""
-    mask = (1 << 64) - 1
-    z = ((int(seed) & mask) * 0x9E3779B97F4A7C15 + int(index) * 0xD1B54A32D192ED03 + 0x632BE59BD9B4E019) & mask
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
-    return (z ^ (z >> 31)) & 0xFFFFFFFF
-
-
-def _generator(seed: int, index: int | None = None) -> torch.Generator:
-    return torch.Generator().manual_seed(seed if index is None else _mix_seed(seed, index))
 
 
 # =========================================================================== setup
 
 
 @dataclass
-class _Setup:
-    """Validated inputs, the scored target, the resolved maps and the rows spent so far."""
+class _Setup(MetricRun):
+    """A faithfulness run: the scored target (``target``), the class per sample when the
+    target is a class (``indices``) and the output transform actually scored (``output``)."""
 
-    x: Tensor
-    target: Target
-    indices: Tensor | None  # class index per sample, when the target is a class
-    maps: Tensor
-    n_evaluations: int
-    source: str
-    output: str  # the output transform actually scored, for settings["output"]
+    indices: Tensor | None = None
+    output: str = ""  # the output transform actually scored, for settings["output"]
+    method: str = ""  # the metric's name, for errors
 
     @property
     def n(self) -> int:
@@ -146,7 +133,6 @@ class _Setup:
     def expand(self, m: Tensor) -> Tensor:
         """Per-feature masks ``(rows, P)`` as masks broadcastable to rows of the inputs."""
         return m.reshape(m.shape[0], *self.grid) if self.x.dim() == 2 else m.reshape(m.shape[0], 1, *self.grid)
-
 
 def _grid(x: Tensor) -> tuple[int, ...]:
     return (int(x.shape[1]),) if x.dim() == 2 else tuple(int(s) for s in x.shape[2:])
@@ -198,18 +184,13 @@ def _scoring_target(
     flat = clean.reshape(n, -1) if clean.dim() > 1 else clean.reshape(n, 1)
     if _is_target_object(target):
         t = as_target(target).resolve(model, clean, n)
-        indices = None
-        if isinstance(t, Class):
-            idx = t.index.reshape(-1)
-            indices = idx.expand(n).clone() if idx.numel() == 1 else idx.clone()
+        indices = per_sample_indices(t.index, n) if isinstance(t, Class) else None
         return t, indices, n, _target_output(t)
     t = as_target(target)
     if isinstance(t, Predicted):
         indices = flat.argmax(dim=1).cpu()
     else:  # an int or one index per sample
-        t = t.resolve(model, clean, n)
-        idx = t.index.reshape(-1)
-        indices = idx.expand(n).clone() if idx.numel() == 1 else idx.clone()
+        indices = per_sample_indices(t.resolve(model, clean, n).index, n)
         bad = (indices < 0) | (indices >= flat.shape[1])
         if bool(bad.any()):
             raise TargetError(
@@ -242,9 +223,7 @@ def _explained_classes(maps: Any, n: int) -> Tensor | None:
     if not isinstance(maps, Explanation) or maps.target_indices is None:
         return None
     idx = torch.as_tensor(maps.target_indices).detach().cpu().reshape(-1).long()
-    if idx.numel() == 1:
-        return idx.expand(n).clone()
-    return idx.clone() if idx.numel() == n else None  # another size: resolve_maps refuses the maps
+    return per_sample_indices(idx, n) if idx.numel() in (1, n) else None  # another size: resolve_maps refuses the maps
 
 
 def _setup(
@@ -252,13 +231,16 @@ def _setup(
     inputs: Any,
     maps: Any,
     target: TargetLike,
-    output: str,
+    settings: dict[str, Any],
     *,
+    seed: int,
+    batching: Any,
     method: str,
     default_output: str,
 ) -> _Setup:
-    from ..attribution._base import Attribution
+    from ..attribution import Attribution
 
+    output = settings["output"]
     x = check_inputs(model, inputs)
     if x.dim() < 2:
         raise InputError(
@@ -295,17 +277,15 @@ def _setup(
         if m.dim() == 3 and m.shape[0] == x.shape[0] and m.shape[1] == 1 and m.shape[2] == x.shape[1]:
             maps = m.reshape(x.shape)  # (N, 1, D) maps of (N, D) inputs
     resolved = resolve_maps(maps, x, model=model, target=target)
-    return _Setup(x, t, indices, resolved, n_eval, source, used)
+    return _Setup(model, x, resolved, t, settings, seed, batching, source, n_eval,
+                  record={"target": t.describe(), "maps": source}, indices=indices, output=used, method=method)
 
 
 def _score_rows(
-    model: nn.Module,
     setup: _Setup,
-    batching: Batching | int | None,
     n_rows: int,
     make_rows: Callable[[slice], tuple[Tensor, Tensor]],
     *,
-    method: str,
     per: int,
     describe: Callable[[int], str],
     fix: str = "",
@@ -321,11 +301,11 @@ def _score_rows(
     def consume(sl: slice, s: Tensor) -> None:
         scores[sl] = s.detach().to(device="cpu", dtype=torch.float64)
 
-    with model_guard(model, method=method):
-        runner = ForwardRunner(model, setup.target, batching=as_batching(batching), progress=False)
+    with model_guard(setup.model, method=setup.method):
+        runner = ForwardRunner(setup.model, setup.target, batching=as_batching(setup.batching), progress=False)
         runner.run(n_rows, make_rows, consume)
     setup.n_evaluations += runner.n_evaluations
-    _check_finite_scores(scores, setup, method=method, per=per, describe=describe, fix=fix, clean=clean)
+    _check_finite_scores(scores, setup, method=setup.method, per=per, describe=describe, fix=fix, clean=clean)
     return scores
 
 
@@ -361,9 +341,10 @@ def _check_finite_scores(
     )
 
 
+
 def _order(values: Tensor, seed: int, *, descending: bool) -> Tensor:
     """Per-row order of features by value, ties broken by seeded random keys."""
-    keys = torch.rand(values.shape, generator=_generator(seed), dtype=torch.float64)
+    keys = torch.rand(values.shape, generator=generator(seed), dtype=torch.float64)
     by_key = torch.argsort(keys, dim=1)
     by_value = torch.argsort(values.gather(1, by_key), dim=1, descending=descending, stable=True)
     return by_key.gather(1, by_value)
@@ -374,6 +355,7 @@ def _ranks(order: Tensor) -> Tensor:
     ranks = torch.empty_like(order)
     ranks.scatter_(1, order, torch.arange(order.shape[1]).expand_as(order).contiguous())
     return ranks
+
 
 
 def _reference(spec: Any, x: Tensor, seed: int, what: str) -> Tensor:
@@ -388,7 +370,7 @@ def _reference(spec: Any, x: Tensor, seed: int, what: str) -> Tensor:
         flat = x.reshape(n, -1)
         shape = (n,) + (1,) * (x.dim() - 1)
         lo, hi = flat.min(1).values.reshape(shape), flat.max(1).values.reshape(shape)
-        u = torch.rand(x.shape, generator=_generator(seed, 7), dtype=x.dtype).to(x.device)
+        u = torch.rand(x.shape, generator=generator(seed, 7), dtype=x.dtype).to(x.device)
         return lo + (hi - lo) * u
     if isinstance(spec, str) and spec == "blur" and x.dim() != 4:
         raise InputError(
@@ -418,107 +400,85 @@ def _counts(n_features: int, steps: int) -> Tensor:
     return (2 * k * n_features + steps) // (2 * steps)
 
 
-def _check_common(output: str, reduce: str, seed: Any, outputs: Sequence[str] = _OUTPUTS) -> int:
-    _check_choice("output", output, outputs)
-    _check_choice("channel reduction reduce", reduce, _REDUCTIONS)
-    return _check_seed(seed)
 
+class FaithfulnessMetric(Metric):
+    """A metric that perturbs the inputs according to the map and scores the target on the
+    perturbed inputs (see the module docstring): ``prepare`` validates the inputs, fixes the
+    scored target with one clean pass and resolves the maps (running a method given as
+    ``maps`` on the class the metric scores)."""
 
-def _done(name: str, values, higher: bool, setup: _Setup, start: float, settings: dict, curves=None, extras=None) -> MetricResult:
-    settings = dict(settings)
-    settings["target"] = setup.target.describe()
-    settings["maps"] = setup.source
-    return MetricResult(
-        name=name,
-        values=values,
-        higher_is_better=higher,
-        settings=settings,
-        curves=curves or {},
-        extras=extras or {},
-        n_evaluations=setup.n_evaluations,
-        seconds=time.perf_counter() - start,
-    )
+    family: ClassVar[str] = "faithfulness"
+    needs: ClassVar[frozenset[str]] = frozenset({"model"})
+    #: Output transforms the metric can score.
+    outputs: ClassVar[tuple[str, ...]] = _OUTPUTS
+
+    def check(self, settings):
+        _check_choice("output", settings["output"], self.outputs)
+        return super().check(settings)
+
+    def prepare(self, model, inputs, maps, *, target, batching, seed, settings) -> _Setup:
+        settings = self.check(settings)
+        return _setup(model, inputs, maps, target, settings, seed=seed, batching=batching, method=self.name,
+                      default_output=self.defaults["output"])
 
 
 # =========================================================================== deletion / insertion
 
 
-def _curve_metric(
-    name: str,
-    model: nn.Module,
-    inputs: Any,
-    maps: Any,
-    *,
-    target: TargetLike,
-    batching,
-    seed: int,
-    steps: int | None,
-    baseline: Any,
-    output: str,
-    reduce: str,
-) -> MetricResult:
-    start = time.perf_counter()
-    seed = _check_common(output, reduce, seed)
-    if steps is not None:
-        steps = _check_int("steps", steps, hint=" (the number of removal steps; None: one image row per step)")
-    setup = _setup(model, inputs, maps, target, output, method=name, default_output="softmax")
-    x = setup.x
-    n_feat = math.prod(setup.grid)
-    if steps is None:  # one row of pixels (the paper's W pixels) per step; one feature for (N, D)
-        steps = n_feat if len(setup.grid) < 2 else -(-n_feat // setup.grid[-1])
-    if steps > n_feat:
-        raise ConfigError(f"steps={steps} is more than the {n_feat} features; use at most {n_feat} steps")
-    reference = _reference(baseline, x, seed, "baseline" if name == "deletion" else "starting image")
-    values = setup.features(reduce)
-    ranks = _ranks(_order(values, seed, descending=True)).to(x.device)
-    counts = _counts(n_feat, steps)
-    counts_dev = counts.to(x.device)
-    per = steps + 1
-    n = setup.n
+class _CurveMetric(FaithfulnessMetric):
+    """Deletion and insertion: the score along a walk that removes (inserts) features in the
+    map's order."""
 
-    def rows(sl: slice) -> tuple[Tensor, Tensor]:
-        r = torch.arange(sl.start, sl.stop, device=x.device)
-        bs, ks = r // per, r % per
-        chosen = setup.expand(ranks[bs] < counts_dev[ks][:, None])
-        if name == "deletion":
-            return torch.where(chosen, reference[bs], x[bs]), bs
-        return torch.where(chosen, x[bs], reference[bs]), bs
+    def check(self, settings):
+        settings = super().check(settings)
+        if settings["steps"] is not None:
+            settings["steps"] = _check_int(
+                "steps", settings["steps"], hint=" (the number of removal steps; None: one image row per step)")
+        return settings
 
-    fractions = counts.double() / n_feat
-    verb = "removed" if name == "deletion" else "inserted"
-    scores = _score_rows(
-        model, setup, batching, n * per, rows, method=name, per=per,
-        describe=lambda k: f"step {k} of {steps}, {float(fractions[k]):.3g} of the features {verb}",
-        fix="e.g. baseline='blur' or 'mean'" if name == "deletion" else "e.g. baseline='blur'",
-        clean=0 if name == "deletion" else steps,
-    ).reshape(n, per)
-    auc = torch.trapezoid(scores, fractions, dim=1)
-    settings = {"steps": steps, "baseline": _describe(baseline), "output": setup.output, "reduce": reduce, "seed": seed}
-    return _done(
-        name,
-        auc,
-        name == "insertion",
-        setup,
-        start,
-        settings,
-        curves={"scores": scores, "fractions": fractions},
-        extras={"clean_score": scores[:, 0].clone(), "final_score": scores[:, -1].clone()},
-    )
+    def score(self, setup: _Setup) -> Score:
+        name, s, seed = self.name, setup.settings, setup.seed
+        steps, baseline, reduce = s["steps"], s["baseline"], s["reduce"]
+        x = setup.x
+        n_feat = math.prod(setup.grid)
+        if steps is None:  # one row of pixels (the paper's W pixels) per step; one feature for (N, D)
+            steps = n_feat if len(setup.grid) < 2 else -(-n_feat // setup.grid[-1])
+        if steps > n_feat:
+            raise ConfigError(f"steps={steps} is more than the {n_feat} features; use at most {n_feat} steps")
+        reference = _reference(baseline, x, seed, "baseline" if name == "deletion" else "starting image")
+        values = setup.features(reduce)
+        ranks = _ranks(_order(values, seed, descending=True)).to(x.device)
+        counts = _counts(n_feat, steps)
+        counts_dev = counts.to(x.device)
+        per = steps + 1
+        n = setup.n
+
+        def rows(sl: slice) -> tuple[Tensor, Tensor]:
+            r = torch.arange(sl.start, sl.stop, device=x.device)
+            bs, ks = r // per, r % per
+            chosen = setup.expand(ranks[bs] < counts_dev[ks][:, None])
+            if name == "deletion":
+                return torch.where(chosen, reference[bs], x[bs]), bs
+            return torch.where(chosen, x[bs], reference[bs]), bs
+
+        fractions = counts.double() / n_feat
+        verb = "removed" if name == "deletion" else "inserted"
+        scores = _score_rows(
+            setup, n * per, rows, per=per,
+            describe=lambda k: f"step {k} of {steps}, {float(fractions[k]):.3g} of the features {verb}",
+            fix="e.g. baseline='blur' or 'mean'" if name == "deletion" else "e.g. baseline='blur'",
+            clean=0 if name == "deletion" else steps,
+        ).reshape(n, per)
+        return Score(
+            torch.trapezoid(scores, fractions, dim=1),
+            settings={"steps": steps, "baseline": _describe(baseline), "output": setup.output, "reduce": reduce,
+                      "seed": seed},
+            curves={"scores": scores, "fractions": fractions},
+            extras={"clean_score": scores[:, 0].clone(), "final_score": scores[:, -1].clone()},
+        )
 
 
-def deletion(
-    model: nn.Module,
-    inputs: Tensor,
-    maps: Any,
-    *,
-    target: TargetLike = None,
-    batching: Batching | int | None = None,
-    seed: int = 0,
-    steps: int | None = None,
-    baseline: Any = 0.0,
-    output: str = "softmax",
-    reduce: str = "sum",
-) -> MetricResult:
+class Deletion(_CurveMetric):
     """Deletion AUC (Petsiuk et al., 2018): the score as the most relevant pixels are removed.
 
     Definition: pixels are ordered by the map, most relevant first (ties in random order,
@@ -542,25 +502,13 @@ def deletion(
     with ``output`` left at ``'softmax'`` (else :class:`ConfigError`). A non-finite score raises
     :class:`InputError`.
     """
-    return _curve_metric(
-        "deletion", model, inputs, maps, target=target, batching=batching, seed=seed, steps=steps,
-        baseline=baseline, output=output, reduce=reduce,
-    )
+
+    name = "deletion"
+    higher_is_better = False
+    defaults = {"steps": None, "baseline": 0.0, "output": "softmax", "reduce": "sum"}
 
 
-def insertion(
-    model: nn.Module,
-    inputs: Tensor,
-    maps: Any,
-    *,
-    target: TargetLike = None,
-    batching: Batching | int | None = None,
-    seed: int = 0,
-    steps: int | None = None,
-    baseline: Any = "blur",
-    output: str = "softmax",
-    reduce: str = "sum",
-) -> MetricResult:
+class Insertion(_CurveMetric):
     """Insertion AUC (Petsiuk et al., 2018): the score as the most relevant pixels are put back.
 
     Definition: the walk starts from ``baseline`` (a blurred copy of the input by default,
@@ -582,10 +530,10 @@ def insertion(
     with ``output`` left at ``'softmax'`` (else :class:`ConfigError`). A non-finite score raises
     :class:`InputError`.
     """
-    return _curve_metric(
-        "insertion", model, inputs, maps, target=target, batching=batching, seed=seed, steps=steps,
-        baseline=baseline, output=output, reduce=reduce,
-    )
+
+    name = "insertion"
+    higher_is_better = True
+    defaults = {"steps": None, "baseline": "blur", "output": "softmax", "reduce": "sum"}
 
 
 # =========================================================================== region perturbation
@@ -606,20 +554,8 @@ def _region_ids(grid: tuple[int, ...], patch_size: int) -> tuple[Tensor, int]:
     return ids.reshape(-1), math.prod(counts)
 
 
-def region_perturbation(
-    model: nn.Module,
-    inputs: Tensor,
-    maps: Any,
-    *,
-    target: TargetLike = None,
-    batching: Batching | int | None = None,
-    seed: int = 0,
-    patch_size: int = 8,
-    steps: int = 100,
-    perturbation: Any = "uniform",
-    output: str = "softmax",
-    reduce: str = "sum",
-) -> MetricResult:
+
+class RegionPerturbation(FaithfulnessMetric):
     """Region perturbation (Samek et al., 2017; pixel flipping of Bach et al., 2015, with
     ``patch_size=1``): AOPC of the most and of the least relevant regions first.
 
@@ -652,59 +588,65 @@ def region_perturbation(
     ``k = 1..L`` of one order; ``AOPC = sum(drops) / (L + 1)`` (tested) — and pads the image
     to a multiple of the patch size instead of cutting the border tiles.
     """
-    start = time.perf_counter()
-    seed = _check_common(output, reduce, seed)
-    patch_size = _check_int("patch_size", patch_size, hint=" (side of the square regions, in pixels)")
-    steps = _check_int("steps", steps, hint=" (the number of regions perturbed, one per step)")
-    setup = _setup(model, inputs, maps, target, output, method="region_perturbation", default_output="softmax")
-    x = setup.x
-    if patch_size > min(setup.grid):
-        raise ConfigError(
-            f"patch_size={patch_size} is larger than the inputs' spatial size {setup.grid}; use a "
-            f"patch_size of at most {min(setup.grid)}"
+
+    name = "region_perturbation"
+    higher_is_better = True
+    defaults = {"patch_size": 8, "steps": 100, "perturbation": "uniform", "output": "softmax", "reduce": "sum"}
+
+    def check(self, settings):
+        settings = super().check(settings)
+        settings["patch_size"] = _check_int(
+            "patch_size", settings["patch_size"], hint=" (side of the square regions, in pixels)")
+        settings["steps"] = _check_int("steps", settings["steps"], hint=" (the number of regions perturbed, one per step)")
+        return settings
+
+    def score(self, setup: _Setup) -> Score:
+        s, seed = setup.settings, setup.seed
+        patch_size, steps, perturbation, reduce = s["patch_size"], s["steps"], s["perturbation"], s["reduce"]
+        x = setup.x
+        if patch_size > min(setup.grid):
+            raise ConfigError(
+                f"patch_size={patch_size} is larger than the inputs' spatial size {setup.grid}; use a "
+                f"patch_size of at most {min(setup.grid)}"
+            )
+        pert = _reference(perturbation, x, seed, "perturbation")
+        rid, n_regions = _region_ids(setup.grid, patch_size)
+        L = min(steps, n_regions)
+        values = setup.features(reduce)
+        n = setup.n
+        region_rel = torch.zeros(n, n_regions, dtype=torch.float64).index_add_(1, rid, values)
+        morf = _ranks(_order(region_rel, seed, descending=True))[:, rid].to(x.device)  # (N, P)
+        lerf = _ranks(_order(region_rel, seed, descending=False))[:, rid].to(x.device)
+        per = 1 + 2 * L
+
+        def rows(sl: slice) -> tuple[Tensor, Tensor]:
+            r = torch.arange(sl.start, sl.stop, device=x.device)
+            bs, j = r // per, r % per
+            is_lerf = j > L
+            k = torch.where(is_lerf, j - L, j)
+            rank = torch.where(is_lerf[:, None], lerf[bs], morf[bs])
+            chosen = setup.expand(rank < k[:, None])
+            return torch.where(chosen, pert[bs], x[bs]), bs
+
+        scores = _score_rows(
+            setup, n * per, rows, per=per,
+            describe=lambda j: "the clean input" if j == 0 else (
+                f"MoRF step {j} of {L}" if j <= L else f"LeRF step {j - L} of {L}"),
+            fix="e.g. perturbation='blur' or 'mean'",
+        ).reshape(n, per)
+        clean = scores[:, :1]
+        morf_curve = torch.cat([clean, scores[:, 1 : L + 1]], dim=1)
+        lerf_curve = torch.cat([clean, scores[:, L + 1 :]], dim=1)
+        aopc_morf = (clean - morf_curve).mean(dim=1)
+        aopc_lerf = (clean - lerf_curve).mean(dim=1)
+        settings = {"patch_size": patch_size, "steps": L, "perturbation": _describe(perturbation), "output": setup.output,
+                    "reduce": reduce, "seed": seed, "regions": n_regions}
+        return Score(
+            aopc_morf - aopc_lerf,
+            settings=settings,
+            curves={"morf": morf_curve, "lerf": lerf_curve, "steps": torch.arange(L + 1)},
+            extras={"aopc_morf": aopc_morf, "aopc_lerf": aopc_lerf},
         )
-    pert = _reference(perturbation, x, seed, "perturbation")
-    rid, n_regions = _region_ids(setup.grid, patch_size)
-    L = min(steps, n_regions)
-    values = setup.features(reduce)
-    n = setup.n
-    region_rel = torch.zeros(n, n_regions, dtype=torch.float64).index_add_(1, rid, values)
-    morf = _ranks(_order(region_rel, seed, descending=True))[:, rid].to(x.device)  # (N, P)
-    lerf = _ranks(_order(region_rel, seed, descending=False))[:, rid].to(x.device)
-    per = 1 + 2 * L
-
-    def rows(sl: slice) -> tuple[Tensor, Tensor]:
-        r = torch.arange(sl.start, sl.stop, device=x.device)
-        bs, j = r // per, r % per
-        is_lerf = j > L
-        k = torch.where(is_lerf, j - L, j)
-        rank = torch.where(is_lerf[:, None], lerf[bs], morf[bs])
-        chosen = setup.expand(rank < k[:, None])
-        return torch.where(chosen, pert[bs], x[bs]), bs
-
-    scores = _score_rows(
-        model, setup, batching, n * per, rows, method="region_perturbation", per=per,
-        describe=lambda j: "the clean input" if j == 0 else (
-            f"MoRF step {j} of {L}" if j <= L else f"LeRF step {j - L} of {L}"),
-        fix="e.g. perturbation='blur' or 'mean'",
-    ).reshape(n, per)
-    clean = scores[:, :1]
-    morf_curve = torch.cat([clean, scores[:, 1 : L + 1]], dim=1)
-    lerf_curve = torch.cat([clean, scores[:, L + 1 :]], dim=1)
-    aopc_morf = (clean - morf_curve).mean(dim=1)
-    aopc_lerf = (clean - lerf_curve).mean(dim=1)
-    settings = {"patch_size": patch_size, "steps": L, "perturbation": _describe(perturbation), "output": setup.output,
-                "reduce": reduce, "seed": seed, "regions": n_regions}
-    return _done(
-        "region_perturbation",
-        aopc_morf - aopc_lerf,
-        True,
-        setup,
-        start,
-        settings,
-        curves={"morf": morf_curve, "lerf": lerf_curve, "steps": torch.arange(L + 1)},
-        extras={"aopc_morf": aopc_morf, "aopc_lerf": aopc_lerf},
-    )
 
 
 # =========================================================================== ROAD
@@ -762,6 +704,7 @@ def _linear_imputation(image: np.ndarray, removed: np.ndarray) -> np.ndarray:
     return out
 
 
+
 def noisy_linear_imputation(
     image: Tensor, removed: Tensor, *, noise_std: float = 0.01, seed: int = 0
 ) -> Tensor:
@@ -787,7 +730,7 @@ def noisy_linear_imputation(
     out = _linear_imputation(chw.detach().double().cpu().numpy(), rm.cpu().numpy())
     res = torch.from_numpy(out)
     if noise_std > 0:
-        z = torch.randn(res.shape, generator=_generator(_check_seed(seed)), dtype=torch.float64)
+        z = torch.randn(res.shape, generator=generator(check_seed(seed)), dtype=torch.float64)
         res = torch.where(rm.cpu(), res + noise_std * z, res)
     return res.to(device=img.device, dtype=img.dtype).reshape(img.shape)
 
@@ -809,19 +752,8 @@ def _check_road_fractions(fracs: list[float]) -> None:
         )
 
 
-def road(
-    model: nn.Module,
-    inputs: Tensor,
-    maps: Any,
-    *,
-    target: TargetLike = None,
-    batching: Batching | int | None = None,
-    seed: int = 0,
-    percentages: Sequence[float] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
-    noise_std: float = 0.01,
-    output: str = "softmax",
-    reduce: str = "sum",
-) -> MetricResult:
+
+class ROAD(FaithfulnessMetric):
     """ROAD, RemOve And Debias (Rong et al., 2022), without retraining.
 
     Definition: for each fraction ``p`` in ``percentages`` the ``floor(p P)`` most relevant
@@ -855,75 +787,84 @@ def road(
     ``curves["morf"].mean(0)`` with ``output="accuracy"`` (tested; with several channels it
     indexes the broadcast map's elements as pixels).
     """
-    start = time.perf_counter()
-    seed = _check_common(output, reduce, seed)
-    try:
-        fracs = [float(p) for p in percentages]
-    except (TypeError, ValueError):
-        raise ConfigError(f"percentages must be a sequence of fractions in (0, 1), got {percentages!r}") from None
-    if not fracs or any(not (0.0 < p < 1.0) for p in fracs):
-        raise ConfigError(
-            f"percentages must be a non-empty sequence of fractions strictly between 0 and 1 "
-            f"(e.g. 0.1 for 10 %), got {list(percentages)!r}"
+
+    name = "road"
+    higher_is_better = True
+    defaults = {"percentages": (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9), "noise_std": 0.01, "output": "softmax",
+                "reduce": "sum"}
+
+    def check(self, settings):
+        settings = super().check(settings)
+        percentages = settings["percentages"]
+        try:
+            fracs = [float(p) for p in percentages]
+        except (TypeError, ValueError):
+            raise ConfigError(f"percentages must be a sequence of fractions in (0, 1), got {percentages!r}") from None
+        if not fracs or any(not (0.0 < p < 1.0) for p in fracs):
+            raise ConfigError(
+                f"percentages must be a non-empty sequence of fractions strictly between 0 and 1 "
+                f"(e.g. 0.1 for 10 %), got {list(percentages)!r}"
+            )
+        _check_road_fractions(fracs)
+        settings["percentages"] = fracs
+        settings["noise_std"] = _check_float(
+            "noise_std", settings["noise_std"], hint=" (standard deviation of the imputation noise)")
+        return settings
+
+    def score(self, setup: _Setup) -> Score:
+        s, seed = setup.settings, setup.seed
+        fracs, noise_std, reduce = s["percentages"], s["noise_std"], s["reduce"]
+        x = setup.x
+        if x.dim() != 4:
+            raise InputError(
+                f"ROAD imputes pixels from their image neighbours, so it needs images (N, C, H, W); "
+                f"got inputs of shape {tuple(x.shape)}"
+            )
+        n, C, H, W = x.shape
+        P = H * W
+        counts = [math.floor(p * P + 1e-9) for p in fracs]
+        values = setup.features(reduce)
+        morf = _order(values, seed, descending=True)
+        lerf = _order(values, seed, descending=False)
+        noise = torch.randn(x.shape, generator=_generator(seed, 11), dtype=torch.float64)
+        x64 = x.detach().double().cpu().numpy()
+        K = len(fracs)
+        per = 2 * K
+
+        def one(b: int, o: int, k: int) -> Tensor:
+            order = (morf if o == 0 else lerf)[b, : counts[k]].numpy()
+            removed = np.zeros(P, dtype=bool)
+            removed[order] = True
+            removed = removed.reshape(H, W)
+            img = torch.from_numpy(_linear_imputation(x64[b], removed))
+            if noise_std > 0:
+                img = torch.where(torch.from_numpy(removed), img + noise_std * noise[b], img)
+            return img
+
+        def rows(sl: slice) -> tuple[Tensor, Tensor]:
+            imgs, bs = [], []
+            for r in range(sl.start, sl.stop):
+                b, j = divmod(r, per)
+                o, k = divmod(j, K)
+                imgs.append(one(b, o, k))
+                bs.append(b)
+            out = torch.stack(imgs).to(device=x.device, dtype=x.dtype)
+            return out, torch.tensor(bs, device=x.device)
+
+        scores = _score_rows(
+            setup, n * per, rows, per=per,
+            describe=lambda j: f"{'MoRF' if j < K else 'LeRF'} with {fracs[j % K]:g} of the pixels imputed",
+            fix="e.g. a smaller noise_std", clean=None,
+        ).reshape(n, 2, K)
+        morf_curve, lerf_curve = scores[:, 0], scores[:, 1]
+        area_morf, area_lerf = morf_curve.mean(dim=1), lerf_curve.mean(dim=1)
+        settings = {"percentages": fracs, "noise_std": noise_std, "output": setup.output, "reduce": reduce, "seed": seed}
+        return Score(
+            area_lerf - area_morf,
+            settings=settings,
+            curves={"morf": morf_curve, "lerf": lerf_curve, "fractions": torch.tensor(fracs, dtype=torch.float64)},
+            extras={"area_morf": area_morf, "area_lerf": area_lerf, "removed": torch.tensor(counts)},
         )
-    _check_road_fractions(fracs)
-    noise_std = _check_float("noise_std", noise_std, hint=" (standard deviation of the imputation noise)")
-    setup = _setup(model, inputs, maps, target, output, method="road", default_output="softmax")
-    x = setup.x
-    if x.dim() != 4:
-        raise InputError(
-            f"ROAD imputes pixels from their image neighbours, so it needs images (N, C, H, W); "
-            f"got inputs of shape {tuple(x.shape)}"
-        )
-    n, C, H, W = x.shape
-    P = H * W
-    counts = [math.floor(p * P + 1e-9) for p in fracs]
-    values = setup.features(reduce)
-    morf = _order(values, seed, descending=True)
-    lerf = _order(values, seed, descending=False)
-    noise = torch.randn(x.shape, generator=_generator(seed, 11), dtype=torch.float64)
-    x64 = x.detach().double().cpu().numpy()
-    K = len(fracs)
-    per = 2 * K
-
-    def one(b: int, o: int, k: int) -> Tensor:
-        order = (morf if o == 0 else lerf)[b, : counts[k]].numpy()
-        removed = np.zeros(P, dtype=bool)
-        removed[order] = True
-        removed = removed.reshape(H, W)
-        img = torch.from_numpy(_linear_imputation(x64[b], removed))
-        if noise_std > 0:
-            img = torch.where(torch.from_numpy(removed), img + noise_std * noise[b], img)
-        return img
-
-    def rows(sl: slice) -> tuple[Tensor, Tensor]:
-        imgs, bs = [], []
-        for r in range(sl.start, sl.stop):
-            b, j = divmod(r, per)
-            o, k = divmod(j, K)
-            imgs.append(one(b, o, k))
-            bs.append(b)
-        out = torch.stack(imgs).to(device=x.device, dtype=x.dtype)
-        return out, torch.tensor(bs, device=x.device)
-
-    scores = _score_rows(
-        model, setup, batching, n * per, rows, method="road", per=per,
-        describe=lambda j: f"{'MoRF' if j < K else 'LeRF'} with {fracs[j % K]:g} of the pixels imputed",
-        fix="e.g. a smaller noise_std", clean=None,
-    ).reshape(n, 2, K)
-    morf_curve, lerf_curve = scores[:, 0], scores[:, 1]
-    area_morf, area_lerf = morf_curve.mean(dim=1), lerf_curve.mean(dim=1)
-    settings = {"percentages": fracs, "noise_std": noise_std, "output": setup.output, "reduce": reduce, "seed": seed}
-    return _done(
-        "road",
-        area_lerf - area_morf,
-        True,
-        setup,
-        start,
-        settings,
-        curves={"morf": morf_curve, "lerf": lerf_curve, "fractions": torch.tensor(fracs, dtype=torch.float64)},
-        extras={"area_morf": area_morf, "area_lerf": area_lerf, "removed": torch.tensor(counts)},
-    )
 
 
 # =========================================================================== infidelity
@@ -934,7 +875,7 @@ _PERTURBATIONS = ("gaussian", "square")
 def _gaussian_perturbations(seed: int, sample: int, n_perturbations: int, shape: tuple[int, ...], std: float) -> Tensor:
     """The ``n_perturbations`` Gaussian perturbations ``I`` of one sample, ``(K, *shape)``,
     float64, from a generator seeded with ``(seed, sample)``."""
-    g = _generator(seed, sample)
+    g = generator(seed, sample)
     return std * torch.randn((n_perturbations, *shape), generator=g, dtype=torch.float64)
 
 
@@ -944,7 +885,7 @@ def _random_squares(seed: int, n: int, k: int, grid: tuple[int, int], sizes: Seq
     H, W = grid
     sides = torch.tensor(sizes, dtype=torch.long)
     places = ((H - sides + 1) * (W - sides + 1)).double()
-    g = _generator(seed, 13)
+    g = generator(seed, 13)
     pick = torch.multinomial(places / places.sum(), n * k, replacement=True, generator=g)
     side = sides[pick]
     u = torch.rand(n * k, 2, generator=g, dtype=torch.float64)
@@ -964,23 +905,24 @@ def _square_masks(squares: Tensor, grid: tuple[int, int]) -> Tensor:
     return in_r[:, :, None] & in_c[:, None, :]
 
 
-def infidelity(
-    model: nn.Module,
-    inputs: Tensor,
-    maps: Any,
-    *,
-    target: TargetLike = None,
-    batching: Batching | int | None = None,
-    seed: int = 0,
-    perturbation: Any = "gaussian",
-    n_perturbations: int = 100,
-    noise_std: float = 0.01,
-    square_sizes: Sequence[int] | None = None,
-    baseline: Any = 0.0,
-    scaling: str = "optimal",
-    output: str = "logit",
-    reduce: str = "sum",
-) -> MetricResult:
+
+def _removal_masks(perturbation: Any) -> Tensor | None:
+    """Removal masks given as ``perturbation=`` (boolean, on the CPU), or None for a named
+    perturbation; anything else is refused."""
+    if isinstance(perturbation, (Tensor, np.ndarray)):
+        explicit = torch.as_tensor(perturbation).detach().cpu()  # indexed with CPU indices, dotted with CPU maps
+        if explicit.dtype.is_floating_point and not bool(((explicit == 0) | (explicit == 1)).all()):
+            raise ConfigError("removal masks given as perturbation= must be boolean or 0/1")
+        return explicit.bool()
+    if not isinstance(perturbation, str) or perturbation not in _PERTURBATIONS:
+        raise ConfigError(
+            f"unknown perturbation {perturbation!r}; choose 'gaussian', 'square' or give a "
+            f"boolean tensor of removal masks (K, H, W)"
+        )
+    return None
+
+
+class Infidelity(FaithfulnessMetric):
     """Explanation infidelity (Yeh et al., 2019): how badly ``I . phi`` predicts the score drop.
 
     Definition: ``INFD = E_I[(I . phi - (f(x) - f(x - I)))^2]``, a Monte-Carlo mean over
@@ -1026,133 +968,129 @@ def infidelity(
     ``I = x - x_perturbed`` element-wise with no scaling; for removal to 0 its value equals
     this function's with ``scaling="none"``, those masks, and ``phi * x`` as the map (tested).
     """
-    start = time.perf_counter()
-    seed = _check_common(output, reduce, seed, outputs=("logit", "softmax"))
-    _check_choice("scaling", scaling, ("optimal", "none"))
-    explicit = None
-    if isinstance(perturbation, (Tensor, np.ndarray)):
-        explicit = torch.as_tensor(perturbation).detach().cpu()  # indexed with CPU indices, dotted with CPU maps
-        if explicit.dtype.is_floating_point and not bool(((explicit == 0) | (explicit == 1)).all()):
-            raise ConfigError("removal masks given as perturbation= must be boolean or 0/1")
-        explicit = explicit.bool()
-        kind = "masks"
-    else:
-        if perturbation not in _PERTURBATIONS:
-            raise ConfigError(
-                f"unknown perturbation {perturbation!r}; choose 'gaussian', 'square' or give a "
-                f"boolean tensor of removal masks (K, H, W)"
-            )
-        kind = perturbation
-    if explicit is None:
-        n_perturbations = _check_int("n_perturbations", n_perturbations)
-    noise_std = _check_float("noise_std", noise_std, strict=True)
-    setup = _setup(model, inputs, maps, target, output, method="infidelity", default_output="logit")
-    x = setup.x
-    n = setup.n
-    grid = setup.grid
 
-    if kind == "gaussian":
-        per_element = setup.maps.dim() == x.dim() and tuple(setup.maps.shape) == tuple(x.shape) and x.dim() > 2
-        per_element = per_element or x.dim() == 2
-        shape = tuple(x.shape[1:]) if per_element else grid
-        phi = setup.maps.detach().double().cpu().reshape(n, -1) if per_element else setup.features(reduce)
-        K = n_perturbations
-        dots = torch.stack([(_gaussian_perturbations(seed, b, K, shape, noise_std).reshape(K, -1) * phi[b]).sum(1) for b in range(n)])
-        cache: dict[int, Tensor] = {}
+    name = "infidelity"
+    higher_is_better = False
+    outputs = ("logit", "softmax")
+    defaults = {"perturbation": "gaussian", "n_perturbations": 100, "noise_std": 0.01, "square_sizes": None,
+                "baseline": 0.0, "scaling": "optimal", "output": "logit", "reduce": "sum"}
 
-        def noise_of(b: int) -> Tensor:
-            if b not in cache:
-                cache.clear()
-                cache[b] = _gaussian_perturbations(seed, b, K, shape, noise_std).to(device=x.device, dtype=x.dtype)
-            return cache[b]
+    def check(self, settings):
+        settings = super().check(settings)
+        _check_choice("scaling", settings["scaling"], ("optimal", "none"))
+        if _removal_masks(settings["perturbation"]) is None:
+            settings["n_perturbations"] = _check_int("n_perturbations", settings["n_perturbations"])
+        settings["noise_std"] = _check_float("noise_std", settings["noise_std"], strict=True)
+        return settings
 
-        def perturbed(bs: Tensor, ks: Tensor) -> Tensor:
-            out = x[bs].clone()
-            for i, (b, k) in enumerate(zip(bs.tolist(), ks.tolist())):
-                I = noise_of(b)[k]
-                out[i] -= I if per_element else I.unsqueeze(0)
-            return out
-        settings_extra = {"noise_std": noise_std, "n_perturbations": K,
-                          "granularity": "element" if per_element else "pixel"}
-    else:
-        if x.dim() != 4:
-            raise InputError(
-                f"square and mask perturbations remove pixels of images (N, C, H, W); got inputs of "
-                f"shape {tuple(x.shape)}. Use perturbation='gaussian'"
-            )
-        H, W = grid
-        if kind == "square":
-            if square_sizes is None:
-                sizes = list(range(1, max(1, min(H, W) // 3) + 1))
-            else:
-                sizes = [_check_int("square side", s) for s in square_sizes]
-                if not sizes or max(sizes) > min(H, W):
-                    raise ConfigError(f"square_sizes must be sides between 1 and {min(H, W)}, got {list(square_sizes)!r}")
+    def score(self, setup: _Setup) -> Score:
+        s, seed = setup.settings, setup.seed
+        perturbation, n_perturbations, noise_std = s["perturbation"], s["n_perturbations"], s["noise_std"]
+        square_sizes, baseline, scaling, reduce = s["square_sizes"], s["baseline"], s["scaling"], s["reduce"]
+        explicit = _removal_masks(perturbation)
+        kind = "masks" if explicit is not None else perturbation
+        x = setup.x
+        n = setup.n
+        grid = setup.grid
+
+        if kind == "gaussian":
+            per_element = setup.maps.dim() == x.dim() and tuple(setup.maps.shape) == tuple(x.shape) and x.dim() > 2
+            per_element = per_element or x.dim() == 2
+            shape = tuple(x.shape[1:]) if per_element else grid
+            phi = setup.maps.detach().double().cpu().reshape(n, -1) if per_element else setup.features(reduce)
             K = n_perturbations
-            squares = _random_squares(seed, n, K, (H, W), sizes)
+            dots = torch.stack([(_gaussian_perturbations(seed, b, K, shape, noise_std).reshape(K, -1) * phi[b]).sum(1) for b in range(n)])
+            cache: dict[int, Tensor] = {}
 
-            def masks_of(bs: Tensor, ks: Tensor) -> Tensor:
-                return _square_masks(squares[bs.cpu(), ks.cpu()], (H, W))
-            settings_extra = {"n_perturbations": K, "square_sizes": sizes}
+            def noise_of(b: int) -> Tensor:
+                if b not in cache:
+                    cache.clear()
+                    cache[b] = _gaussian_perturbations(seed, b, K, shape, noise_std).to(device=x.device, dtype=x.dtype)
+                return cache[b]
+
+            def perturbed(bs: Tensor, ks: Tensor) -> Tensor:
+                out = x[bs].clone()
+                for i, (b, k) in enumerate(zip(bs.tolist(), ks.tolist())):
+                    I = noise_of(b)[k]
+                    out[i] -= I if per_element else I.unsqueeze(0)
+                return out
+            settings_extra = {"noise_std": noise_std, "n_perturbations": K,
+                              "granularity": "element" if per_element else "pixel"}
         else:
-            m = explicit
-            if m.dim() == 3 and tuple(m.shape[1:]) == (H, W):
-                m = m.unsqueeze(0).expand(n, *m.shape)
-            if m.dim() != 4 or m.shape[0] != n or tuple(m.shape[2:]) != (H, W) or m.shape[1] == 0:
+            if x.dim() != 4:
                 raise InputError(
-                    f"removal masks of shape {tuple(explicit.shape)} do not fit inputs {tuple(x.shape)}: "
-                    f"give (K, {H}, {W}) masks for every sample or (N, K, {H}, {W})"
+                    f"square and mask perturbations remove pixels of images (N, C, H, W); got inputs of "
+                    f"shape {tuple(x.shape)}. Use perturbation='gaussian'"
                 )
-            K = int(m.shape[1])
+            H, W = grid
+            if kind == "square":
+                if square_sizes is None:
+                    sizes = list(range(1, max(1, min(H, W) // 3) + 1))
+                else:
+                    sizes = [_check_int("square side", s) for s in square_sizes]
+                    if not sizes or max(sizes) > min(H, W):
+                        raise ConfigError(f"square_sizes must be sides between 1 and {min(H, W)}, got {list(square_sizes)!r}")
+                K = n_perturbations
+                squares = _random_squares(seed, n, K, (H, W), sizes)
 
-            def masks_of(bs: Tensor, ks: Tensor) -> Tensor:
-                return m[bs.cpu(), ks.cpu()]
-            settings_extra = {"n_perturbations": K, "masks": list(explicit.shape)}
-        ref = _reference(baseline, x, seed, "baseline")
-        phi = setup.features(reduce)  # (N, P)
-        dots = torch.zeros(n, K, dtype=torch.float64)
-        for b in range(n):
-            mk = masks_of(torch.full((K,), b), torch.arange(K)).reshape(K, -1).double()
-            dots[b] = mk @ phi[b]
+                def masks_of(bs: Tensor, ks: Tensor) -> Tensor:
+                    return _square_masks(squares[bs.cpu(), ks.cpu()], (H, W))
+                settings_extra = {"n_perturbations": K, "square_sizes": sizes}
+            else:
+                m = explicit
+                if m.dim() == 3 and tuple(m.shape[1:]) == (H, W):
+                    m = m.unsqueeze(0).expand(n, *m.shape)
+                if m.dim() != 4 or m.shape[0] != n or tuple(m.shape[2:]) != (H, W) or m.shape[1] == 0:
+                    raise InputError(
+                        f"removal masks of shape {tuple(explicit.shape)} do not fit inputs {tuple(x.shape)}: "
+                        f"give (K, {H}, {W}) masks for every sample or (N, K, {H}, {W})"
+                    )
+                K = int(m.shape[1])
 
-        def perturbed(bs: Tensor, ks: Tensor) -> Tensor:
-            mk = masks_of(bs, ks).to(x.device).unsqueeze(1)
-            return torch.where(mk, ref[bs], x[bs])
-        settings_extra["baseline"] = _describe(baseline)
+                def masks_of(bs: Tensor, ks: Tensor) -> Tensor:
+                    return m[bs.cpu(), ks.cpu()]
+                settings_extra = {"n_perturbations": K, "masks": list(explicit.shape)}
+            ref = _reference(baseline, x, seed, "baseline")
+            phi = setup.features(reduce)  # (N, P)
+            dots = torch.zeros(n, K, dtype=torch.float64)
+            for b in range(n):
+                mk = masks_of(torch.full((K,), b), torch.arange(K)).reshape(K, -1).double()
+                dots[b] = mk @ phi[b]
 
-    per = K + 1
+            def perturbed(bs: Tensor, ks: Tensor) -> Tensor:
+                mk = masks_of(bs, ks).to(x.device).unsqueeze(1)
+                return torch.where(mk, ref[bs], x[bs])
+            settings_extra["baseline"] = _describe(baseline)
 
-    def rows(sl: slice) -> tuple[Tensor, Tensor]:
-        r = torch.arange(sl.start, sl.stop, device=x.device)
-        bs, j = r // per, r % per
-        out = x[bs].clone()
-        pert = j > 0
-        if bool(pert.any()):
-            out[pert] = perturbed(bs[pert], j[pert] - 1)
-        return out, bs
+        per = K + 1
 
-    scores = _score_rows(
-        model, setup, batching, n * per, rows, method="infidelity", per=per,
-        describe=lambda j: "the clean input" if j == 0 else f"{kind} perturbation {j - 1} of {K}",
-        fix="e.g. a smaller noise_std" if kind == "gaussian" else "e.g. another baseline",
-    ).reshape(n, per)
-    drops = scores[:, :1] - scores[:, 1:]  # (N, K)
-    unscaled = ((dots - drops) ** 2).mean(dim=1)
-    den = (dots * dots).mean(dim=1)
-    beta = torch.where(den > 0, (dots * drops).mean(dim=1) / den.clamp(min=1e-300), torch.zeros_like(den))
-    scaled = ((beta[:, None] * dots - drops) ** 2).mean(dim=1)
-    value = scaled if scaling == "optimal" else unscaled
-    settings = {"perturbation": kind, "scaling": scaling, "output": setup.output, "reduce": reduce, "seed": seed,
-                **settings_extra}
-    return _done(
-        "infidelity",
-        value,
-        False,
-        setup,
-        start,
-        settings,
-        extras={"beta": beta, "unscaled": unscaled, "scaled": scaled, "drops": drops, "map_sums": dots},
-    )
+        def rows(sl: slice) -> tuple[Tensor, Tensor]:
+            r = torch.arange(sl.start, sl.stop, device=x.device)
+            bs, j = r // per, r % per
+            out = x[bs].clone()
+            pert = j > 0
+            if bool(pert.any()):
+                out[pert] = perturbed(bs[pert], j[pert] - 1)
+            return out, bs
+
+        scores = _score_rows(
+            setup, n * per, rows, per=per,
+            describe=lambda j: "the clean input" if j == 0 else f"{kind} perturbation {j - 1} of {K}",
+            fix="e.g. a smaller noise_std" if kind == "gaussian" else "e.g. another baseline",
+        ).reshape(n, per)
+        drops = scores[:, :1] - scores[:, 1:]  # (N, K)
+        unscaled = ((dots - drops) ** 2).mean(dim=1)
+        den = (dots * dots).mean(dim=1)
+        beta = torch.where(den > 0, (dots * drops).mean(dim=1) / den.clamp(min=1e-300), torch.zeros_like(den))
+        scaled = ((beta[:, None] * dots - drops) ** 2).mean(dim=1)
+        value = scaled if scaling == "optimal" else unscaled
+        settings = {"perturbation": kind, "scaling": scaling, "output": setup.output, "reduce": reduce, "seed": seed,
+                    **settings_extra}
+        return Score(
+            value,
+            settings=settings,
+            extras={"beta": beta, "unscaled": unscaled, "scaled": scaled, "drops": drops, "map_sums": dots},
+        )
 
 
 # =========================================================================== faithfulness correlation
@@ -1163,7 +1101,7 @@ def _random_subsets(seed: int, n: int, k: int, n_features: int, size: int) -> Te
     features per sample, sample ``b`` from a generator seeded with ``(seed, b)``."""
     out = torch.empty(n, k, size, dtype=torch.long)
     for b in range(n):
-        keys = torch.rand(k, n_features, generator=_generator(seed, b))
+        keys = torch.rand(k, n_features, generator=generator(seed, b))
         out[b] = keys.topk(size, dim=1).indices
     return out
 
@@ -1177,20 +1115,8 @@ def _pearson(a: Tensor, b: Tensor) -> Tensor:
     return torch.where(den > 0, num / den.clamp(min=1e-300), torch.full_like(den, float("nan")))
 
 
-def faithfulness_correlation(
-    model: nn.Module,
-    inputs: Tensor,
-    maps: Any,
-    *,
-    target: TargetLike = None,
-    batching: Batching | int | None = None,
-    seed: int = 0,
-    n_subsets: int = 100,
-    subset_size: int | float = 0.05,
-    baseline: Any = 0.0,
-    output: str = "logit",
-    reduce: str = "sum",
-) -> MetricResult:
+
+class FaithfulnessCorrelation(FaithfulnessMetric):
     """Faithfulness correlation (Bhatt et al., 2020): do relevance sums predict score drops?
 
     Definition: for ``n_subsets`` random subsets ``S`` of ``|S| = subset_size`` features
@@ -1214,70 +1140,73 @@ def faithfulness_correlation(
     with ``output`` left at ``'logit'`` (else :class:`ConfigError`). A non-finite score raises
     :class:`InputError`.
     """
-    start = time.perf_counter()
-    seed = _check_common(output, reduce, seed, outputs=("logit", "softmax"))
-    K = _check_int("n_subsets", n_subsets, low=2, hint=" (a correlation needs at least 2 subsets)")
-    if isinstance(subset_size, bool) or not isinstance(subset_size, (int, float, np.integer, np.floating)):
-        raise ConfigError(f"subset_size must be an int (features) or a fraction in (0, 1), got {subset_size!r}")
-    setup = _setup(model, inputs, maps, target, output, method="faithfulness_correlation", default_output="logit")
-    x = setup.x
-    P = math.prod(setup.grid)
-    if isinstance(subset_size, (float, np.floating)):
-        if not 0.0 < float(subset_size) < 1.0:
-            raise ConfigError(f"a fractional subset_size must be in (0, 1), got {subset_size!r}")
-        size = max(1, int(round(float(subset_size) * P)))
-    else:
-        size = int(subset_size)
-        if not 1 <= size < P:
-            raise ConfigError(f"subset_size={size} must be between 1 and {P - 1} (the inputs have {P} features)")
-    ref = _reference(baseline, x, seed, "baseline")
-    values = setup.features(reduce)
-    n = setup.n
-    subsets = _random_subsets(seed, n, K, P, size)
-    sums = values.gather(1, subsets.reshape(n, -1)).reshape(n, K, size).sum(dim=2)
-    sub_dev = subsets.to(x.device)
-    per = K + 1
 
-    def rows(sl: slice) -> tuple[Tensor, Tensor]:
-        r = torch.arange(sl.start, sl.stop, device=x.device)
-        bs, j = r // per, r % per
-        chosen = torch.zeros(r.numel(), P, dtype=torch.bool, device=x.device)
-        pert = j > 0
-        if bool(pert.any()):
-            idx = sub_dev[bs[pert], j[pert] - 1]
-            sel = torch.zeros(idx.shape[0], P, dtype=torch.bool, device=x.device)
-            sel.scatter_(1, idx, True)
-            chosen[pert] = sel
-        return torch.where(setup.expand(chosen), ref[bs], x[bs]), bs
+    name = "faithfulness_correlation"
+    higher_is_better = True
+    outputs = ("logit", "softmax")
+    defaults = {"n_subsets": 100, "subset_size": 0.05, "baseline": 0.0, "output": "logit", "reduce": "sum"}
 
-    scores = _score_rows(
-        model, setup, batching, n * per, rows, method="faithfulness_correlation", per=per,
-        describe=lambda j: "the clean input" if j == 0 else f"subset {j - 1} of {K} replaced by the baseline",
-        fix="e.g. baseline='mean'",
-    ).reshape(n, per)
-    drops = scores[:, :1] - scores[:, 1:]
-    corr = _pearson(sums, drops)
-    settings = {"n_subsets": K, "subset_size": size, "baseline": _describe(baseline), "output": setup.output,
-                "reduce": reduce, "seed": seed}
-    return _done("faithfulness_correlation", corr, True, setup, start, settings,
-                 extras={"drops": drops, "map_sums": sums})
+    def check(self, settings):
+        settings = super().check(settings)
+        settings["n_subsets"] = _check_int(
+            "n_subsets", settings["n_subsets"], low=2, hint=" (a correlation needs at least 2 subsets)")
+        subset_size = settings["subset_size"]
+        if isinstance(subset_size, bool) or not isinstance(subset_size, (int, float, np.integer, np.floating)):
+            raise ConfigError(f"subset_size must be an int (features) or a fraction in (0, 1), got {subset_size!r}")
+        return settings
+
+    def score(self, setup: _Setup) -> Score:
+        s, seed = setup.settings, setup.seed
+        K, subset_size, baseline, reduce = s["n_subsets"], s["subset_size"], s["baseline"], s["reduce"]
+        x = setup.x
+        P = math.prod(setup.grid)
+        if isinstance(subset_size, (float, np.floating)):
+            if not 0.0 < float(subset_size) < 1.0:
+                raise ConfigError(f"a fractional subset_size must be in (0, 1), got {subset_size!r}")
+            size = max(1, int(round(float(subset_size) * P)))
+        else:
+            size = int(subset_size)
+            if not 1 <= size < P:
+                raise ConfigError(f"subset_size={size} must be between 1 and {P - 1} (the inputs have {P} features)")
+        ref = _reference(baseline, x, seed, "baseline")
+        values = setup.features(reduce)
+        n = setup.n
+        subsets = _random_subsets(seed, n, K, P, size)
+        sums = values.gather(1, subsets.reshape(n, -1)).reshape(n, K, size).sum(dim=2)
+        sub_dev = subsets.to(x.device)
+        per = K + 1
+
+        def rows(sl: slice) -> tuple[Tensor, Tensor]:
+            r = torch.arange(sl.start, sl.stop, device=x.device)
+            bs, j = r // per, r % per
+            chosen = torch.zeros(r.numel(), P, dtype=torch.bool, device=x.device)
+            pert = j > 0
+            if bool(pert.any()):
+                idx = sub_dev[bs[pert], j[pert] - 1]
+                sel = torch.zeros(idx.shape[0], P, dtype=torch.bool, device=x.device)
+                sel.scatter_(1, idx, True)
+                chosen[pert] = sel
+            return torch.where(setup.expand(chosen), ref[bs], x[bs]), bs
+
+        scores = _score_rows(
+            setup, n * per, rows, per=per,
+            describe=lambda j: "the clean input" if j == 0 else f"subset {j - 1} of {K} replaced by the baseline",
+            fix="e.g. baseline='mean'",
+        ).reshape(n, per)
+        drops = scores[:, :1] - scores[:, 1:]
+        corr = _pearson(sums, drops)
+        settings = {"n_subsets": K, "subset_size": size, "baseline": _describe(baseline), "output": setup.output,
+                    "reduce": reduce, "seed": seed}
+        return Score(corr, settings=settings, extras={"drops": drops, "map_sums": sums})
 
 
-# =========================================================================== registry
+# =========================================================================== the metrics
 
-
-def _tag(fn, higher_is_better: bool):
-    fn.family = "faithfulness"
-    fn.higher_is_better = higher_is_better
-    fn.needs = frozenset({"model"})
-    return fn
-
-
-_tag(deletion, False)
-_tag(insertion, True)
-_tag(region_perturbation, True)
-_tag(road, True)
-_tag(infidelity, False)
-_tag(faithfulness_correlation, True)
+deletion = Deletion()
+insertion = Insertion()
+region_perturbation = RegionPerturbation()
+road = ROAD()
+infidelity = Infidelity()
+faithfulness_correlation = FaithfulnessCorrelation()
 
 METRICS = (deletion, insertion, region_perturbation, road, infidelity, faithfulness_correlation)

@@ -136,7 +136,7 @@ _REGISTRY: dict[str, _Spec] = {
             "ShapesCNN trained on seethrough.data.concepts.concept_dataset(..., 'stripes'): an "
             "image is 'striped' exactly when a striped region is drawn on it; colours, dots, "
             "checkerboards and shapes appear equally in both classes (concept ground truth for "
-            "TCAV). Trained by scripts/train_concepts.py."
+            "TCAV). Trained by scripts/train_concepts.py (seethrough.zoo.train.train_stripes)."
         ),
     ),
 }

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
-import argparse
+import sys
 
 from seethrough._core.errors import SeethroughError
 
-__all__ = ["_floats", "_parse_target"]
+from seethrough.app.specs import floats as _floats
+
+__all__ = ["_floats", "_parse_target", "method_names", "progress"]
 
 
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}")
+def method_names(text: str) -> list[str]:
+    """``"all"`` or comma-separated registry names (unknown names list the closest ones)."""
+    from seethrough.attribution.registry import METHODS, get_method
+
+    if text == "all":
+        return list(METHODS)
+    return [get_method(n).name for n in text.split(",") if n.strip()]
+
+
+def progress(name: str) -> None:
+    print(f"  running {name} ...", file=sys.stderr, flush=True)
 
 
 def _parse_target(text: str | None):
