@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import seethrough as st
-from seethrough._core.errors import InputError
+from seethrough._core.errors import ConfigError, InputError
 from seethrough._core.targets import ClassDifference
 from seethrough.evaluation._common import MetricResult, check_masks, pixel_maps, resolve_maps, resolve_target_indices
 from seethrough.testing import TinyCNN, TinyResNet, seeded
@@ -118,7 +118,7 @@ def test_pixel_maps_default_is_signed_sum_and_spatial_maps_pass_through(x):
 
 
 def test_pixel_maps_unknown_reduction(x):
-    with pytest.raises(InputError, match="unknown channel reduction 'median'"):
+    with pytest.raises(ConfigError, match="channel reduction reduce= must be one of .*, got 'median'"):
         pixel_maps(torch.ones(3, 3, 8, 8), x, reduce="median")
 
 

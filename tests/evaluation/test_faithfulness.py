@@ -472,7 +472,7 @@ def test_bad_maps_are_refused_with_the_fix_and_the_model_is_unchanged(name):
         (lambda m, x, a: deletion(m, x, a, steps=1000), "at most 256"),
         (lambda m, x, a: insertion(m, x, a, steps=2.5), "steps must be an int"),
         (lambda m, x, a: deletion(m, x, a, output="prob"), "unknown output"),
-        (lambda m, x, a: deletion(m, x, a, reduce="median"), "unknown channel reduction"),
+        (lambda m, x, a: deletion(m, x, a, reduce="median"), "channel reduction reduce= must be one of"),
         (lambda m, x, a: deletion(m, x, a, seed=1.5), "seed must be an int"),
         (lambda m, x, a: deletion(m, x, a, baseline="sepia"), "unknown baseline"),
         (lambda m, x, a: region_perturbation(m, x, a, steps=0), "steps must be an int >= 1"),

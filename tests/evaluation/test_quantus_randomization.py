@@ -26,7 +26,7 @@ import torch
 quantus = pytest.importorskip("quantus", reason="quantus is a test-only dependency; not installed")
 
 from seethrough.attribution import Saliency  # noqa: E402
-from seethrough.evaluation import randomization as rnd  # noqa: E402
+from seethrough.evaluation import _randomize  # noqa: E402
 from seethrough.evaluation.randomization import ModelRandomizationCheck  # noqa: E402
 from seethrough.testing import TinyCNN, seeded  # noqa: E402
 
@@ -61,7 +61,7 @@ def _quantus_scores(model, x, y, a_batch, *, order, abs_):
 
 @pytest.fixture
 def quantus_seed(monkeypatch):
-    monkeypatch.setattr(rnd, "_layer_seed", lambda seed, name: seed + 1)
+    monkeypatch.setattr(_randomize, "_layer_seed", lambda seed, name: seed + 1)
 
 
 def _setup():

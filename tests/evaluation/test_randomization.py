@@ -26,10 +26,9 @@ from seethrough.evaluation.randomization import (
     SanityResult,
     data_randomization_check,
     model_randomization,
-    plot_randomization_curves,
-    plot_randomization_examples,
     randomization_layers,
 )
+from seethrough.evaluation.views import plot_randomization_curves, plot_randomization_examples
 from seethrough.testing import TinyCNN, TinyMLP, TinyResNet, seeded
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "contract"))
@@ -263,7 +262,7 @@ def test_reinitialisation_leaves_the_callers_rng_state_on_every_device(monkeypat
     # CPU generator may be seeded for a CPU model, and it is restored
     from copy import deepcopy
 
-    from seethrough.evaluation.randomization import _layer_seed
+    from seethrough.evaluation._randomize import _layer_seed
 
     model = seeded(TinyCNN)
     x = _x()

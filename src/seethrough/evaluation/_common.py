@@ -17,8 +17,9 @@ per sample, ``(N, H, W)``, the form most image metrics work on.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence, Union
+from typing import Any, Union
 
 import numpy as np
 import torch
@@ -27,7 +28,6 @@ from torch import Tensor, nn
 from .._core.errors import ConfigError, InputError, TargetError
 from .._core.reduce import REDUCTIONS, apply_reduce, check_reduce
 from .._core.result import Explanation, Result
-from .._core.seeds import check_seed
 from .._core.targets import Predicted, Target, TargetLike, as_target
 
 __all__ = [

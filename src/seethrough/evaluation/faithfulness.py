@@ -55,8 +55,9 @@ when ``maps`` is an attribution method run here).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -405,7 +406,14 @@ class FaithfulnessMetric(Metric):
     """A metric that perturbs the inputs according to the map and scores the target on the
     perturbed inputs (see the module docstring): ``prepare`` validates the inputs, fixes the
     scored target with one clean pass and resolves the maps (running a method given as
-    ``maps`` on the class the metric scores)."""
+    ``maps`` on the class the metric scores).
+
+    ``target``: ``None`` (the predicted class, or the classes an Explanation given as ``maps``
+    records in ``target_indices``), an int or one index per sample, all scored as ``output``; or
+    a Target object (or callable), scored with its own output, e.g. ``Class(c, output="softmax")``,
+    with ``output`` left at the metric's default (else :class:`ConfigError`). A non-finite score
+    raises :class:`InputError`.
+    """
 
     family: ClassVar[str] = "faithfulness"
     needs: ClassVar[frozenset[str]] = frozenset({"model"})
@@ -496,11 +504,8 @@ class Deletion(_CurveMetric):
     number, ``"blur"``, ``"mean"``, ``"uniform"``, a Baseline or a tensor); ``output="softmax"``
     (the paper's probability; ``"logit"``, ``"accuracy"``); ``reduce="sum"`` combines channels.
 
-    ``target``: ``None`` (the predicted class, or the classes an Explanation given as ``maps``
-    records in ``target_indices``), an int or one index per sample, all scored as ``output``; or
-    a Target object (or callable), scored with its own output, e.g. ``Class(c, output="softmax")``,
-    with ``output`` left at ``'softmax'`` (else :class:`ConfigError`). A non-finite score raises
-    :class:`InputError`.
+    ``target`` and non-finite scores: as for every :class:`FaithfulnessMetric` (``output`` left
+    at ``'softmax'`` for a Target object).
     """
 
     name = "deletion"
@@ -524,11 +529,8 @@ class Insertion(_CurveMetric):
     Defaults: ``steps=None`` (``W`` pixels per step, i.e. ``H`` steps), ``baseline="blur"``
     (any baseline spec, e.g. ``0.0`` for a black start), ``output="softmax"``, ``reduce="sum"``.
 
-    ``target``: ``None`` (the predicted class, or the classes an Explanation given as ``maps``
-    records in ``target_indices``), an int or one index per sample, all scored as ``output``; or
-    a Target object (or callable), scored with its own output, e.g. ``Class(c, output="softmax")``,
-    with ``output`` left at ``'softmax'`` (else :class:`ConfigError`). A non-finite score raises
-    :class:`InputError`.
+    ``target`` and non-finite scores: as for every :class:`FaithfulnessMetric` (``output`` left
+    at ``'softmax'`` for a Target object).
     """
 
     name = "insertion"
@@ -578,11 +580,8 @@ class RegionPerturbation(FaithfulnessMetric):
     as in the paper; a number, ``"blur"``, ``"mean"``, a Baseline or a tensor replace
     regions with that reference instead. ``output="softmax"``, ``reduce="sum"``.
 
-    ``target``: ``None`` (the predicted class, or the classes an Explanation given as ``maps``
-    records in ``target_indices``), an int or one index per sample, all scored as ``output``; or
-    a Target object (or callable), scored with its own output, e.g. ``Class(c, output="softmax")``,
-    with ``output`` left at ``'softmax'`` (else :class:`ConfigError`). A non-finite score raises
-    :class:`InputError`.
+    ``target`` and non-finite scores: as for every :class:`FaithfulnessMetric` (``output`` left
+    at ``'softmax'`` for a Target object).
 
     Quantus's ``RegionPerturbation`` returns the per-step drops ``f(x) - f(x_k)`` for
     ``k = 1..L`` of one order; ``AOPC = sum(drops) / (L + 1)`` (tested) — and pads the image
@@ -776,11 +775,8 @@ class ROAD(FaithfulnessMetric):
     accuracy curves (1 while the model still predicts the target class). One noise image per
     sample (``seed``) serves every fraction and both orders.
 
-    ``target``: ``None`` (the predicted class, or the classes an Explanation given as ``maps``
-    records in ``target_indices``), an int or one index per sample, all scored as ``output``; or
-    a Target object (or callable), scored with its own output, e.g. ``Class(c, output="softmax")``,
-    with ``output`` left at ``'softmax'`` (else :class:`ConfigError`). A non-finite score raises
-    :class:`InputError`.
+    ``target`` and non-finite scores: as for every :class:`FaithfulnessMetric` (``output`` left
+    at ``'softmax'`` for a Target object).
 
     Quantus's ``ROAD`` is MoRF only and returns the accuracy per fraction averaged over the
     batch; with ``noise_std=0`` and single-channel images it equals
@@ -826,7 +822,7 @@ class ROAD(FaithfulnessMetric):
         values = setup.features(reduce)
         morf = _order(values, seed, descending=True)
         lerf = _order(values, seed, descending=False)
-        noise = torch.randn(x.shape, generator=_generator(seed, 11), dtype=torch.float64)
+        noise = torch.randn(x.shape, generator=generator(seed, 11), dtype=torch.float64)
         x64 = x.detach().double().cpu().numpy()
         K = len(fracs)
         per = 2 * K
@@ -958,11 +954,8 @@ class Infidelity(FaithfulnessMetric):
     one: docs/evaluation-faithfulness.md has the measurements); ``baseline=0.0``;
     ``output="logit"`` (the maps explain logits); ``reduce="sum"``.
 
-    ``target``: ``None`` (the predicted class, or the classes an Explanation given as ``maps``
-    records in ``target_indices``), an int or one index per sample, all scored as ``output``; or
-    a Target object (or callable), scored with its own output, e.g. ``Class(c, output="softmax")``,
-    with ``output`` left at ``'logit'`` (else :class:`ConfigError`). A non-finite score raises
-    :class:`InputError`.
+    ``target`` and non-finite scores: as for every :class:`FaithfulnessMetric` (``output`` left
+    at ``'logit'`` for a Target object).
 
     Quantus's ``Infidelity`` removes patches in raster order, cumulatively, and uses
     ``I = x - x_perturbed`` element-wise with no scaling; for removal to 0 its value equals
@@ -1011,8 +1004,8 @@ class Infidelity(FaithfulnessMetric):
             def perturbed(bs: Tensor, ks: Tensor) -> Tensor:
                 out = x[bs].clone()
                 for i, (b, k) in enumerate(zip(bs.tolist(), ks.tolist())):
-                    I = noise_of(b)[k]
-                    out[i] -= I if per_element else I.unsqueeze(0)
+                    delta = noise_of(b)[k]
+                    out[i] -= delta if per_element else delta.unsqueeze(0)
                 return out
             settings_extra = {"noise_std": noise_std, "n_perturbations": K,
                               "granularity": "element" if per_element else "pixel"}
@@ -1134,11 +1127,8 @@ class FaithfulnessCorrelation(FaithfulnessMetric):
     elements); ``baseline=0.0``; ``output="logit"``; ``reduce="sum"``. ``extras``:
     ``"drops"`` and ``"map_sums"``, ``(N, n_subsets)``.
 
-    ``target``: ``None`` (the predicted class, or the classes an Explanation given as ``maps``
-    records in ``target_indices``), an int or one index per sample, all scored as ``output``; or
-    a Target object (or callable), scored with its own output, e.g. ``Class(c, output="softmax")``,
-    with ``output`` left at ``'logit'`` (else :class:`ConfigError`). A non-finite score raises
-    :class:`InputError`.
+    ``target`` and non-finite scores: as for every :class:`FaithfulnessMetric` (``output`` left
+    at ``'logit'`` for a Target object).
     """
 
     name = "faithfulness_correlation"

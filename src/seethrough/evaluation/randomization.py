@@ -56,27 +56,26 @@ Rules that hold throughout:
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import difflib
 import math
 import time
 import warnings
-import zlib
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping, Sequence, Union
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .._core.errors import ConfigError, InputError, LayerError, ZeroAttributionWarning
-from .._core.layers import LayerRef, resolve_layer
-from .._core.result import _freeze
-from .._core.state import model_guard
+from .._core.errors import ConfigError, InputError, ZeroAttributionWarning
+from .._core.layers import LayerRef
+from .._core.result import Explanation, Result
 from .._core.targets import Class, Predicted, TargetLike, as_target
 from .._core.validation import check_inputs
 from ._common import MetricResult, pixel_maps
+from ._methods import MethodFactory, _Factory, _method_settings
+from ._randomize import _copy_model, _plan, _randomize_module, _Unit, randomization_layers
+from .metric import Metric, MetricRun, Score
 from .similarity import SIMILARITIES, _check_names
 from .similarity import compare_maps as _similarity
 
@@ -85,10 +84,11 @@ __all__ = [
     "SanityResult",
     "data_randomization_check",
     "model_randomization",
+    "randomization_metric",
     "randomization_layers",
-    "plot_randomization_curves",
-    "plot_randomization_examples",
+    "ModelRandomization",
     "DEFAULT_THRESHOLDS",
+    "DEFAULT_MEASURES",
     "METRICS",
 ]
 
@@ -101,305 +101,14 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
 }
 
 _MODES = ("cascading", "independent")
-_DEFAULT_MEASURES = ("spearman_abs", "spearman", "ssim", "hog")
-
-MethodFactory = Union[str, Callable[[nn.Module], Any], Any]
-
-
-# ---------------------------------------------------------------------------------------
-# which layers, and how each is re-initialised
-# ---------------------------------------------------------------------------------------
-def _own_params(module: nn.Module) -> list[tuple[str, nn.Parameter]]:
-    return [(n, p) for n, p in module.named_parameters(recurse=False) if p is not None]
-
-
-def _is_batchnorm(module: nn.Module) -> bool:
-    return isinstance(module, nn.modules.batchnorm._BatchNorm)
-
-
-def _how(module: nn.Module) -> str | None:
-    """"reset" (its own reset_parameters), "gaussian" (the fallback) or None (cannot)."""
-    if callable(getattr(module, "reset_parameters", None)):
-        return "reset"
-    w = getattr(module, "weight", None)
-    if isinstance(w, Tensor) and w.numel() > 1 and w.is_floating_point() and float(w.detach().std()) > 0:
-        return "gaussian"
-    return None
-
-
-def _layer_seed(seed: int, name: str) -> int:
-    """Seed of one layer's re-initialisation: from the check's seed and the layer's name."""
-    return (int(seed) * 1_000_003 + zlib.crc32(name.encode("utf-8"))) % (2**63 - 1)
-
-
-@contextlib.contextmanager
-def _seeded_rng(device: torch.device, seed: int) -> Iterator[None]:
-    """Seed the generators that ``reset_parameters()`` draws from for a layer on ``device``
-    (the CPU's and, for an accelerator, that device's) and restore them on exit.
-
-    Not ``torch.manual_seed``: it seeds every accelerator, and for CUDA not yet initialised it
-    queues the seed for later, so the caller's RNG state on other devices would change."""
-    if device.type in ("cpu", "meta"):
-        with torch.random.fork_rng(devices=[]):
-            torch.default_generator.manual_seed(seed)
-            yield
-        return
-    mod = torch.get_device_module(device.type)
-    idx = device.index if device.index is not None else 0
-    with torch.random.fork_rng(devices=[idx], device_type=device.type):
-        torch.default_generator.manual_seed(seed)
-        select = getattr(mod, "device", None)
-        with select(idx) if callable(select) else contextlib.nullcontext():
-            mod.manual_seed(seed)  # the current device's generator only
-        yield
-
-
-def _randomize_module(module: nn.Module, name: str, how: str, seed: int) -> None:
-    s = _layer_seed(seed, name)
-    params = _own_params(module)
-    device = params[0][1].device if params else torch.device("cpu")
-    with torch.no_grad():
-        if how == "reset":
-            with _seeded_rng(device, s):
-                module.reset_parameters()
-        else:
-            w = module.weight
-            std = float(w.detach().float().std())
-            g = torch.Generator(device=device).manual_seed(s)
-            for _, p in params:
-                p.copy_(torch.randn(p.shape, generator=g, device=device, dtype=p.dtype) * std)
-
-
-@dataclass(frozen=True)
-class _Unit:
-    """One randomization stage: a layer (or block) and the modules it re-initialises."""
-
-    name: str
-    members: tuple[tuple[str, str], ...]  # (module name, how)
-    order: int
-
-
-def _execution_order(model: nn.Module, x_row: Tensor) -> list[str]:
-    """Names of the modules with own parameters, in the order their forward passes end."""
-    order: list[str] = []
-    handles = []
-    for name, m in model.named_modules():
-        if _own_params(m):
-            handles.append(m.register_forward_hook(lambda _m, _i, _o, name=name: order.append(name)))
-    try:
-        with torch.no_grad():
-            model(x_row)
-    finally:
-        for h in handles:
-            h.remove()
-    seen: dict[str, None] = {}
-    for n in order:
-        seen.setdefault(n, None)
-    return list(seen)
-
-
-def _plan(
-    original: nn.Module,
-    work: nn.Module,
-    x_row: Tensor,
-    layers: Sequence[LayerRef] | None,
-    include_batchnorm: bool,
-) -> tuple[list[_Unit], list[tuple[str, str]]]:
-    """Stages in forward execution order, and the (layer, reason) pairs that were skipped."""
-    ran = _execution_order(work, x_row)
-    rank = {n: i for i, n in enumerate(ran)}
-    modules = dict(work.named_modules())
-    skipped: list[tuple[str, str]] = []
-    units: list[_Unit] = []
-    if layers is None:
-        for name, m in work.named_modules():
-            if not _own_params(m):
-                continue
-            if name not in rank:
-                skipped.append((name, "does not run in the forward pass"))
-            elif _is_batchnorm(m) and not include_batchnorm:
-                skipped.append((name, "BatchNorm (include_batchnorm=False)"))
-            elif _how(m) is None:
-                skipped.append((name, f"{type(m).__name__} has no reset_parameters() and no weight to draw from"))
-            else:
-                units.append(_Unit(name, ((name, _how(m)),), rank[name]))  # type: ignore[arg-type]
-        if not units:
-            raise ConfigError(
-                f"no layer of {type(original).__name__} can be randomized (skipped: "
-                f"{'; '.join(f'{n}: {r}' for n, r in skipped[:5]) or 'the model has no parameters'})"
-            )
-    else:
-        if isinstance(layers, (str, nn.Module)):
-            layers = [layers]
-        if len(layers) == 0:
-            raise ConfigError("layers is empty; give layer names, or None for every layer")
-        candidates = [n for n, m in work.named_modules() if _own_params(m) and n in rank]
-        claimed: dict[str, str] = {}
-        for ref in layers:
-            name, _ = resolve_layer(original, ref)  # names as in the user's model (suggests on a miss)
-            if name == "":
-                raise LayerError("layers names the whole model; give its layers (or None for all of them)")
-            block = modules[name]
-            members: list[tuple[str, str]] = []
-            for sub, m in block.named_modules(prefix=name):
-                if not _own_params(m):
-                    continue
-                if _is_batchnorm(m) and not include_batchnorm and sub != name:
-                    skipped.append((sub, "BatchNorm (include_batchnorm=False)"))
-                    continue
-                how = _how(m)
-                if how is None and sub != name:  # inside a named block: skipped, as when iterating
-                    skipped.append((sub, f"{type(m).__name__} has no reset_parameters() and no weight to draw from"))
-                    continue
-                if how is None:
-                    raise LayerError(
-                        f"cannot randomize layer {sub!r}: {type(m).__name__} has no reset_parameters() and no "
-                        f"'weight' whose spread could be used; give the module a reset_parameters() method or "
-                        f"leave it out of layers="
-                    )
-                if sub not in rank:
-                    skipped.append((sub, "does not run in the forward pass"))
-                    continue
-                members.append((sub, how))
-            if not members:
-                hint = ", ".join(repr(c) for c in difflib.get_close_matches(name, candidates, n=4, cutoff=0.3)) or (
-                    ", ".join(repr(c) for c in candidates[:4])
-                )
-                raise LayerError(
-                    f"layer {name!r} ({type(block).__name__}) has no parameters that run in the forward pass, so "
-                    f"there is nothing to randomize; choose a layer with parameters, e.g. {hint}"
-                )
-            for sub, _ in members:
-                if sub in claimed:
-                    raise ConfigError(
-                        f"layers {claimed[sub]!r} and {name!r} overlap (both contain {sub!r}); list each layer once"
-                    )
-                claimed[sub] = name
-            units.append(_Unit(name, tuple(members), min(rank[s] for s, _ in members)))
-    units.sort(key=lambda u: u.order)
-    return units, skipped
-
-
-def randomization_layers(
-    model: nn.Module,
-    inputs: Tensor,
-    *,
-    layers: Sequence[LayerRef] | None = None,
-    include_batchnorm: bool = True,
-) -> tuple[list[str], list[tuple[str, str]]]:
-    """The layers a randomization check would re-initialise, in forward execution order,
-    and the ``(layer, reason)`` pairs it would skip. Runs one sample of ``inputs`` through a
-    copy of ``model``."""
-    x = check_inputs(model, inputs)
-    work = _copy_model(model)
-    units, skipped = _plan(model, work, x[:1].clone(), layers, include_batchnorm)
-    return [u.name for u in units], skipped
-
-
-def _copy_model(model: nn.Module) -> nn.Module:
-    with model_guard(model, method="randomization check"):
-        try:
-            work = copy.deepcopy(model)
-        except Exception as e:  # noqa: BLE001 - any failure of deepcopy means the same thing here
-            raise ConfigError(
-                f"cannot copy {type(model).__name__} with copy.deepcopy ({type(e).__name__}: {e}); the "
-                f"randomization checks work on a copy so that your model is never modified. Make the "
-                f"model deep-copyable (e.g. no open files or locks as attributes)"
-            ) from e
-    for p in work.parameters():
-        p.grad = None
-    return work.eval()
+#: The similarity measures a check computes by default.
+DEFAULT_MEASURES = ("spearman_abs", "spearman", "ssim", "hog")
+_DEFAULT_MEASURES = DEFAULT_MEASURES
 
 
 # ---------------------------------------------------------------------------------------
-# the attribution method: built on the model it is given
+# maps and target
 # ---------------------------------------------------------------------------------------
-def _attribution_type():
-    from ..attribution._base import Attribution
-
-    return Attribution
-
-
-def _rebind(method: Any, source: nn.Module, target: nn.Module) -> Any:
-    """A shallow copy of ``method`` working on ``target``: its model, its module-valued
-    settings (layers given as modules of ``source``) and nested methods are moved over."""
-    Attribution = _attribution_type()
-    names = {id(m): n for n, m in source.named_modules()}
-    modules = dict(target.named_modules())
-
-    def move(obj: Any) -> Any:
-        new = copy.copy(obj)
-        for key, value in list(vars(new).items()):
-            if key == "model" and value is source:
-                new.model = target
-            elif isinstance(value, nn.Module) and id(value) in names and value is not source:
-                setattr(new, key, modules[names[id(value)]])
-            elif isinstance(value, Attribution) and getattr(value, "model", None) is source:
-                setattr(new, key, move(value))
-        return new
-
-    return move(method)
-
-
-class _Factory:
-    """``model -> Attribution`` from a callable, a registry name or a method instance."""
-
-    def __init__(self, spec: MethodFactory, method_settings: Mapping[str, Any] | None, batching: Any) -> None:
-        Attribution = _attribution_type()
-        self.spec = spec
-        self.settings = dict(method_settings or {})
-        self.batching = batching
-        if isinstance(spec, str):
-            from ..attribution.registry import get_method
-
-            get_method(spec)  # unknown names fail now, with suggestions
-        elif isinstance(spec, Attribution):
-            if self.settings:
-                raise ConfigError("method_settings apply to a method given by name; this method is already built")
-        elif not callable(spec):
-            raise ConfigError(
-                f"method_factory must be a callable model -> attribution method (e.g. "
-                f"lambda m: seethrough.GradCAM(m, layer='features.16')), a registry name such as "
-                f"'saliency', or a method instance; got {type(spec).__name__}"
-            )
-        elif self.settings:
-            raise ConfigError("method_settings apply to a method given by name, not to a callable factory")
-
-    def __call__(self, model: nn.Module, original: nn.Module) -> Any:
-        Attribution = _attribution_type()
-        spec = self.spec
-        if isinstance(spec, str):
-            from ..attribution.registry import build_method
-
-            settings = dict(self.settings)
-            method = build_method(spec, model, layer=settings.pop("layer", None), **settings)
-        elif isinstance(spec, Attribution):
-            if spec.model is not original:
-                raise ConfigError(
-                    f"the method instance explains another model than the one checked; build it on the checked "
-                    f"model, or pass a factory such as lambda m: {type(spec).__name__}(m, ...)"
-                )
-            method = spec if model is original else _rebind(spec, original, model)
-        else:
-            method = spec(model)
-            if not isinstance(method, Attribution):
-                raise ConfigError(
-                    f"method_factory returned {type(method).__name__}, not an attribution method; it must build "
-                    f"one on the model it is given, e.g. lambda m: seethrough.Saliency(m)"
-                )
-            if model is not original:
-                method = _rebind(method, original, model)
-        if getattr(method, "model", None) is not model:
-            raise ConfigError(
-                "method_factory built its method on another model than the one it was given, so the "
-                "randomized models would never be explained; use the argument: lambda m: Method(m, ...)"
-            )
-        if self.batching is not None:
-            method = copy.copy(method)  # never change the caller's instance
-            method.batching = self.batching
-        return method
-
-
 def _fixed_target(target: TargetLike, explanation: Any) -> Any:
     """The target for the randomized models: the original's predicted class, kept fixed."""
     t = as_target(target)
@@ -425,7 +134,7 @@ def _is_constant(maps: Tensor) -> Tensor:
 # result
 # ---------------------------------------------------------------------------------------
 @dataclass(frozen=True, eq=False)
-class SanityResult:
+class SanityResult(Result):
     """The outcome of a sanity check.
 
     Attributes
@@ -456,6 +165,9 @@ class SanityResult:
         ``(layer, reason)`` for the layers that were not randomized.
     settings, n_evaluations, seconds:
         The check's settings, model rows evaluated by the explanations, wall-clock time.
+
+    ``plot()`` draws the similarity curves and ``to_html()`` the table, curves and example
+    maps (:mod:`seethrough.evaluation.views`); ``save``/``load`` keep it in one file.
     """
 
     check: str
@@ -477,11 +189,7 @@ class SanityResult:
     seconds: float = 0.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "similarity", _freeze(self.similarity))
-        object.__setattr__(self, "scores", _freeze(self.scores))
-        object.__setattr__(self, "thresholds", _freeze(self.thresholds))
-        object.__setattr__(self, "verdicts", _freeze(self.verdicts))
-        object.__setattr__(self, "settings", _freeze(self.settings))
+        super().__post_init__()  # the mappings, frozen deeply
         object.__setattr__(self, "stages", tuple(self.stages))
         object.__setattr__(self, "skipped", tuple(tuple(s) for s in self.skipped))
 
@@ -765,13 +473,6 @@ class ModelRandomizationCheck:
         return f"ModelRandomizationCheck(mode={self.mode!r}, seed={self.seed}, similarity={self.similarity!r})"
 
 
-def _method_settings(method: Any) -> dict[str, Any]:
-    try:
-        return dict(method.settings())
-    except Exception:  # noqa: BLE001 - settings are informative only
-        return {}
-
-
 # ---------------------------------------------------------------------------------------
 # data randomization
 # ---------------------------------------------------------------------------------------
@@ -856,21 +557,14 @@ def data_randomization_check(
 # ---------------------------------------------------------------------------------------
 # the metric, with the uniform signature
 # ---------------------------------------------------------------------------------------
-def model_randomization(
-    model: nn.Module,
-    inputs: Tensor,
-    maps: Any,
-    *,
-    target: TargetLike = None,
-    batching: Any = None,
-    seed: int = 0,
-    similarity: str = "spearman_abs",
-    layers: Sequence[LayerRef] | None = None,
-    include_batchnorm: bool = True,
-    aggregate: str = "final",
-    method_settings: Mapping[str, Any] | None = None,
-    method_factory: MethodFactory | None = None,
-) -> MetricResult:
+@dataclass
+class _RandomizationRun(MetricRun):
+    """A run of :class:`ModelRandomization`: the cascading check's result."""
+
+    check: SanityResult | None = None
+
+
+class ModelRandomization(Metric):
     """Model parameter randomization as a metric: per sample, the similarity between the
     original map and the map of the fully randomized model (cascading randomization of every
     layer, output layer first; see :class:`ModelRandomizationCheck`).
@@ -893,169 +587,70 @@ def model_randomization(
     built.
     Curves: ``similarity`` ``(N, n_stages)``, the similarity after each cascade stage.
     """
-    from .._core.result import Explanation
 
-    source = method_factory if method_factory is not None else maps
-    if isinstance(source, (Tensor, np.ndarray, Explanation)):
-        raise InputError(
-            "model_randomization re-explains randomized copies of the model, so it needs the attribution "
-            "method, not precomputed maps: pass e.g. seethrough.Saliency(model) or 'saliency'"
+    name = "model_randomization"
+    family = "randomization"
+    higher_is_better = False
+    needs = frozenset({"model", "method"})
+    defaults = {"similarity": "spearman_abs", "layers": None, "include_batchnorm": True, "aggregate": "final",
+                "method_settings": None, "method_factory": None}
+    _AGGREGATES: ClassVar[tuple[str, ...]] = ("final", "mean")
+
+    def check(self, settings):
+        if not isinstance(settings["similarity"], str):
+            raise ConfigError(f"similarity must be one measure name, got {settings['similarity']!r}")
+        if settings["aggregate"] not in self._AGGREGATES:
+            raise ConfigError(f"aggregate must be 'final' (fully randomized model) or 'mean' (over the cascade), "
+                              f"got {settings['aggregate']!r}")
+        return super().check(settings)
+
+    def prepare(self, model, inputs, maps, *, target, batching, seed, settings) -> _RandomizationRun:
+        source = settings["method_factory"] if settings["method_factory"] is not None else maps
+        if isinstance(source, (Tensor, np.ndarray, Explanation)):
+            raise InputError(
+                "model_randomization re-explains randomized copies of the model, so it needs the attribution "
+                "method, not precomputed maps: pass e.g. seethrough.Saliency(model) or 'saliency'"
+            )
+        settings = self.check(settings)
+        check = ModelRandomizationCheck(
+            source, mode="cascading", layers=settings["layers"], similarity=(settings["similarity"],), seed=seed,
+            include_batchnorm=settings["include_batchnorm"], n_examples=0,
+            method_settings=settings["method_settings"], batching=batching,
+        ).run(model, inputs, target=target)
+        return self.run_of(check, similarity=settings["similarity"], aggregate=settings["aggregate"])
+
+    def run_of(self, res: SanityResult, *, similarity: str, aggregate: str) -> _RandomizationRun:
+        """A run made of a cascading check already computed."""
+        if res.check != "cascading":
+            raise ConfigError(f"model_randomization is defined on the cascading check, got a {res.check!r} one")
+        if similarity not in res.similarity:
+            raise ConfigError(f"the check did not compute {similarity!r}; it has {sorted(res.similarity)}")
+        if aggregate not in self._AGGREGATES:
+            raise ConfigError(f"aggregate must be 'final' or 'mean', got {aggregate!r}")
+        return _RandomizationRun(
+            None, res.example_inputs, None, res.target, {"similarity": similarity, "aggregate": aggregate},
+            int(res.settings.get("seed", 0)), None, res.method, res.n_evaluations, check=res,
         )
-    if not isinstance(similarity, str):
-        raise ConfigError(f"similarity must be one measure name, got {similarity!r}")
-    if aggregate not in ("final", "mean"):
-        raise ConfigError(f"aggregate must be 'final' (fully randomized model) or 'mean' (over the cascade), "
-                          f"got {aggregate!r}")
-    check = ModelRandomizationCheck(
-        source,
-        mode="cascading",
-        layers=layers,
-        similarity=(similarity,),
-        seed=seed,
-        include_batchnorm=include_batchnorm,
-        n_examples=0,
-        method_settings=method_settings,
-        batching=batching,
-    )
-    return randomization_metric(check.run(model, inputs, target=target), similarity=similarity, aggregate=aggregate)
+
+    def score(self, run: _RandomizationRun) -> Score:
+        res, similarity, aggregate = run.check, run.settings["similarity"], run.settings["aggregate"]
+        sims = res.similarity[similarity]
+        return Score(
+            sims[-1] if aggregate == "final" else sims.mean(dim=0),
+            settings={**dict(res.settings), "method": res.method, "similarity": similarity, "aggregate": aggregate},
+            curves={"similarity": sims.T.contiguous()},
+            extras={"stages": res.stages, "skipped": res.skipped, "target_indices": res.target_indices},
+        )
 
 
-def randomization_metric(res: "SanityResult", *, similarity: str = "spearman_abs", aggregate: str = "final") -> MetricResult:
+model_randomization = ModelRandomization()
+
+
+def randomization_metric(res: SanityResult, *, similarity: str = "spearman_abs", aggregate: str = "final") -> MetricResult:
     """The :func:`model_randomization` metric read off a cascading check already run (so a
     report that shows the curves does not randomize twice)."""
-    if res.check != "cascading":
-        raise ConfigError(f"model_randomization is defined on the cascading check, got a {res.check!r} one")
-    if similarity not in res.similarity:
-        raise ConfigError(f"the check did not compute {similarity!r}; it has {sorted(res.similarity)}")
-    if aggregate not in ("final", "mean"):
-        raise ConfigError(f"aggregate must be 'final' or 'mean', got {aggregate!r}")
-    sims = res.similarity[similarity]
-    return MetricResult(
-        name="model_randomization",
-        values=sims[-1] if aggregate == "final" else sims.mean(dim=0),
-        higher_is_better=False,
-        settings={**dict(res.settings), "method": res.method, "similarity": similarity, "aggregate": aggregate},
-        curves={"similarity": sims.T.contiguous()},
-        extras={"stages": res.stages, "skipped": res.skipped, "target_indices": res.target_indices},
-        n_evaluations=res.n_evaluations,
-        seconds=res.seconds,
-    )
-
-
-model_randomization.family = "randomization"  # type: ignore[attr-defined]
-model_randomization.higher_is_better = False  # type: ignore[attr-defined]
-model_randomization.needs = frozenset({"model", "method"})  # type: ignore[attr-defined]
-
-
-# ---------------------------------------------------------------------------------------
-# plots
-# ---------------------------------------------------------------------------------------
-def _new_axes(ax, figsize):
-    if ax is not None:
-        return ax.figure, ax
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=figsize, layout="constrained")
-    return fig, fig.add_subplot()
-
-
-def plot_randomization_curves(
-    result: SanityResult,
-    ax=None,
-    *,
-    measures: Sequence[str] | None = None,
-    band: bool = True,
-    thresholds: bool = True,
-):
-    """Mean similarity to the original maps after each randomization stage, one line per
-    measure (the shaded band spans the 25th to 75th percentile over the samples). The first
-    point, "original", is 1 by definition. Returns the figure (``ax.figure`` if given)."""
-    if not isinstance(result, SanityResult):
-        raise InputError(f"expected a SanityResult, got {type(result).__name__}")
-    measures = list(measures) if measures is not None else list(result.similarity)
-    for m in measures:
-        if m not in result.similarity:
-            raise ConfigError(f"measure {m!r} was not computed; computed: {', '.join(result.similarity)}")
-    n = len(result.stages)
-    fig, ax = _new_axes(ax, (max(4.0, 0.35 * n + 2.5), 3.4))
-    xs = np.arange(n + 1)
-    colors = ["C0", "C1", "C2", "C3", "C4", "C5"]
-    for i, m in enumerate(measures):
-        s = result.similarity[m].numpy()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN stages
-            mean = np.concatenate([[1.0], np.nanmean(s, axis=1)])
-            lo = np.concatenate([[1.0], np.nanpercentile(s, 25, axis=1)])
-            hi = np.concatenate([[1.0], np.nanpercentile(s, 75, axis=1)])
-        c = colors[i % len(colors)]
-        ax.plot(xs, mean, marker="o", ms=3, color=c, label=f"{m} ({result.verdicts[m]})")
-        if band:
-            ax.fill_between(xs, lo, hi, color=c, alpha=0.15, linewidth=0)
-        if thresholds:
-            ax.axhline(result.thresholds[m], color=c, linestyle=":", linewidth=0.8)
-    ax.set_xticks(xs)
-    ax.set_xticklabels(["original", *result.stages], rotation=60, ha="right", fontsize=7)
-    ax.set_ylim(min(-0.2, ax.get_ylim()[0]), 1.05)
-    ax.set_ylabel("similarity to original map")
-    what = {"cascading": "cascading randomization (output layer first)",
-            "independent": "independent randomization (one layer at a time)",
-            "data": "model trained on random labels"}.get(result.check, result.check)
-    ax.set_title(f"{result.method}: {what}", fontsize=9)
-    ax.legend(fontsize=7, loc="best")
-    ax.grid(alpha=0.3)
-    return fig
-
-
-def plot_randomization_examples(
-    result: SanityResult,
-    *,
-    max_stages: int = 8,
-    cell_size: float = 1.3,
-):
-    """Example maps per randomization stage: one row per kept sample, columns input,
-    original map, then the maps after (up to ``max_stages``, evenly spaced, always including
-    the last) stages. Each map is shown as its absolute value scaled to its own maximum.
-    Returns the figure."""
-    if not isinstance(result, SanityResult):
-        raise InputError(f"expected a SanityResult, got {type(result).__name__}")
-    k = int(result.original_maps.shape[0]) if result.original_maps.numel() else 0
-    if k == 0:
-        raise InputError("the result kept no example maps (n_examples=0); run the check with n_examples > 0")
-    if result.original_maps.dim() != 3:
-        raise InputError("example maps can be drawn for 2-D maps only")
-    if max_stages < 1:
-        raise ConfigError(f"max_stages must be at least 1, got {max_stages}")
-    from ..report.plot import image_for_display
-
-    n = len(result.stages)
-    cols = sorted(set(np.linspace(0, n - 1, min(max_stages, n)).round().astype(int).tolist()) | {n - 1})
-    from matplotlib.figure import Figure
-
-    n_cols = 2 + len(cols)
-    fig = Figure(figsize=(cell_size * n_cols, cell_size * k + 0.5), layout="constrained")
-    axes = np.asarray(fig.subplots(k, n_cols, squeeze=False))
-
-    def show(ax, heat: Tensor) -> None:
-        h = heat.abs().numpy()
-        top = float(h.max())
-        ax.imshow(h / top if top > 0 else h, cmap="inferno", vmin=0.0, vmax=1.0, interpolation="nearest")
-
-    for r in range(k):
-        img = image_for_display(result.example_inputs[r])
-        axes[r, 0].imshow(img, cmap="gray" if img.ndim == 2 else None, interpolation="nearest")
-        show(axes[r, 1], result.original_maps[r])
-        for j, s in enumerate(cols):
-            show(axes[r, 2 + j], result.randomized_maps[s, r])
-        for ax in axes[r]:
-            ax.set_xticks([])
-            ax.set_yticks([])
-    axes[0, 0].set_title("input", fontsize=7)
-    axes[0, 1].set_title("original", fontsize=7)
-    for j, s in enumerate(cols):
-        label = result.stages[s]
-        axes[0, 2 + j].set_title(("+" if result.check == "cascading" else "") + label, fontsize=6)
-    fig.suptitle(f"{result.method}: maps after each {result.check} randomization stage", fontsize=8)
-    return fig
+    run = model_randomization.run_of(res, similarity=similarity, aggregate=aggregate)
+    return model_randomization.result(run, model_randomization.score(run), seconds=res.seconds)
 
 
 METRICS = (model_randomization,)

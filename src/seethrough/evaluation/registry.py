@@ -1,15 +1,17 @@
 """One table of every evaluation metric, read by the trust report and the CLI.
 
-Each metric is a function ``fn(model, inputs, maps, *, target=None, batching=None, seed=0,
-**settings) -> MetricResult`` defined in its family's module, which tags it with ``family``,
-``higher_is_better`` and ``needs`` (a subset of ``{"model", "masks", "method"}``).
+Each metric is an instance of a :class:`~seethrough.evaluation.metric.Metric` subclass,
+callable as ``metric(model, inputs, maps, *, target=None, batching=None, seed=0, **settings)
+-> MetricResult`` and listed in its family module's ``METRICS``; the table reads its class's
+``name``, ``family``, ``higher_is_better`` and ``needs`` (a subset of ``{"model", "masks",
+"method"}``).
 """
 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .._core.errors import ConfigError
 
@@ -21,11 +23,17 @@ METRIC_FAMILIES = ("randomization", "faithfulness", "robustness", "localization"
 
 @dataclass(frozen=True)
 class MetricSpec:
+    """One row of the table: the metric (``fn``, a :class:`~seethrough.evaluation.metric.Metric`)
+    and what its class declares."""
+
     name: str
     fn: Callable
     family: str
     higher_is_better: bool
     needs: frozenset
+
+    def __str__(self) -> str:  # how a saved TrustReport names it
+        return self.name
 
     @property
     def summary(self) -> str:
@@ -44,11 +52,11 @@ def metrics() -> dict[str, MetricSpec]:
 
         specs: list[MetricSpec] = []
         for module in (randomization, faithfulness, robustness, localization, complexity):
-            for fn in module.METRICS:
-                family = fn.family
-                if family not in METRIC_FAMILIES:  # pragma: no cover - a programming error
-                    raise RuntimeError(f"metric {fn.__name__} has unknown family {family!r}")
-                specs.append(MetricSpec(fn.__name__, fn, family, bool(fn.higher_is_better), frozenset(fn.needs)))
+            for metric in module.METRICS:
+                cls = type(metric)
+                if cls.family not in METRIC_FAMILIES:  # pragma: no cover - a programming error
+                    raise RuntimeError(f"metric {cls.name} has unknown family {cls.family!r}")
+                specs.append(MetricSpec(cls.name, metric, cls.family, bool(cls.higher_is_better), frozenset(cls.needs)))
         specs.sort(key=lambda s: METRIC_FAMILIES.index(s.family))
         _TABLE = {s.name: s for s in specs}
     return dict(_TABLE)

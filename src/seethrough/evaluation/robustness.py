@@ -24,22 +24,24 @@ model evaluations with its own batching.
 
 from __future__ import annotations
 
-import time
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from .._core.batching import Batching, as_batching
 from .._core.errors import InputError
 from .._core.result import Explanation
+from .._core.seeds import generator
 from .._core.state import model_guard
-from .._core.targets import Class, ClassDifference, TargetLike
+from .._core.targets import Class, Target
 from .._core.validation import check_inputs
-from ._common import MetricResult, resolve_maps
-from .faithfulness import _check_float, _check_int, _check_seed, _generator, _is_target_object, _scoring_target
+from ._common import _check_float, _check_int, resolve_maps
+from .faithfulness import _is_target_object, _scoring_target
+from .metric import Metric, MetricRun, Score
 
-__all__ = ["max_sensitivity", "avg_sensitivity", "METRICS"]
+__all__ = ["max_sensitivity", "avg_sensitivity", "SensitivityMetric", "MaxSensitivity", "AvgSensitivity", "METRICS"]
 
 _MAX_CALL_ROWS = 4096
 
@@ -47,118 +49,118 @@ _MAX_CALL_ROWS = 4096
 def _ball_noise(seed: int, sample: int, n_samples: int, shape: tuple[int, ...], radius: float) -> Tensor:
     """The ``n_samples`` perturbations of one sample, ``(n_samples, *shape)`` float64, uniform in
     ``[-radius, radius]`` per element, from a generator seeded with ``(seed, sample)``."""
-    g = _generator(seed, sample)
+    g = generator(seed, sample)
     return (torch.rand((n_samples, *shape), generator=g, dtype=torch.float64) * 2.0 - 1.0) * radius
 
 
-def _row_target(t, indices: Tensor | None, bs: Tensor):
-    """The target of perturbed rows coming from samples ``bs``: the class of each sample
-    (with the output transform of a Class given), a ClassDifference per sample, or the
-    Target as it is."""
-    if isinstance(t, Class):
-        idx = t.index.reshape(-1)
-        return Class(idx if idx.numel() == 1 else idx[bs.cpu()], output=t.output)
-    if indices is not None:
-        return indices[bs.cpu()]
-    if isinstance(t, ClassDifference):
-        a, b = t.a.index.reshape(-1), t.b.index.reshape(-1)
-        pick = lambda i: i if i.numel() == 1 else i[bs.cpu()]  # noqa: E731
-        return ClassDifference(pick(a), pick(b), output=t.output)
-    return t
+@dataclass
+class _SensitivityRun(MetricRun):
+    """A sensitivity run: ``method`` re-explains the perturbed copies; ``phi`` holds the maps of
+    the inputs, ``(N, elements)`` float64 on the CPU, and ``shape`` their per-sample shape."""
+
+    method: Any = None
+    phi: Tensor | None = None
+    shape: tuple[int, ...] = ()
 
 
-def _sensitivities(
-    name: str,
-    model: nn.Module,
-    inputs: Any,
-    maps: Any,
-    *,
-    target: TargetLike,
-    batching: Batching | int | None,
-    seed: int,
-    radius: float,
-    n_samples: int,
-) -> tuple[Tensor, dict, int, str]:
-    from ..attribution._base import Attribution
+class SensitivityMetric(Metric):
+    """Max- and average-sensitivity: the relative change of the maps of perturbed copies of
+    each input, re-explained by the method given as ``maps`` (see the module docstring)."""
 
-    seed = _check_seed(seed)
-    radius = _check_float("radius", radius, strict=True, hint=" (half-width of the L-infinity ball of perturbations)")
-    n_samples = _check_int("n_samples", n_samples, hint=" (perturbed copies re-explained per input)")
-    b = as_batching(batching)
-    if not isinstance(maps, Attribution):
-        got = "an Explanation" if isinstance(maps, Explanation) else f"a {type(maps).__name__}"
-        raise InputError(
-            f"{name} re-explains perturbed copies of the inputs, so it needs the attribution method "
-            f"itself, not {got}: pass the method as maps (e.g. maps=seethrough.IntegratedGradients(model))"
-        )
-    if maps.model is not model:
-        raise InputError(
-            f"the {type(maps).__name__} passed as maps is bound to another model; build it on the "
-            f"model being evaluated"
-        )
-    x = check_inputs(model, inputs)
-    n = x.shape[0]
-    with model_guard(model, method=name):
-        t, indices, n_eval, _ = _scoring_target(model, x, target, "logit")
-    if not _is_target_object(target) and indices is not None:
-        t = None  # a class given as None, an int or indices: explained as indices
-    exp = maps.attribute(x, target=_row_target(t, indices, torch.arange(n)))
-    n_eval += int(exp.n_evaluations)
-    phi = resolve_maps(exp, x, what=f"maps of {maps.name}").double().cpu().reshape(n, -1)
-    norms = phi.norm(dim=1)
+    family: ClassVar[str] = "robustness"
+    higher_is_better: ClassVar[bool] = False
+    needs: ClassVar[frozenset[str]] = frozenset({"model", "method"})
+    defaults: ClassVar[dict[str, Any]] = {"radius": 0.2, "n_samples": 50}
 
-    total = n * n_samples
-    per_call = b.batch_size if b.batch_size is not None else min(total, _MAX_CALL_ROWS)
-    sens = torch.empty(n, n_samples, dtype=torch.float64)
-    shape = tuple(x.shape[1:])
-    cache: dict[int, Tensor] = {}
+    def check(self, settings):
+        settings = super().check(settings)
+        settings["radius"] = _check_float(
+            "radius", settings["radius"], strict=True, hint=" (half-width of the L-infinity ball of perturbations)")
+        settings["n_samples"] = _check_int(
+            "n_samples", settings["n_samples"], hint=" (perturbed copies re-explained per input)")
+        return settings
 
-    def noise_of(s: int) -> Tensor:
-        if s not in cache:
-            cache.clear()
-            cache[s] = _ball_noise(seed, s, n_samples, shape, radius).to(device=x.device, dtype=x.dtype)
-        return cache[s]
+    def prepare(self, model, inputs, maps, *, target, batching, seed, settings) -> _SensitivityRun:
+        from ..attribution import Attribution
 
-    for sl in Batching.chunks(total, per_call):
-        r = torch.arange(sl.start, sl.stop)
-        bs, ks = r // n_samples, r % n_samples
-        xs = torch.stack([x[s] + noise_of(s)[k] for s, k in zip(bs.tolist(), ks.tolist())])
-        e = maps.attribute(xs, target=_row_target(t, indices, bs))
-        n_eval += int(e.n_evaluations)
-        a = e.attributions.detach().double().cpu().reshape(len(r), -1)
-        if a.shape[1] != phi.shape[1]:
+        settings = self.check(settings)
+        as_batching(batching)
+        if not isinstance(maps, Attribution):
+            got = "an Explanation" if isinstance(maps, Explanation) else f"a {type(maps).__name__}"
             raise InputError(
-                f"{maps.name} returned maps of shape {tuple(e.attributions.shape[1:])} on perturbed inputs "
-                f"but {tuple(exp.attributions.shape[1:])} on the inputs; sensitivity needs maps of one shape"
+                f"{self.name} re-explains perturbed copies of the inputs, so it needs the attribution method "
+                f"itself, not {got}: pass the method as maps (e.g. maps=seethrough.IntegratedGradients(model))"
             )
-        finite = torch.isfinite(a).all(dim=1)
-        if not bool(finite.all()):
-            bad = sorted(set(bs[~finite].tolist()))
-            first = int((~finite).nonzero()[0])
+        if maps.model is not model:
             raise InputError(
-                f"{name}: {maps.name} returned maps with NaN or inf on perturbed copies of samples "
-                f"{bad[:8]}{' ...' if len(bad) > 8 else ''} (first: sample {int(bs[first])}, draw "
-                f"{int(ks[first])}), which would make the sensitivity NaN. The perturbations (radius "
-                f"{radius:g}) likely leave the model's domain (e.g. sqrt or log of an input that "
-                f"becomes negative): use a smaller radius, or inputs further inside the domain"
+                f"the {type(maps).__name__} passed as maps is bound to another model; build it on the "
+                f"model being evaluated"
             )
-        sens[bs, ks] = (a - phi[bs]).norm(dim=1) / norms[bs]
-    settings = {"radius": radius, "n_samples": n_samples, "norm": "l2", "seed": seed,
-                "target": t.describe() if t is not None else Class(indices).describe(), "maps": maps.name}
-    return sens, settings, n_eval, maps.name
+        x = check_inputs(model, inputs)
+        with model_guard(model, method=self.name):
+            t, indices, n_eval, _ = _scoring_target(model, x, target, "logit")
+        if not _is_target_object(target) and indices is not None:
+            t = Class(indices)  # a class given as None, an int or indices: explained on the logit
+        exp = maps.attribute(x, target=t)
+        n_eval += int(exp.n_evaluations)
+        phi = resolve_maps(exp, x, what=f"maps of {maps.name}").double().cpu().reshape(x.shape[0], -1)
+        return _SensitivityRun(
+            model, x, None, t, settings, seed, batching, maps.name, n_eval,
+            record={"target": t.describe(), "maps": maps.name}, method=maps, phi=phi,
+            shape=tuple(exp.attributions.shape[1:]),
+        )
+
+    def sensitivities(self, run: _SensitivityRun) -> Tensor:
+        """``(N, n_samples)``: the relative change of the map of every perturbed copy."""
+        x, phi, method, t = run.x, run.phi, run.method, run.target
+        radius, n_samples = run.settings["radius"], run.settings["n_samples"]
+        n = x.shape[0]
+        norms = phi.norm(dim=1)
+        total = n * n_samples
+        b = as_batching(run.batching)
+        per_call = b.batch_size if b.batch_size is not None else min(total, _MAX_CALL_ROWS)
+        sens = torch.empty(n, n_samples, dtype=torch.float64)
+        shape = tuple(x.shape[1:])
+        cache: dict[int, Tensor] = {}
+
+        def noise_of(s: int) -> Tensor:
+            if s not in cache:
+                cache.clear()
+                cache[s] = _ball_noise(run.seed, s, n_samples, shape, radius).to(device=x.device, dtype=x.dtype)
+            return cache[s]
+
+        for sl in Batching.chunks(total, per_call):
+            r = torch.arange(sl.start, sl.stop)
+            bs, ks = r // n_samples, r % n_samples
+            xs = torch.stack([x[s] + noise_of(s)[k] for s, k in zip(bs.tolist(), ks.tolist())])
+            e = method.attribute(xs, target=t.take(bs) if isinstance(t, Target) else t)
+            run.n_evaluations += int(e.n_evaluations)
+            a = e.attributions.detach().double().cpu().reshape(len(r), -1)
+            if a.shape[1] != phi.shape[1]:
+                raise InputError(
+                    f"{method.name} returned maps of shape {tuple(e.attributions.shape[1:])} on perturbed inputs "
+                    f"but {run.shape} on the inputs; sensitivity needs maps of one shape"
+                )
+            finite = torch.isfinite(a).all(dim=1)
+            if not bool(finite.all()):
+                bad = sorted(set(bs[~finite].tolist()))
+                first = int((~finite).nonzero()[0])
+                raise InputError(
+                    f"{self.name}: {method.name} returned maps with NaN or inf on perturbed copies of samples "
+                    f"{bad[:8]}{' ...' if len(bad) > 8 else ''} (first: sample {int(bs[first])}, draw "
+                    f"{int(ks[first])}), which would make the sensitivity NaN. The perturbations (radius "
+                    f"{radius:g}) likely leave the model's domain (e.g. sqrt or log of an input that "
+                    f"becomes negative): use a smaller radius, or inputs further inside the domain"
+                )
+            sens[bs, ks] = (a - phi[bs]).norm(dim=1) / norms[bs]
+        return sens
+
+    def recorded(self, run: _SensitivityRun) -> dict[str, Any]:
+        return {"radius": run.settings["radius"], "n_samples": run.settings["n_samples"], "norm": "l2",
+                "seed": run.seed}
 
 
-def max_sensitivity(
-    model: nn.Module,
-    inputs: Tensor,
-    maps: Any,
-    *,
-    target: TargetLike = None,
-    batching: Batching | int | None = None,
-    seed: int = 0,
-    radius: float = 0.2,
-    n_samples: int = 50,
-) -> MetricResult:
+class MaxSensitivity(SensitivityMetric):
     """Max-sensitivity (Yeh et al., 2019): the largest relative change of the map under small
     input noise.
 
@@ -173,29 +175,16 @@ def max_sensitivity(
     Defaults: ``radius=0.2`` and ``n_samples=50``, the paper's settings (Quantus also uses
     radius 0.2, with 200 samples). ``batching``: perturbed inputs per call of the method.
     """
-    start = time.perf_counter()
-    sens, settings, n_eval, _ = _sensitivities(
-        "max_sensitivity", model, inputs, maps, target=target, batching=batching, seed=seed,
-        radius=radius, n_samples=n_samples,
-    )
-    return MetricResult(
-        name="max_sensitivity", values=sens.max(dim=1).values, higher_is_better=False, settings=settings,
-        extras={"sensitivities": sens, "mean": sens.mean(dim=1)}, n_evaluations=n_eval,
-        seconds=time.perf_counter() - start,
-    )
+
+    name = "max_sensitivity"
+
+    def score(self, run: _SensitivityRun) -> Score:
+        sens = self.sensitivities(run)
+        return Score(sens.max(dim=1).values, settings=self.recorded(run),
+                     extras={"sensitivities": sens, "mean": sens.mean(dim=1)})
 
 
-def avg_sensitivity(
-    model: nn.Module,
-    inputs: Tensor,
-    maps: Any,
-    *,
-    target: TargetLike = None,
-    batching: Batching | int | None = None,
-    seed: int = 0,
-    radius: float = 0.2,
-    n_samples: int = 50,
-) -> MetricResult:
+class AvgSensitivity(SensitivityMetric):
     """Average-sensitivity (Yeh et al., 2019): the mean relative change of the map under small
     input noise.
 
@@ -207,26 +196,16 @@ def avg_sensitivity(
 
     Defaults: ``radius=0.2``, ``n_samples=50``.
     """
-    start = time.perf_counter()
-    sens, settings, n_eval, _ = _sensitivities(
-        "avg_sensitivity", model, inputs, maps, target=target, batching=batching, seed=seed,
-        radius=radius, n_samples=n_samples,
-    )
-    return MetricResult(
-        name="avg_sensitivity", values=sens.mean(dim=1), higher_is_better=False, settings=settings,
-        extras={"sensitivities": sens, "max": sens.max(dim=1).values}, n_evaluations=n_eval,
-        seconds=time.perf_counter() - start,
-    )
+
+    name = "avg_sensitivity"
+
+    def score(self, run: _SensitivityRun) -> Score:
+        sens = self.sensitivities(run)
+        return Score(sens.mean(dim=1), settings=self.recorded(run),
+                     extras={"sensitivities": sens, "max": sens.max(dim=1).values})
 
 
-def _tag(fn):
-    fn.family = "robustness"
-    fn.higher_is_better = False
-    fn.needs = frozenset({"model", "method"})
-    return fn
-
-
-_tag(max_sensitivity)
-_tag(avg_sensitivity)
+max_sensitivity = MaxSensitivity()
+avg_sensitivity = AvgSensitivity()
 
 METRICS = (max_sensitivity, avg_sensitivity)

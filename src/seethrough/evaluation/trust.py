@@ -12,82 +12,26 @@ fixed once before any method runs (also for the randomized models of the sanity 
 
 from __future__ import annotations
 
-import copy
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .._core.errors import ConfigError, InputError, SeethroughError
-from .._core.result import Explanation
+from .._core.errors import ConfigError, SeethroughError
+from .._core.result import Explanation, Result
 from .._core.validation import check_inputs
 from ._common import MetricResult, check_masks, resolve_target_indices
-from .registry import METRIC_FAMILIES, MetricSpec, select_metrics
+from ._methods import method_factory
+from .registry import METRIC_FAMILIES, MetricSpec, get_metric, select_metrics
 
-__all__ = ["TrustReport", "trust_report", "method_factory"]
+__all__ = ["TrustReport", "trust_report", "method_factory", "family_rankings"]
 
 MethodLike = Any  # a registry name, an Attribution, or a callable model -> Attribution
-
-
-def _layer_name(model: nn.Module, module: nn.Module) -> str | None:
-    for name, m in model.named_modules():
-        if m is module:
-            return name
-    return None
-
-
-def _rebind(method, original: nn.Module, model: nn.Module):
-    """A copy of ``method`` bound to ``model`` (a copy of ``original``); layers given as
-    modules are re-addressed by their name, nested methods (SmoothGrad's) are rebound too."""
-    from ..attribution._base import Attribution
-
-    new = copy.copy(method)
-    new.model = model
-    for key, value in list(vars(new).items()):
-        if isinstance(value, Attribution):
-            setattr(new, key, _rebind(value, original, model))
-        elif isinstance(value, nn.Module) and value is not original and key != "model":
-            name = _layer_name(original, value)
-            if name is not None:
-                setattr(new, key, name)
-    return new
-
-
-def method_factory(method: MethodLike, model: nn.Module, *, layer=None) -> tuple[str, Callable[[nn.Module], Any]]:
-    """``(name, factory)`` where ``factory(m)`` builds the method on model ``m``: from a
-    registry name (with ``layer`` for layer methods), an Attribution bound to ``model``, or
-    a callable ``m -> Attribution``."""
-    from ..attribution._base import Attribution
-    from ..attribution.registry import build_method, get_method
-
-    if isinstance(method, str):
-        spec = get_method(method)
-        layer_arg = layer if spec.needs_layer else None
-        if spec.needs_layer and layer is None:
-            raise ConfigError(f"method {spec.name!r} needs a layer: pass layer= (e.g. the last conv layer)")
-        return spec.name, lambda m: build_method(spec.name, m, layer=layer_arg)
-    if isinstance(method, Attribution):
-        if method.model is not model:
-            raise InputError(
-                f"the {type(method).__name__} passed is bound to another model; build it on the "
-                f"model being evaluated or pass its registry name"
-            )
-        return method.name, lambda m: method if m is model else _rebind(method, model, m)
-    if callable(method):
-        probe = method(model)
-        if not isinstance(probe, Attribution):
-            raise InputError(
-                f"a method factory must return a seethrough Attribution, got {type(probe).__name__}"
-            )
-        return probe.name, method
-    raise InputError(
-        f"cannot use {type(method).__name__} as a method: give a registry name (see "
-        f"'seethrough methods'), an Attribution, or a callable model -> Attribution"
-    )
 
 
 #: Settings the trust report uses instead of a metric's own defaults, and why.
@@ -106,10 +50,10 @@ IMAGE_ONLY = ("region_perturbation", "road")
 def _measures_for(x: Tensor) -> tuple[str, ...]:
     """Similarity measures that apply to maps of ``x``: SSIM and HOG need 2-D maps of at least
     16 x 16; the Spearman measures apply to any map."""
-    from .randomization import _DEFAULT_MEASURES
+    from .randomization import DEFAULT_MEASURES
 
     if x.dim() == 4 and min(x.shape[-2:]) >= 16:
-        return tuple(_DEFAULT_MEASURES)
+        return tuple(DEFAULT_MEASURES)
     return ("spearman_abs", "spearman")
 
 
@@ -164,7 +108,7 @@ def _ranks(values: Mapping[str, float], higher_is_better: bool) -> dict[str, flo
 
 
 @dataclass(frozen=True, eq=False)
-class TrustReport:
+class TrustReport(Result):
     """Every metric for every method, with the sanity-check curves and example maps.
 
     Attributes
@@ -178,6 +122,10 @@ class TrustReport:
     sanity: ``sanity[method]`` the model-randomization result (curves per layer), when run.
     data_randomization: ``data_randomization[method]``, when a random-label model was given.
     rankings: ``rankings[family][method]`` the mean rank (1 = best) over the family's metrics.
+
+    ``to_html()`` renders the report page (:mod:`seethrough.evaluation.views`);
+    ``save("trust.html")`` writes it, ``save("trust.safetensors")`` keeps the whole report in
+    one file that :meth:`load` reads back.
     """
 
     title: str
@@ -211,80 +159,21 @@ class TrustReport:
         ranks = _ranks({m: self.value(m, metric) for m in self.methods}, spec.higher_is_better)
         return min(ranks, key=ranks.get)
 
-    # -- rendering -------------------------------------------------------------------------
-    def to_html(self) -> str:
-        return self._report().render()
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        # a loaded report names its metrics; the registry gives their specs back
+        specs = tuple(get_metric(m) if isinstance(m, str) else m for m in self.metrics)
+        object.__setattr__(self, "metrics", specs)
 
     def save(self, path: str | Path) -> Path:
+        """Write the report: an HTML page for ``.html``/``.htm`` paths, else every field in
+        one ``.safetensors`` file (see :class:`~seethrough._core.result.Result`)."""
         path = Path(path)
+        if path.suffix.lower() not in (".html", ".htm"):
+            return super().save(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        return self._report().save(path)
-
-    def _report(self):
-        from ..report.html import HtmlReport
-        from . import randomization as rnd
-
-        rep = HtmlReport(self.title)
-        n = self.inputs.shape[0]
-        rep.add_paragraph(
-            f"{len(self.methods)} methods on {n} inputs; every map explains "
-            + ("the predicted class of each input (fixed before any method ran)." if self.target_indices is not None
-               else "the target given.")
-            + f" Computed in {self.seconds:.1f} s."
-        )
-        for note in self.notes:
-            rep.add_paragraph(note)
-        rep.add_heading("Ranking per metric family")
-        fams = [f for f in METRIC_FAMILIES if f in self.rankings]
-        rep.add_paragraph(
-            "Mean rank of each method over the metrics of a family (1 = best; each metric ranks "
-            "the methods by its own direction)."
-        )
-        rep.add_table([{"method": m, **{f: self.rankings[f].get(m, float('nan')) for f in fams}} for m in self.methods])
-
-        rep.add_heading("Every metric")
-        header = ["metric", "family", "better"] + list(self.methods)
-        rows = []
-        for s in self.metrics:
-            row = [s.name, s.family, "higher" if s.higher_is_better else "lower"]
-            for m in self.methods:
-                r = self.results.get(m, {}).get(s.name)
-                if r is None:
-                    row.append("—")
-                else:
-                    row.append(f"{r.mean:.4g} ± {r.std:.2g}" if r.values.numel() > 1 else f"{r.mean:.4g}")
-            rows.append(row)
-        rep.add_table(rows, header, caption="mean ± standard deviation over the inputs")
-        rep.add_table([(s.name, s.summary) for s in self.metrics], ["metric", "definition"])
-        fails = [(m, k, why) for m, d in self.failures.items() for k, why in d.items()]
-        if fails:
-            rep.add_heading("Missing values", level=3)
-            rep.add_table(fails, ["method", "metric", "why"])
-
-        if self.sanity:
-            rep.add_heading("Sanity check: cascading model-parameter randomization")
-            for name, res in self.sanity.items():
-                rep.add_figure(rnd.plot_randomization_curves(res), caption=f"{name}: {res.verdict_text()}")
-        if self.data_randomization:
-            rep.add_heading("Sanity check: data randomization")
-            rows = []
-            for name, res in self.data_randomization.items():
-                rows.append([name, res.verdict_text()])
-            rep.add_table(rows, ["method", "verdict"])
-
-        rep.add_heading("Example maps")
-        preds = None
-        if self.target_indices is not None:
-            preds = self.target_indices
-        rep.add_method_grid(
-            self.inputs,
-            dict(self.explanations),
-            masks=self.masks,
-            predictions=preds,
-            class_names=list(self.class_names) if self.class_names else None,
-            indices=list(range(min(n, 6))),
-        )
-        return rep
+        path.write_text(self.to_html(), encoding="utf-8")
+        return path
 
 
 def trust_report(

@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 from seethrough._core.errors import ConfigError
-from seethrough.evaluation.randomization import (
-    _DEFAULT_MEASURES,
-    ModelRandomizationCheck,
-    data_randomization_check,
-    plot_randomization_curves,
-    plot_randomization_examples,
-)
+from seethrough.evaluation.randomization import DEFAULT_MEASURES, ModelRandomizationCheck, data_randomization_check
+from seethrough.evaluation.views import plot_randomization_curves, plot_randomization_examples
 
 __all__ = ["register"]
 
@@ -59,7 +54,7 @@ def _cli_sanity(args) -> int:
         from seethrough.report.html import HtmlReport
 
         report = HtmlReport(f"sanity checks: {args.model}")
-    print(f"{'method':<24} {'check':<12} " + " ".join(f"{m:>14}" for m in _DEFAULT_MEASURES))
+    print(f"{'method':<24} {'check':<12} " + " ".join(f"{m:>14}" for m in DEFAULT_MEASURES))
     for name in [n.strip() for n in args.methods.split(",") if n.strip()]:
         spec = get_method(name)
         settings = {"layer": layer} if spec.needs_layer else None
@@ -69,10 +64,10 @@ def _cli_sanity(args) -> int:
             res = ModelRandomizationCheck(spec.name, mode=args.mode, seed=args.seed, method_settings=settings).run(
                 model, x
             )
-        cells = " ".join(f"{res.scores[m]:>9.3f} {res.verdicts[m]:<4}" for m in _DEFAULT_MEASURES)
+        cells = " ".join(f"{res.scores[m]:>9.3f} {res.verdicts[m]:<4}" for m in DEFAULT_MEASURES)
         print(f"{spec.name:<24} {args.mode:<12} {cells}")
         if args.curves:
-            for m in _DEFAULT_MEASURES:
+            for m in DEFAULT_MEASURES:
                 curve = ", ".join(f"{st} {v:.3f}" for st, v in zip(res.stages, res.mean_curve(m).tolist()))
                 print(f"    {m}: {curve}")
         if report is not None:

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
-from seethrough.evaluation.randomization import (
-    ModelRandomizationCheck,
-    data_randomization_check,
-    plot_randomization_curves,
-    plot_randomization_examples,
-)
+from seethrough.evaluation.randomization import ModelRandomizationCheck, data_randomization_check
+from seethrough.evaluation.views import plot_randomization_curves, plot_randomization_examples
 
 __all__ = ["sanity_section"]
 

@@ -3,8 +3,12 @@ object) and of its planted-shortcut variant (ground truth: the mark), linked fro
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+
+from seethrough.evaluation.trust import trust_report
+
+__all__ = ["trust_section", "DEMO_METHODS", "DEMO_SETTINGS"]
 
 #: Methods of the demo's trust reports (integrated gradients with 16 Gauss-Legendre steps:
 #: the sanity check and the sensitivities re-explain it hundreds of times).
@@ -16,7 +20,7 @@ DEMO_SETTINGS = {"max_sensitivity": {"n_samples": 10}, "avg_sensitivity": {"n_sa
 def _demo_method(spec):
     """``"name:steps"`` builds integrated gradients with fewer steps; other names pass through."""
     if isinstance(spec, str) and spec.startswith("integrated_gradients:"):
-        from ..attribution.integrated import IntegratedGradients
+        from seethrough.attribution import IntegratedGradients
 
         steps = int(spec.split(":", 1)[1])
         return lambda m: IntegratedGradients(m, steps=steps)
@@ -39,9 +43,8 @@ def trust_section(
     """Write ``trust.html`` (shapes-cnn, object masks, with the data randomization check) and
     ``trust-shortcut.html`` (shapes-cnn-shortcut on marked images, mark masks) into
     ``out_dir``; add a summary with links to ``report``. Returns the written paths."""
-    from .. import zoo
-    from ..data.shapes import make_shapes
-    from .trust import trust_report
+    from seethrough import zoo
+    from seethrough.data.shapes import make_shapes
 
     out = Path(out_dir)
     say = progress or (lambda _s: None)
