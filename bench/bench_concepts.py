@@ -50,7 +50,8 @@ def _inputs(name: str, n: int):
 
 def part_null(trials: int, out: list[str]) -> None:
     from seethrough import zoo
-    from seethrough.concepts import TCAV, tcav_null_check
+    from seethrough.app.concepts import run_null_check
+    from seethrough.concepts import TCAV
 
     out += [
         "## False-positive rate (null check)",
@@ -69,7 +70,7 @@ def part_null(trials: int, out: list[str]) -> None:
             tcav = TCAV(model, layer="features.13", protocol=protocol, random_runs=runs, min_effect=0.0,
                         min_accuracy=0.0, seed=0)
             t0 = time.perf_counter()
-            res = tcav_null_check(tcav, x, labels=y, trials=trials)
+            res = run_null_check(tcav, x, labels=y, trials=trials)
             secs = time.perf_counter() - t0
             full = ((res.p_values < 0.05) & (res.effects.abs() >= 0.05) & (res.accuracy[:, None] >= 0.6)).any(dim=1)
             k_full = int(full.sum())
@@ -88,6 +89,7 @@ def part_null(trials: int, out: list[str]) -> None:
 
 def part_power(seeds: int, out: list[str]) -> None:
     from seethrough import zoo
+    from seethrough.app.concepts import run_tcav
     from seethrough.concepts import TCAV
 
     model = zoo.load("stripes-cnn")
@@ -108,9 +110,8 @@ def part_power(seeds: int, out: list[str]) -> None:
         hits = np.zeros((len(concepts), 2))
         acc = []
         for seed in range(seeds):
-            r = TCAV(model, layer="features.13", protocol=protocol, random_runs=runs, seed=seed).test(
-                x, concepts, labels=y
-            )
+            r = run_tcav(TCAV(model, layer="features.13", protocol=protocol, random_runs=runs, seed=seed),
+                         x, concepts, labels=y)
             hits += r.significant.numpy()
             acc.append(float(r.cav_accuracy[0].mean()))
         cells = [f"{hits[i, 0] / seeds:.1f} / {hits[i, 1] / seeds:.1f}" for i in range(len(concepts))]
@@ -119,7 +120,7 @@ def part_power(seeds: int, out: list[str]) -> None:
     out += ["", "Agreement of the 20 `stripes` CAVs (seed 0, mean pairwise cosine) by the classifier's C:", "",
             "| C | mean pairwise cosine | mean held-out accuracy |", "|---|---|---|"]
     for c in (1.0, 0.1):
-        r = TCAV(model, layer="features.13", C=c, seed=0).test(x, ["stripes"], labels=y)
+        r = run_tcav(TCAV(model, layer="features.13", C=c, seed=0), x, ["stripes"], labels=y)
         v = r.cavs["stripes"].double()
         cos = v @ v.T
         n = cos.shape[0]
@@ -139,6 +140,7 @@ def _timed(fn, repeat: int = 1) -> float:
 
 def part_speed(out: list[str], quick: bool) -> None:
     from seethrough import zoo
+    from seethrough.app.concepts import run_tcav
     from seethrough.concepts import TCAV, Dissection
     from seethrough.data.concepts import concept_images, concept_scenes, random_images
 
@@ -149,7 +151,7 @@ def part_speed(out: list[str], quick: bool) -> None:
     n_c = tcav.random_runs * tcav.n_examples
     t_gen = _timed(lambda: ([concept_images(c, n_c, seed=0) for c in concepts],
                             random_images(2 * n_c, seed=0)))
-    t_tcav = _timed(lambda: tcav.test(x, concepts, labels=y))
+    t_tcav = _timed(lambda: run_tcav(tcav, x, concepts, labels=y))
     imgs = torch.cat([concept_images(c, n_c, seed=0) for c in concepts] + [random_images(2 * n_c, seed=0)])
 
     def floor_tcav():

@@ -124,3 +124,24 @@ def test_dissection_labels_reach_the_atlas(tmp_path):
                  "--steps", "0", "--top-k", "3", "--labels", str(labels), "--out", str(out)]) == 0
     pages = "".join(p.read_text() for p in out.rglob("*.html"))
     assert text.split(" (IoU")[0] in pages and "IoU" in pages
+
+
+def test_tcav_inputs_folder_and_random_tensor_file(tmp_path, capsys):
+    # the user's own data: class inputs as a folder of images, random images as a tensor file
+    inputs = _png_folder(tmp_path / "inputs", random_images(4, seed=3, size=32))
+    np.save(tmp_path / "random.npy", random_images(60, seed=4, size=32).numpy())
+    code = main([
+        "tcav", "--model", "seethrough.testing.models:TinyCNN", "--size", "32", "--layer", "features.3",
+        "--inputs", str(inputs), "--classes", "1", "--concepts", "dots", "--random-dir", str(tmp_path / "random.npy"),
+        "--random-runs", "3", "--n-examples", "10",
+    ])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "dots" in out.out and "Bonferroni" in out.out
+    np.save(tmp_path / "few.npy", random_images(20, seed=4, size=32).numpy())
+    assert main([
+        "tcav", "--model", "seethrough.testing.models:TinyCNN", "--size", "32", "--layer", "features.3",
+        "--inputs", str(inputs), "--classes", "1", "--concepts", "dots", "--random-dir", str(tmp_path / "few.npy"),
+        "--random-runs", "3", "--n-examples", "10",
+    ]) == 2
+    assert "needs 60" in capsys.readouterr().err

@@ -10,8 +10,20 @@ import pytest
 import torch
 
 from seethrough import zoo
-from seethrough.concepts import TCAV, Dissection, plot_dissection, plot_tcav, tcav_null_check
-from seethrough.concepts._report import add_dissection, add_tcav, dissection_section, tcav_section, unit_examples
+from seethrough.app.concepts import run_null_check, run_tcav
+from seethrough.app.demo.concepts import dissection_section, tcav_section
+from seethrough.concepts import (
+    TCAV,
+    Dissection,
+    DissectionResult,
+    NullCheckResult,
+    TCAVResult,
+    add_dissection,
+    add_tcav,
+    plot_dissection,
+    plot_tcav,
+)
+from seethrough.concepts.views import dissection_html, tcav_html, unit_examples
 from seethrough.data.concepts import concept_scenes, random_images
 from seethrough.report.html import HtmlReport
 
@@ -21,9 +33,8 @@ from _concept_models import PlantedDetectors, RednessNet  # noqa: E402
 
 @pytest.fixture(scope="module")
 def tcav_result():
-    return TCAV(RednessNet().eval(), layer="features.1", random_runs=4, n_examples=10).test(
-        random_images(6, seed=0, size=32), ["red", "dots"], classes=[0, 1]
-    )
+    return run_tcav(TCAV(RednessNet().eval(), layer="features.1", random_runs=4, n_examples=10),
+                    random_images(6, seed=0, size=32), ["red", "dots"], classes=[0, 1])
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +72,8 @@ def test_unit_examples_outline_where_the_unit_fires(planted):
 
 def test_html_of_results(tcav_result, planted):
     model, scenes, result = planted
-    null = tcav_null_check(TCAV(RednessNet().eval(), layer="features.1", random_runs=4, n_examples=10),
-                           random_images(6, seed=0, size=32), classes=[0], trials=2)
+    null = run_null_check(TCAV(RednessNet().eval(), layer="features.1", random_runs=4, n_examples=10),
+                          random_images(6, seed=0, size=32), classes=[0], trials=2)
     report = HtmlReport("t")
     add_tcav(report, tcav_result, null=null)
     add_dissection(report, result, model=model, scenes=scenes, examples=2)
@@ -70,6 +81,34 @@ def test_html_of_results(tcav_result, planted):
     assert "TCAV score" in html and "Null check" in html and "Bonferroni" in html
     assert "horizontal_stripes" in html and "strongest scenes" in html
     assert html.count("data:image/png;base64,") >= 4
+
+
+def test_results_plot_and_html_through_their_registered_views(tcav_result, planted, tmp_path):
+    from matplotlib.figure import Figure
+
+    model, scenes, result = planted
+    fig = tcav_result.plot()
+    assert isinstance(fig, Figure) and [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["red", "dots"]
+    html = tcav_result.to_html()
+    assert html == tcav_html(tcav_result) and "TCAV score" in html and "Bonferroni" in html
+    assert "data:image/png;base64," in html
+    own = Figure()
+    assert result.plot(ax=own.add_subplot()) is own
+    d_html = result.to_html(model=model, scenes=scenes, examples=2)
+    assert "strongest scenes" in d_html and d_html.count("data:image/png;base64,") >= 2
+    assert "strongest scenes" not in dissection_html(result)  # no model: no unit strips
+    null = run_null_check(TCAV(RednessNet().eval(), layer="features.1", random_runs=4, n_examples=10),
+                          random_images(6, seed=0, size=32), classes=[0], trials=2)
+    assert isinstance(null.plot(), Figure) and "false-positive rate" in null.to_html()
+    # the dissection (nested LayerDissection results) and the null check save and load
+    back = DissectionResult.load(result.save(tmp_path / "d.safetensors"))
+    assert list(back.layers) == list(result.layers) and back.kinds == result.kinds
+    assert torch.equal(back["relu2"].iou, result["relu2"].iou) and back["relu2"].labels == result["relu2"].labels
+    assert back.table() == result.table() and back.to_text() == result.to_text()
+    nback = NullCheckResult.load(null.save(tmp_path / "n.safetensors"))
+    assert nback.interval == null.interval and torch.equal(nback.p_values, null.p_values)
+    with pytest.raises(Exception, match="holds a NullCheckResult"):
+        TCAVResult.load(tmp_path / "n.safetensors")
 
 
 stripes_ready = (zoo.WEIGHTS_DIR / "stripes-cnn.safetensors").is_file() and "stripes-cnn" in zoo.available()

@@ -125,6 +125,38 @@ def test_bad_input_is_reported_and_model_untouched(scenes):
     assert_unchanged(model, snap, scenes.images)
 
 
+class _Scenes:
+    """A user's own container: any object with images, masks and concepts (no kinds)."""
+
+    def __init__(self, images, masks, concepts):
+        self.images, self.masks, self.concepts = images, masks, concepts
+
+
+def test_any_object_with_images_masks_and_concepts_is_dissected(scenes):
+    model = seeded(TinyCNN)
+    small = scenes.subset(slice(0, 16))
+    ref = Dissection(model, layers="features.1").dissect(small)
+    two = ("red", "horizontal_stripes")
+    mine = _Scenes(small.images, {c: small.masks[c] for c in two}, two)
+    r = Dissection(model, layers="features.1").dissect(mine)
+    assert r.concepts == two and dict(r.kinds) == {"red": "custom", "horizontal_stripes": "custom"}
+    cols = [small.concepts.index(c) for c in two]
+    assert torch.equal(r["features.1"].iou, ref["features.1"].iou[:, cols])
+    assert torch.equal(r["features.1"].thresholds, ref["features.1"].thresholds)
+    snap = snapshot(model, small.images)
+    bad = [
+        (_Scenes(small.images, {"red": small.masks["red"]}, two), "mask of concept 'horizontal_stripes'"),
+        (_Scenes(small.images, {"red": small.masks["red"].float()}, ("red",)), "bool tensor"),
+        (_Scenes(small.images, {"red": small.masks["red"][:3]}, ("red",)), "shape"),
+        (_Scenes(small.images, {}, ()), "no concepts"),
+        (_Scenes(small.images[:, 0], {"red": small.masks["red"]}, ("red",)), "\\(N, C, H, W\\)"),
+    ]
+    for data, text in bad:
+        with pytest.raises(InputError, match=text):
+            Dissection(model, layers="features.1").dissect(data)
+    assert_unchanged(model, snap, small.images)
+
+
 @pytest.mark.slow
 def test_shapes_cnn_has_colour_units_early_and_shape_units_late():
     model = zoo.load("shapes-cnn")

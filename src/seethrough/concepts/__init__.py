@@ -1,20 +1,23 @@
 """Concept-based explanations: concept activation vectors and TCAV, network dissection.
 
-* :class:`TCAV` tests whether a concept (generated, or a folder of your images) matters
-  for a class at one layer, with a significance test whose false-positive rate
-  :func:`tcav_null_check` measures; :class:`CAV` is the underlying scikit-learn-style
-  estimator.
+* :class:`TCAV` tests whether a concept (example images you give) matters for a class at
+  one layer, with a significance test whose false-positive rate :func:`tcav_null_check`
+  measures; :class:`CAV` is the underlying scikit-learn-style estimator.
 * :class:`Dissection` labels the units of convolution layers with the concepts whose
-  pixel masks their strongest activations overlap (IoU), on
-  :func:`seethrough.data.concepts.concept_scenes` or your own masks.
+  pixel masks their strongest activations overlap (IoU), on scenes with concept masks
+  (:class:`ConceptMasks`).
 
-The data live in :mod:`seethrough.data.concepts`.
+A pure library: data come in as tensors (and scenes as any object with ``images``,
+``masks`` and ``concepts``). Generated concept data live in :mod:`seethrough.data.concepts`;
+the app layer (:mod:`seethrough.app.concepts`) turns generated names, folders and tensor
+files into those tensors. Plots and HTML: :mod:`seethrough.concepts.views` (also
+``result.plot()`` and ``result.to_html()``).
 """
 
-from ._report import plot_dissection, plot_tcav
 from .cav import CAV, MIN_EXAMPLES
-from .dissection import QUANTILE_METHOD, Dissection, DissectionResult, LayerDissection
+from .dissection import QUANTILE_METHOD, ConceptMasks, Dissection, DissectionResult, LayerDissection
 from .tcav import TCAV, NullCheckResult, TCAVResult, tcav_null_check
+from .views import add_dissection, add_tcav, plot_dissection, plot_tcav
 
 __all__ = [
     "CAV",
@@ -23,10 +26,13 @@ __all__ = [
     "TCAVResult",
     "NullCheckResult",
     "tcav_null_check",
+    "ConceptMasks",
     "Dissection",
     "DissectionResult",
     "LayerDissection",
     "QUANTILE_METHOD",
     "plot_tcav",
     "plot_dissection",
+    "add_tcav",
+    "add_dissection",
 ]

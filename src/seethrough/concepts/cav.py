@@ -11,6 +11,8 @@ import torch
 from torch import Tensor
 
 from .._core.errors import ConfigError, InputError
+from .._core.estimator import Estimator
+from .._core.seeds import check_seed
 
 __all__ = ["CAV", "MIN_EXAMPLES"]
 
@@ -33,7 +35,12 @@ def _as_2d(x: Any, what: str) -> np.ndarray:
     return x
 
 
-class CAV:
+def _check_width(x: np.ndarray, n: int, what: str, reference: str, hint: str = "") -> None:
+    if x.shape[1] != n:
+        raise InputError(f"{what} have {x.shape[1]} features, but {reference} has {n}{hint}")
+
+
+class CAV(Estimator):
     """A concept activation vector, fitted like a scikit-learn estimator.
 
     Parameters
@@ -70,26 +77,11 @@ class CAV:
     """
 
     def __init__(
-        self,
-        *,
-        classifier: str = "logistic",
-        C: float = 0.1,
-        alpha: float = 0.01,
-        test_fraction: float = 0.33,
+        self, *, classifier: str = "logistic", C: float = 0.1, alpha: float = 0.01, test_fraction: float = 0.33,
         seed: int = 0,
     ) -> None:
-        self.classifier = classifier
-        self.C = C
-        self.alpha = alpha
-        self.test_fraction = test_fraction
-        self.seed = seed
-
-    def get_params(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("classifier", "C", "alpha", "test_fraction", "seed")}
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"CAV({args})"
+        self.classifier, self.C, self.alpha = classifier, C, alpha  # checked by fit()
+        self.test_fraction, self.seed = test_fraction, seed
 
     def _check(self) -> None:
         if self.classifier not in _CLASSIFIERS:
@@ -98,13 +90,14 @@ class CAV:
             raise ConfigError(f"test_fraction must be strictly between 0 and 1, got {self.test_fraction}")
         if self.C <= 0 or self.alpha <= 0:
             raise ConfigError("C and alpha must be positive")
+        check_seed(self.seed)
 
     def _split(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         order = rng.permutation(n)
         k = min(n - 2, max(1, int(round(self.test_fraction * n))))
         return order[k:], order[:k]
 
-    def fit(self, concept: Any, random: Any) -> "CAV":
+    def fit(self, concept: Any, random: Any) -> CAV:
         """Fit on the concept's activations ``(n_c, ...)`` against random ones ``(n_r, ...)``
         (flattened per example); returns ``self``."""
         self._check()
@@ -116,12 +109,8 @@ class CAV:
                     f"the {what} has {arr.shape[0]} examples; a CAV needs at least {MIN_EXAMPLES} "
                     f"(a third is held out to measure its accuracy). Give more examples."
                 )
-        if pos.shape[1] != neg.shape[1]:
-            raise InputError(
-                f"concept and random activations have {pos.shape[1]} and {neg.shape[1]} features; "
-                f"take both from the same layer"
-            )
-        rng = np.random.default_rng(self.seed)
+        _check_width(neg, pos.shape[1], "random activations", "the concept set", "; take both from the same layer")
+        rng = np.random.default_rng(self.seed)  # seeds are mixed by the caller (seethrough._core.seeds)
         tr_p, te_p = self._split(pos.shape[0], rng)
         tr_n, te_n = self._split(neg.shape[0], rng)
         x_tr = np.concatenate([pos[tr_p], neg[tr_n]])
@@ -163,16 +152,14 @@ class CAV:
         return self
 
     def _fitted(self) -> None:
-        if not hasattr(self, "vector_"):
-            raise ConfigError("this CAV is not fitted yet; call fit(concept_activations, random_activations) first")
+        self.check_fitted("call fit(concept_activations, random_activations) first")
 
     def decision_function(self, activations: Any) -> Tensor:
         """Signed distance-like score (``coef_ . a + intercept_``) per example; positive
         means the concept side."""
         self._fitted()
         a = _as_2d(activations, "activations")
-        if a.shape[1] != self.n_features_in_:
-            raise InputError(f"activations have {a.shape[1]} features, the CAV was fitted on {self.n_features_in_}")
+        _check_width(a, self.n_features_in_, "activations", "the fitted CAV")
         return torch.from_numpy(a @ self.coef_.double().numpy() + self.intercept_).float()
 
     def directional_derivatives(self, gradients: Any) -> Tensor:
@@ -180,6 +167,5 @@ class CAV:
         layer's activation moves toward the concept."""
         self._fitted()
         g = _as_2d(gradients, "gradients")
-        if g.shape[1] != self.n_features_in_:
-            raise InputError(f"gradients have {g.shape[1]} features, the CAV was fitted on {self.n_features_in_}")
+        _check_width(g, self.n_features_in_, "gradients", "the fitted CAV")
         return torch.from_numpy(g @ self.vector_.double().numpy()).float()

@@ -25,24 +25,75 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import Any, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
 
 from .._core.batching import Batching, as_batching
+from .._core.capture import resolve_layers, run_capture, stream_activations
 from .._core.errors import ConfigError, InputError, LayerError
-from .._core.layers import LayerRef, resolve_layer
+from .._core.layers import LayerRef
+from .._core.result import Result
 from .._core.state import model_guard
-from ..data.concepts import ConceptScenes
-from ._common import check_images, iter_activations, layer_hint
+from ._common import check_images, layer_hint
 
-__all__ = ["Dissection", "DissectionResult", "LayerDissection", "QUANTILE_METHOD", "bilinear_matrix"]
+__all__ = ["ConceptMasks", "Dissection", "DissectionResult", "LayerDissection", "QUANTILE_METHOD", "bilinear_matrix"]
 
 #: How the per-unit threshold is computed (stated in every result).
 QUANTILE_METHOD = "exact: running top-k per unit over all positions of all images, at layer resolution"
+
+
+@runtime_checkable
+class ConceptMasks(Protocol):
+    """What :meth:`Dissection.dissect` reads: scenes and one pixel mask per concept.
+
+    Any object with these attributes will do (e.g.
+    :class:`seethrough.data.concepts.ConceptScenes`); ``kinds`` (concept -> kind, e.g.
+    ``"color"``) is optional, a concept without one is of kind ``"custom"``.
+
+    Attributes:
+        images: ``(N, C, H, W)`` images.
+        masks: concept name -> bool ``(N, H, W)``, the pixels that show the concept.
+        concepts: the concept names (the order of the results' columns).
+    """
+
+    @property
+    def images(self) -> Tensor: ...
+
+    @property
+    def masks(self) -> Mapping[str, Tensor]: ...
+
+    @property
+    def concepts(self) -> Sequence[str]: ...
+
+
+def _check_scenes(data: Any) -> tuple[Tensor, Mapping[str, Tensor], tuple[str, ...], dict[str, str]]:
+    """``(images, masks, concepts, kinds)`` of ``data``, checked."""
+    if isinstance(data, Tensor) or not isinstance(data, ConceptMasks):
+        raise InputError(
+            f"dissect() takes scenes with one mask per concept (an object with .images, .masks and .concepts, "
+            f"e.g. a ConceptScenes), got {type(data).__name__}; build one with "
+            f"seethrough.data.concepts.concept_scenes(n) or ConceptScenes(images=..., masks={{name: bool (N, H, W)}}, "
+            f"concepts=(...))"
+        )
+    images, masks, concepts = data.images, data.masks, tuple(str(c) for c in data.concepts)
+    if not isinstance(images, Tensor) or images.dim() != 4:
+        raise InputError(f"scene images must be a tensor (N, C, H, W), got {getattr(images, 'shape', images)!r}")
+    if images.shape[0] == 0:
+        raise InputError("the data hold no images; dissection needs at least one (hundreds recommended)")
+    if not concepts:
+        raise InputError("the data name no concepts; give at least one concept mask")
+    size = (images.shape[0],) + tuple(images.shape[2:])
+    for c in concepts:
+        m = masks.get(c) if isinstance(masks, Mapping) else None
+        if not isinstance(m, Tensor) or m.dtype != torch.bool or tuple(m.shape) != size:
+            what = "missing" if m is None else f"{getattr(m, 'dtype', type(m).__name__)} {tuple(getattr(m, 'shape', ()))}"
+            raise InputError(f"mask of concept {c!r} must be a bool tensor of shape {size}, got {what}")
+    given = dict(getattr(data, "kinds", None) or {})
+    return images, masks, concepts, {c: str(given.get(c, "custom")) for c in concepts}
 
 
 def bilinear_matrix(out_size: int, in_size: int) -> Tensor:
@@ -62,7 +113,7 @@ def bilinear_matrix(out_size: int, in_size: int) -> Tensor:
 
 
 @dataclass(frozen=True, eq=False)
-class LayerDissection:
+class LayerDissection(Result):
     """Dissection of one layer.
 
     Attributes:
@@ -91,7 +142,7 @@ class LayerDissection:
 
 
 @dataclass(frozen=True, eq=False)
-class DissectionResult:
+class DissectionResult(Result):
     """Network dissection of one or more layers.
 
     Attributes:
@@ -114,11 +165,6 @@ class DissectionResult:
     quantile_method: str = QUANTILE_METHOD
     seconds: float = 0.0
     settings: Mapping[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "layers", MappingProxyType(dict(self.layers)))
-        object.__setattr__(self, "kinds", MappingProxyType(dict(self.kinds)))
-        object.__setattr__(self, "settings", MappingProxyType(dict(self.settings)))
 
     def __getitem__(self, layer: str) -> LayerDissection:
         if layer not in self.layers:
@@ -164,7 +210,7 @@ class DissectionResult:
                 if interpretable_only and not bool(d.interpretable[k]):
                     continue
                 ious = d.iou[k]
-                second = torch.argsort(ious, descending=True, stable=True)[1].item() if ious.numel() > 1 else None
+                second = int(torch.argsort(ious, descending=True, stable=True)[1]) if ious.numel() > 1 else None
                 rows.append({
                     "layer": name,
                     "unit": k,
@@ -230,11 +276,8 @@ class Dissection:
         iou_threshold: float = 0.04,
         batching: Batching | int | None = None,
     ) -> None:
-        self.model = model
-        self.layers = layers
-        self.quantile = quantile
-        self.iou_threshold = iou_threshold
-        self.batching = batching
+        self.model, self.layers, self.batching = model, layers, batching
+        self.quantile, self.iou_threshold = quantile, iou_threshold  # checked when dissect() runs
 
     def _check_settings(self) -> None:
         if not 0.0 < float(self.quantile) < 1.0:
@@ -246,29 +289,19 @@ class Dissection:
         refs = [self.layers] if isinstance(self.layers, (str, nn.Module)) else list(self.layers)
         if not refs:
             raise LayerError(f"no layers given; name one or more convolution layers, e.g. {layer_hint(self.model)}")
-        out: dict[str, nn.Module] = {}
-        for ref in refs:
-            name, module = resolve_layer(self.model, ref)
-            out[name] = module
-        return out
+        return resolve_layers(self.model, refs)
 
-    def dissect(self, data: ConceptScenes) -> DissectionResult:
-        """Dissect the layers on ``data`` (e.g. :func:`seethrough.data.concepts.concept_scenes`,
-        or a :class:`~seethrough.data.concepts.ConceptScenes` built from your own images and
+    def dissect(self, data: ConceptMasks) -> DissectionResult:
+        """Dissect the layers on ``data``: scenes with one pixel mask per concept
+        (:class:`ConceptMasks`, e.g. :func:`seethrough.data.concepts.concept_scenes`, or a
+        :class:`~seethrough.data.concepts.ConceptScenes` built from your own images and
         masks)."""
         self._check_settings()
-        if not isinstance(data, ConceptScenes):
-            raise InputError(
-                f"dissect() takes a ConceptScenes (images and one mask per concept), got "
-                f"{type(data).__name__}; build one with seethrough.data.concepts.concept_scenes(n) "
-                f"or ConceptScenes(images=..., masks={{name: bool (N, H, W)}}, concepts=(...))"
-            )
-        if len(data) == 0:
-            raise InputError("the data hold no images; dissection needs at least one (hundreds recommended)")
+        images, masks, concepts, kinds = _check_scenes(data)
         t0 = time.perf_counter()
         model = self.model
         with model_guard(model, method="network dissection"):
-            x = check_images(model, data.images, "scene images")
+            x = check_images(model, images, "scene images")
             layers = self._resolve()
             batching = as_batching(self.batching)
             shapes = self._probe(layers, x)
@@ -277,8 +310,7 @@ class Dissection:
             # thresholded copy (bool, then float)
             extra = max(9 * s[0] * size[0] * size[1] for s in shapes.values())
             thresholds = self._thresholds(layers, x, shapes, batching)
-            counts = self._overlaps(layers, x, data, thresholds, batching, extra)
-        concepts = tuple(data.concepts)
+            counts = self._overlaps(layers, x, masks, concepts, thresholds, batching, extra)
         result_layers = {}
         for name in layers:
             inter, act_n, mask_n = counts[name]
@@ -296,10 +328,10 @@ class Dissection:
         return DissectionResult(
             layers=result_layers,
             concepts=concepts,
-            kinds=dict(data.kinds),
+            kinds=kinds,
             quantile=float(self.quantile),
             iou_threshold=float(self.iou_threshold),
-            n_images=len(data),
+            n_images=int(x.shape[0]),
             seconds=time.perf_counter() - t0,
             settings={"quantile": float(self.quantile), "iou_threshold": float(self.iou_threshold),
                       "upsampling": "bilinear", "threshold_rule": "S_k > T_k",
@@ -308,7 +340,8 @@ class Dissection:
 
     # -- passes ---------------------------------------------------------------------
     def _probe(self, layers: dict[str, nn.Module], x: Tensor) -> dict[str, tuple[int, ...]]:
-        _, acts = next(iter_activations(self.model, layers, x[:1], Batching(batch_size=1)))
+        with torch.no_grad():
+            acts, _ = run_capture(self.model, x[:1], layers, what="dissected")
         shapes = {}
         for name, a in acts.items():
             if a.dim() != 4:
@@ -324,22 +357,21 @@ class Dissection:
         n = x.shape[0]
         ks = {name: max(1, math.ceil(self.quantile * n * s[1] * s[2])) for name, s in shapes.items()}
         top: dict[str, Tensor | None] = {name: None for name in layers}
-        for _, acts in iter_activations(self.model, layers, x, batching):
+        for _, acts in stream_activations(self.model, layers, x, batching=batching):
             for name, a in acts.items():
                 vals = a.float().transpose(0, 1).reshape(a.shape[1], -1)
                 prev = top[name]
                 cand = vals if prev is None else torch.cat([prev, vals], dim=1)
                 k = min(ks[name], cand.shape[1])
                 top[name] = cand.topk(k, dim=1, sorted=False).values
-        return {name: t.min(dim=1).values.cpu() for name, t in top.items()}
+        return {name: t.min(dim=1).values.cpu() for name, t in top.items() if t is not None}
 
-    def _overlaps(self, layers, x: Tensor, data: ConceptScenes, thresholds, batching: Batching, extra: int):
+    def _overlaps(
+        self, layers, x: Tensor, masks: Mapping[str, Tensor], concepts: Sequence[str], thresholds, batching: Batching,
+        extra: int,
+    ):
         """Pass 2: intersection with every concept mask, and sizes, summed over images."""
-        concepts = list(data.concepts)
         size = tuple(x.shape[2:])
-        for c in concepts:
-            if tuple(data.masks[c].shape[1:]) != size:
-                raise InputError(f"mask of {c!r} has size {tuple(data.masks[c].shape[1:])}, the images {size}")
         out = {}
         for name in layers:
             units = thresholds[name].numel()
@@ -350,8 +382,8 @@ class Dissection:
             ]
         mask_n = torch.zeros(len(concepts), dtype=torch.float64)
         resize: dict[tuple, tuple[Tensor, Tensor]] = {}
-        for sl, acts in iter_activations(self.model, layers, x, batching, extra_row_bytes=extra):
-            lab = torch.stack([data.masks[c][sl] for c in concepts], dim=1)  # (B, C, H, W) bool
+        for sl, acts in stream_activations(self.model, layers, x, batching=batching, extra_row_bytes=extra):
+            lab = torch.stack([masks[c][sl].to(torch.bool).cpu() for c in concepts], dim=1)  # (B, C, H, W) bool
             lab_f = lab.reshape(lab.shape[0], lab.shape[1], -1).float()  # (B, C, P)
             mask_n += lab_f.sum(dim=(0, 2)).double()
             for name, a in acts.items():

@@ -41,41 +41,44 @@ the p-value is then the exact two-sided sign-test value ``2 * 0.5 ** R``.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from types import MappingProxyType
-from typing import Any, Mapping, Sequence, Union
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from .._core.batching import Batching, as_batching
+from .._core.capture import collect_activations
 from .._core.engine import call_model
 from .._core.errors import ConfigError, InputError, TargetError
 from .._core.layers import LayerRef, resolve_layer
+from .._core.result import Result
+from .._core.seeds import check_seed, generator, mix_seed
 from .._core.state import model_guard
-from ._common import check_images, class_gradients, layer_activations
+from ._common import check_images, class_gradients
 from .cav import CAV, MIN_EXAMPLES
 
 __all__ = ["TCAV", "TCAVResult", "NullCheckResult", "tcav_null_check"]
 
-ConceptSource = Union[Tensor, str, Path]
+#: Example images: a tensor (or numpy array) ``(N, C, H, W)`` shaped like the inputs.
+Examples = Tensor | np.ndarray
 _PROTOCOLS = ("disjoint", "shared")
 _POOLINGS = ("mean", "flatten")
+_DATA_HINT = (
+    "seethrough.app.concepts.concept_examples and random_examples make them from generated concept names, "
+    "folders of images or tensor files"
+)
 
 
-def _stream(*keys: int) -> int:
-    """A 32-bit seed derived from integer keys (independent streams for runs and sets)."""
-    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0])
-
-
-def _freeze(d: Mapping) -> Mapping:
-    return MappingProxyType(dict(d))
+def _permutation(n: int, seed: int, *stream: int) -> np.ndarray:
+    """A random order of ``n`` items from the stream ``(seed, *stream)``."""
+    return torch.randperm(n, generator=generator(seed, *stream)).numpy()
 
 
 @dataclass(frozen=True, eq=False)
-class TCAVResult:
+class TCAVResult(Result):
     """TCAV scores and their test, for each concept x class.
 
     Attributes
@@ -118,10 +121,6 @@ class TCAVResult:
     settings: Mapping[str, Any] = field(default_factory=dict)
     class_names: tuple[str, ...] | None = None
     seconds: float = 0.0
-
-    def __post_init__(self) -> None:
-        for name in ("cavs", "n_inputs", "examples_per_run", "settings"):
-            object.__setattr__(self, name, _freeze(getattr(self, name)))
 
     def class_label(self, j: int) -> str:
         """How class ``classes[j]`` is shown: its index, with its name when known."""
@@ -187,7 +186,7 @@ def _cell(v: Any) -> str:
 
 
 @dataclass(frozen=True, eq=False)
-class NullCheckResult:
+class NullCheckResult(Result):
     """Random sets posed as concepts, tested ``trials`` times: how often is one called
     significant?
 
@@ -218,9 +217,6 @@ class NullCheckResult:
     accuracy: Tensor
     settings: Mapping[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "settings", _freeze(self.settings))
 
     def __repr__(self) -> str:
         lo, hi = self.interval
@@ -268,8 +264,8 @@ class TCAV:
     n_examples:
         Examples per run and per random set (default 20). ``protocol="disjoint"`` splits
         a concept into R disjoint subsets of this size (fewer when the concept has fewer
-        than ``R * n_examples`` examples; at least 10 each); generated concepts get
-        ``R * n_examples`` images. Random images needed: ``2 * R * n_examples``.
+        than ``R * n_examples`` examples; at least 10 each): :meth:`examples_needed`.
+        Random images needed: ``2 * R * n_examples`` (:meth:`random_needed`).
     protocol:
         ``"disjoint"`` (default; independent runs, see the module docstring) or
         ``"shared"`` (the paper's per-run t-test, every run on all the concept's
@@ -291,7 +287,8 @@ class TCAV:
     batching:
         A :class:`~seethrough.Batching`, a batch size or None (automatic).
     seed:
-        Seeds the generated data, the splits into runs and every CAV.
+        Seeds the splits into runs and sets and every CAV (the app layer also seeds
+        generated data with it).
     """
 
     def __init__(
@@ -313,24 +310,15 @@ class TCAV:
         batching: Batching | int | None = None,
         seed: int = 0,
     ) -> None:
-        self.model = model
-        self.layer = layer
-        self.random_runs = random_runs
-        self.n_examples = n_examples
-        self.protocol = protocol
-        self.significance = significance
-        self.min_effect = min_effect
-        self.min_accuracy = min_accuracy
-        self.pooling = pooling
-        self.classifier = classifier
-        self.C = C
-        self.alpha = alpha
-        self.test_fraction = test_fraction
-        self.batching = batching
-        self.seed = seed
+        # stored as given, checked by check_settings() when a test runs
+        self.model, self.layer, self.pooling, self.batching = model, layer, pooling, batching
+        self.protocol, self.random_runs, self.n_examples, self.seed = protocol, random_runs, n_examples, seed
+        self.significance, self.min_effect, self.min_accuracy = significance, min_effect, min_accuracy
+        self.classifier, self.C, self.alpha, self.test_fraction = classifier, C, alpha, test_fraction  # each CAV's
 
     # -- settings -------------------------------------------------------------------
-    def _check_settings(self) -> None:
+    def check_settings(self) -> None:
+        """Raise a :class:`ConfigError` on a bad setting (:meth:`test` checks them first)."""
         if self.protocol not in _PROTOCOLS:
             raise ConfigError(f"protocol must be one of {_PROTOCOLS}, got {self.protocol!r}")
         if not isinstance(self.random_runs, int) or isinstance(self.random_runs, bool) or self.random_runs < 2:
@@ -345,6 +333,7 @@ class TCAV:
             )
         if self.pooling not in _POOLINGS:
             raise ConfigError(f"pooling must be one of {_POOLINGS}, got {self.pooling!r}")
+        check_seed(self.seed)
         self._cav(0)._check()
 
     def settings(self) -> dict[str, Any]:
@@ -369,9 +358,24 @@ class TCAV:
     def _cav(self, seed: int) -> CAV:
         return CAV(classifier=self.classifier, C=self.C, alpha=self.alpha, test_fraction=self.test_fraction, seed=seed)
 
-    def _concept_size(self) -> int:
-        """Examples to generate for a named concept."""
+    def examples_needed(self) -> int:
+        """Examples a concept needs for every run to get ``n_examples`` of its own:
+        ``random_runs * n_examples`` (``"disjoint"``) or ``n_examples`` (``"shared"``)."""
+        self.check_settings()
         return self.random_runs * self.n_examples if self.protocol == "disjoint" else self.n_examples
+
+    def random_needed(self, concepts: Mapping[str, Any] | None = None) -> int:
+        """Random images :meth:`test` needs for ``concepts`` (name -> examples, sized by their
+        first dimension); without concepts, for concepts of :meth:`examples_needed` examples."""
+        self.check_settings()
+        if concepts is None:
+            return self._random_needed(self.n_examples)
+        return self._random_needed(max(self._per_run(str(c), len(v)) for c, v in concepts.items()))
+
+    def null_pool_needed(self) -> int:
+        """Random images :func:`tcav_null_check` needs (its pool)."""
+        self.check_settings()
+        return self.examples_needed() + self._random_needed(self.n_examples)
 
     def _per_run(self, name: str, available: int) -> int:
         """Examples in each run of a concept with ``available`` examples."""
@@ -411,43 +415,25 @@ class TCAV:
 
     # -- data -----------------------------------------------------------------------
     def _load_concepts(self, concepts: Any, like: Tensor) -> dict[str, Tensor]:
-        from ..data.concepts import CONCEPTS, concept_images, load_concept_images
-
-        if isinstance(concepts, str):
-            concepts = [concepts]
-        if isinstance(concepts, Mapping):
-            items = list(concepts.items())
-        elif isinstance(concepts, Sequence):
-            items = [(c, None) for c in concepts]
-        else:
+        """The concepts' example images, checked against the inputs ``like``."""
+        if isinstance(concepts, Mapping) and not concepts:
+            raise InputError("no concepts given; give at least one, as a dict name -> example images")
+        if not isinstance(concepts, Mapping):
             raise InputError(
-                "concepts must be a list of generated concept names or a dict name -> examples "
-                "(a tensor, a folder of images or a tensor file)"
+                f"concepts must be a dict name -> example images (a tensor (N, C, H, W) like the inputs), got "
+                f"{type(concepts).__name__}; {_DATA_HINT}"
             )
-        if not items:
-            raise InputError("no concepts given; name at least one (e.g. ['stripes', 'dots'])")
         out: dict[str, Tensor] = {}
-        _, c, h, w = like.shape
-        for name, src in items:
+        for name, src in concepts.items():
             name = str(name)
             if name in out:
                 raise InputError(f"concept {name!r} is given twice")
-            if src is None:
-                if name not in CONCEPTS:
-                    raise InputError(
-                        f"{name!r} is not a generated concept ({', '.join(CONCEPTS)}); give its "
-                        f"examples as a dict entry {{{name!r}: folder_or_tensor}}"
-                    )
-                if h != w or c not in (1, 3) or h < 24:
-                    raise InputError(
-                        f"generated concepts are square RGB or grayscale images of at least 24 "
-                        f"pixels, but the inputs are {tuple(like.shape[1:])}; give the concept's "
-                        f"examples yourself"
-                    )
-                x = concept_images(name, self._concept_size(), seed=self.seed, size=h, channels=c)
-            else:
-                x = load_concept_images(src, size=(h, w), channels=c if c in (1, 3) else 3)
-            x = check_images(self.model, x.to(like.device), f"examples of concept {name!r}")
+            if not isinstance(src, (Tensor, np.ndarray)):
+                raise InputError(
+                    f"examples of concept {name!r} must be a tensor of images (N, C, H, W), got "
+                    f"{type(src).__name__}; {_DATA_HINT}"
+                )
+            x = check_images(self.model, src, f"examples of concept {name!r}").to(like.device)
             if tuple(x.shape[1:]) != tuple(like.shape[1:]):
                 raise InputError(
                     f"examples of concept {name!r} have shape {tuple(x.shape[1:])} but the inputs "
@@ -458,20 +444,15 @@ class TCAV:
         return out
 
     def _load_random(self, random: Any, like: Tensor, needed: int) -> Tensor:
-        from ..data.concepts import load_concept_images, random_images
-
-        _, c, h, w = like.shape
+        """The random images, checked against the inputs ``like``."""
         if random is None:
-            if h != w or c not in (1, 3) or h < 24:
-                raise InputError(
-                    f"random images are generated as square RGB or grayscale images of at least "
-                    f"24 pixels, but the inputs are {tuple(like.shape[1:])}; pass random=... "
-                    f"(a tensor or a folder of at least {needed} images)"
-                )
-            x = random_images(needed, seed=self.seed, size=h, channels=c)
-        else:
-            x = load_concept_images(random, size=(h, w), channels=c if c in (1, 3) else 3)
-        x = check_images(self.model, x.to(like.device), "random images")
+            raise InputError(
+                f"give random=... : at least {needed} random images (N, C, H, W) like the inputs, for protocol "
+                f"{self.protocol!r} with {self.random_runs} runs; {_DATA_HINT}"
+            )
+        if not isinstance(random, (Tensor, np.ndarray)):
+            raise InputError(f"random images must be a tensor (N, C, H, W), got {type(random).__name__}; {_DATA_HINT}")
+        x = check_images(self.model, random, "random images").to(like.device)
         if tuple(x.shape[1:]) != tuple(like.shape[1:]):
             raise InputError(
                 f"random images have shape {tuple(x.shape[1:])} but the inputs have {tuple(like.shape[1:])}"
@@ -545,11 +526,16 @@ class TCAV:
         n_max = max(self._per_run(c, v.shape[0]) for c, v in concept_x.items())
         pool_x = self._load_random(random, x, self._random_needed(n_max))
         grads, n_inputs = self._gradients(x, lab, layer, classes, batching)
-        acts = {c: layer_activations(self.model, layer, v, batching) for c, v in concept_x.items()}
+        acts = {c: self._activations(layer, v, batching) for c, v in concept_x.items()}
         shape = tuple(next(iter(acts.values())).shape[1:])
-        pool = self._features(layer_activations(self.model, layer, pool_x, batching))
+        pool = self._features(self._activations(layer, pool_x, batching))
         setup = _Setup(layer[0], shape, grads, {c: self._features(a) for c, a in acts.items()}, pool, n_inputs)
         return setup, classes
+
+    def _activations(self, layer: tuple[str, nn.Module], x: Tensor, batching: Batching) -> Tensor:
+        """The layer's output on every row of ``x``, on the CPU."""
+        name, module = layer
+        return collect_activations(self.model, {name: module}, x, batching=batching)[name]
 
     # -- protocol -------------------------------------------------------------------
     def _run(self, pos: np.ndarray, neg: np.ndarray, grads: dict[int, np.ndarray], classes, seed: int):
@@ -570,7 +556,7 @@ class TCAV:
             fakes = [pool[perm[r * n:(r + 1) * n]]] * r
         scores, accs = [], []
         for i in range(r):
-            _, acc, sc = self._run(fakes[i], negs[i], grads, classes, _stream(self.seed, *key, i))
+            _, acc, sc = self._run(fakes[i], negs[i], grads, classes, mix_seed(self.seed, *key, i))
             scores.append(sc)
             accs.append(acc)
         return negs, np.stack(scores, axis=1), np.asarray(accs)
@@ -580,7 +566,7 @@ class TCAV:
         vecs, scores, accs = [], [], []
         for i in range(self.random_runs):
             pos = acts[perm[i * n:(i + 1) * n]] if self.protocol == "disjoint" else acts
-            v, acc, sc = self._run(pos, negs[i], grads, classes, _stream(self.seed, *key, i))
+            v, acc, sc = self._run(pos, negs[i], grads, classes, mix_seed(self.seed, *key, i))
             vecs.append(v)
             scores.append(sc)
             accs.append(acc)
@@ -617,11 +603,11 @@ class TCAV:
     def test(
         self,
         inputs: Tensor,
-        concepts: Sequence[str] | Mapping[str, ConceptSource | None] | str,
+        concepts: Mapping[str, Examples],
         *,
         labels: Any = None,
         classes: Sequence[int] | int | None = None,
-        random: ConceptSource | None = None,
+        random: Examples | None = None,
         class_names: Sequence[str] | None = None,
     ) -> TCAVResult:
         """Test each concept for each class.
@@ -629,16 +615,18 @@ class TCAV:
         Args:
             inputs: images ``(N, C, H, W)``; class ``k`` is scored on the inputs labelled
                 ``k`` (``labels``), or on all of them when there are no labels.
-            concepts: generated concept names (``["stripes", "red"]``, see
-                :data:`seethrough.data.concepts.CONCEPTS`) or a dict name -> examples (a
-                tensor, a folder of images or a tensor file; None generates that name).
+            concepts: a dict name -> example images ``(n, C, H, W)`` shaped like the inputs
+                (:meth:`examples_needed` each, for every run to get ``n_examples``).
             labels: one class index per input (optional).
             classes: the classes to test (default: every label present).
-            random: random images (a tensor, folder or tensor file); default:
-                :func:`seethrough.data.concepts.random_images` at the input size.
+            random: random images shaped like the inputs, at least :meth:`random_needed`
+                (required; e.g. :func:`seethrough.data.concepts.random_images`).
             class_names: names of the model's classes, for display.
+
+        Generated concepts by name, folders of images and tensor files are turned into
+        these tensors by the app layer (:mod:`seethrough.app.concepts`).
         """
-        self._check_settings()
+        self.check_settings()
         t0 = time.perf_counter()
         with model_guard(self.model, method="TCAV"):
             setup, classes = self._setup(inputs, concepts, labels, classes, random)
@@ -652,7 +640,7 @@ class TCAV:
     def _evaluate(self, setup: _Setup, classes: list[int]) -> dict[str, Any]:
         names = list(setup.concept_acts)
         n_tests = len(names) * len(classes)
-        perm = np.random.default_rng(_stream(self.seed, 7)).permutation(setup.pool.shape[0])
+        perm = _permutation(setup.pool.shape[0], self.seed, 7)
         random_cache: dict[int, tuple] = {}
         cols: dict[str, list] = {k: [] for k in ("run", "rand", "eff", "p", "pc", "sig", "acc", "racc")}
         cavs: dict[str, Tensor] = {}
@@ -664,7 +652,7 @@ class TCAV:
             if n not in random_cache:
                 random_cache[n] = self._random_runs(setup.pool, perm, n, setup.grads, classes, (2, n))
             negs, rand_scores, rand_accs = random_cache[n]
-            cperm = np.random.default_rng(_stream(self.seed, 3, ci)).permutation(acts.shape[0])
+            cperm = _permutation(acts.shape[0], self.seed, 3, ci)
             v, run_scores, accs = self._concept_runs(acts, n, negs, setup.grads, classes, (1, ci), cperm)
             effect, p, p_corr, sig = self._decide(run_scores, rand_scores, accs, n_tests)
             for key, val in zip(cols, (run_scores, rand_scores, effect, p, p_corr, sig, accs, rand_accs)):
@@ -703,7 +691,7 @@ def tcav_null_check(
     *,
     labels: Any = None,
     classes: Sequence[int] | int | None = None,
-    random: ConceptSource | None = None,
+    random: Examples | None = None,
     trials: int = 100,
 ) -> NullCheckResult:
     """How often does ``tcav``'s protocol call a random set a significant concept?
@@ -711,9 +699,9 @@ def tcav_null_check(
     Each trial draws from one pool of random images a random "concept" (as many images
     as a generated concept gets), plus the disjoint random sets the protocol needs (a
     fresh partition of the pool per trial), and tests the random concept for every class
-    with ``tcav``'s settings; the Bonferroni correction is over the classes. The pool
-    (generated unless ``random`` is given) holds ``3 * R * n_examples`` images for
-    ``protocol="disjoint"``, ``(R + 2) * n_examples`` for ``"shared"``. Activations and
+    with ``tcav``'s settings; the Bonferroni correction is over the classes. The pool,
+    ``random`` (required), needs ``tcav.null_pool_needed()`` images: ``3 * R * n_examples``
+    for ``protocol="disjoint"``, ``(R + 2) * n_examples`` for ``"shared"``. Activations and
     gradients are computed once; each trial only fits CAVs.
 
     A calibrated protocol calls at most a ``significance`` share of the trials
@@ -721,25 +709,25 @@ def tcav_null_check(
     """
     if not isinstance(tcav, TCAV):
         raise ConfigError(f"tcav_null_check takes a TCAV instance (its protocol is checked), got {type(tcav).__name__}")
-    tcav._check_settings()
+    tcav.check_settings()
     if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
         raise ConfigError(f"trials must be a positive int, got {trials!r}")
     t0 = time.perf_counter()
     n = tcav.n_examples
-    n_fake = tcav._concept_size()
+    n_fake = tcav.examples_needed()
     with model_guard(tcav.model, method="TCAV null check"):
-        x, layer, batching, classes, lab = tcav._prepare(inputs, labels, classes)
-        pool_x = tcav._load_random(random, x, n_fake + tcav._random_needed(n))
-        grads, _ = tcav._gradients(x, lab, layer, classes, batching)
-        pool = tcav._features(layer_activations(tcav.model, layer, pool_x, batching))
-    n_tests = len(classes)
+        x, layer, batching, tested, lab = tcav._prepare(inputs, labels, classes)
+        pool_x = tcav._load_random(random, x, tcav.null_pool_needed())
+        grads, _ = tcav._gradients(x, lab, layer, tested, batching)
+        pool = tcav._features(tcav._activations(layer, pool_x, batching))
+    n_tests = len(tested)
     p_all, eff_all, sig_all, acc_all = [], [], [], []
     for trial in range(trials):
-        perm = np.random.default_rng(_stream(tcav.seed, 11, trial)).permutation(pool.shape[0])
+        perm = _permutation(pool.shape[0], tcav.seed, 11, trial)
         fake, rest = pool[perm[:n_fake]], perm[n_fake:]
-        negs, rand_scores, _ = tcav._random_runs(pool, rest, n, grads, classes, (12, trial))
+        negs, rand_scores, _ = tcav._random_runs(pool, rest, n, grads, tested, (12, trial))
         cperm = np.arange(n_fake)
-        _, run_scores, accs = tcav._concept_runs(fake, n, negs, grads, classes, (13, trial), cperm)
+        _, run_scores, accs = tcav._concept_runs(fake, n, negs, grads, tested, (13, trial), cperm)
         effect, _, p_corr, sig = tcav._decide(run_scores, rand_scores, accs, n_tests)
         p_all.append(p_corr)
         eff_all.append(effect)
@@ -748,7 +736,7 @@ def tcav_null_check(
     sig = np.stack(sig_all)
     k = int(sig.any(axis=1).sum())
     settings = tcav.settings()
-    settings.update(layer=layer[0], trials=trials, classes=classes, pool=int(pool.shape[0]), n_tests_per_trial=n_tests)
+    settings.update(layer=layer[0], trials=trials, classes=tested, pool=int(pool.shape[0]), n_tests_per_trial=n_tests)
     return NullCheckResult(
         false_positive_rate=k / trials,
         n_false_positives=k,

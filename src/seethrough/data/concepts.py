@@ -526,7 +526,7 @@ def load_concept_images(
     with ``key``, or a torch tensor file; read with
     :func:`seethrough._core.files.load_tensor`, used as stored), or a tensor.
     """
-    from .files import load_images, load_tensor
+    from .._core.files import load_images, load_tensor
 
     if isinstance(source, torch.Tensor):
         x = source.detach()

@@ -1,19 +1,28 @@
-"""Concept results in plots and HTML reports, and the two demo sections."""
+"""Views of the concept results: plots and HTML, registered with
+:func:`seethrough._core.result.register_view`, so that ``result.plot(ax=...)`` and
+``result.to_html()`` of a :class:`~seethrough.concepts.TCAVResult` and a
+:class:`~seethrough.concepts.DissectionResult` draw with the functions here. Each plot
+function draws into ``ax`` (a new figure when None) and returns the figure; the ``add_*``
+functions append a result's section to an :class:`~seethrough.report.html.HtmlReport`.
+"""
 
 from __future__ import annotations
 
-import time
-from typing import Callable, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._core.capture import resolve_layers, stream_activations
 from .._core.layers import resolve_layer
+from .._core.result import register_view
 from .._core.state import model_guard
 from ..report.html import HtmlReport
-from .dissection import DissectionResult
+from ..report.plot import _new_axes
+from .dissection import ConceptMasks, DissectionResult
 from .tcav import NullCheckResult, TCAVResult
 
 __all__ = [
@@ -22,20 +31,11 @@ __all__ = [
     "unit_examples",
     "add_tcav",
     "add_dissection",
-    "tcav_section",
-    "dissection_section",
+    "tcav_html",
+    "dissection_html",
 ]
 
 _KIND_COLORS = {"color": "#d95f02", "texture": "#1b9e77", "shape": "#7570b3"}
-
-
-def _new_axes(ax, figsize):
-    if ax is not None:
-        return ax.figure, ax
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=figsize, layout="constrained")
-    return fig, fig.add_subplot(1, 1, 1)
 
 
 def plot_tcav(result: TCAVResult, *, ax=None):
@@ -95,17 +95,11 @@ def _examples(
 ) -> dict[tuple[str, int], tuple[Tensor, Tensor]]:
     """One pass over ``images`` for every picked unit of every layer: its ``k`` strongest
     images (largest maximum) and where its upsampled map exceeds its threshold."""
-    from .._core.batching import Batching
-    from ._common import iter_activations
-
-    modules = {}
-    for layer in picks:
-        name, module = resolve_layer(model, layer)
-        modules[name] = module
+    modules = resolve_layers(model, list(picks))
     peaks: dict[tuple[str, int], list[Tensor]] = {(n, u): [] for n in picks for u in picks[n]}
     maps: dict[tuple[str, int], list[Tensor]] = {key: [] for key in peaks}
     with model_guard(model, method="unit examples"):
-        for _, acts in iter_activations(model, modules, images, Batching()):
+        for _, acts in stream_activations(model, modules, images):
             for (name, unit) in peaks:
                 a = acts[name][:, unit:unit + 1].float().cpu()
                 peaks[(name, unit)].append(a.flatten(1).amax(dim=1))
@@ -129,7 +123,7 @@ def unit_examples(model: nn.Module, layer: str, unit: int, threshold: float, ima
     return _examples(model, {name: [unit]}, {name: thr}, images, k)[(name, unit)]
 
 
-def _unit_strips_html(model, result: DissectionResult, scenes, picks: dict[str, Sequence[int]], k: int) -> str:
+def _unit_strips_html(model, result: DissectionResult, scenes: ConceptMasks, picks: dict[str, Sequence[int]], k: int) -> str:
     from ..report.html import _esc, _img_tag
     from ..report.plot import array_to_png, mask_overlay
 
@@ -172,22 +166,28 @@ def add_tcav(report: HtmlReport, result: TCAVResult, *, null: NullCheckResult | 
     )
     nulls = [] if null is None else ([null] if isinstance(null, NullCheckResult) else list(null))
     if nulls:
-        report.add_table([
-            {
-                "protocol": n.settings.get("protocol"),
-                "runs": n.settings.get("random_runs"),
-                "decision rule": "t-test only" if n.settings.get("min_accuracy") == 0 and n.settings.get("min_effect") == 0
-                else f"t-test, |effect| >= {n.settings.get('min_effect')}, CAV accuracy >= {n.settings.get('min_accuracy')}",
-                "trials": n.trials,
-                "random sets called significant": n.n_false_positives,
-                "false-positive rate": round(n.false_positive_rate, 3),
-                "95% interval": f"{n.interval[0]:.3f}-{n.interval[1]:.3f}",
-                "level": n.significance,
-            }
-            for n in nulls
-        ], caption="Null check: random image sets posed as concepts; a calibrated test calls at most the "
-                   "level's share of them significant.")
+        report.add_table(_null_rows(nulls), caption="Null check: random image sets posed as concepts; a calibrated "
+                         "test calls at most the level's share of them significant.")
     return report
+
+
+def _null_rows(nulls: Sequence[NullCheckResult]) -> list[dict[str, Any]]:
+    rows = []
+    for n in nulls:
+        s = n.settings
+        plain = s.get("min_accuracy") == 0 and s.get("min_effect") == 0
+        rows.append({
+            "protocol": s.get("protocol"),
+            "runs": s.get("random_runs"),
+            "decision rule": "t-test only" if plain
+            else f"t-test, |effect| >= {s.get('min_effect')}, CAV accuracy >= {s.get('min_accuracy')}",
+            "trials": n.trials,
+            "random sets called significant": n.n_false_positives,
+            "false-positive rate": round(n.false_positive_rate, 3),
+            "95% interval": f"{n.interval[0]:.3f}-{n.interval[1]:.3f}",
+            "level": n.significance,
+        })
+    return rows
 
 
 def add_dissection(
@@ -195,7 +195,7 @@ def add_dissection(
     result: DissectionResult,
     *,
     model: nn.Module | None = None,
-    scenes=None,
+    scenes: ConceptMasks | None = None,
     units_per_layer: int = 3,
     examples: int = 4,
 ) -> HtmlReport:
@@ -213,7 +213,7 @@ def add_dissection(
         best += [r for r in result.table() if r["layer"] == name][:units_per_layer]
     report.add_table(best, caption="The best units of each layer.")
     if model is not None and scenes is not None and examples > 0:
-        picks = {}
+        picks: dict[str, Sequence[int]] = {}
         for name in result.layers:
             units = [r["unit"] for r in result.table(interpretable_only=True) if r["layer"] == name][:units_per_layer]
             if units:
@@ -223,75 +223,39 @@ def add_dissection(
     return report
 
 
-# ------------------------------------------------------------------------------ demo sections
+# ------------------------------------------------------------------------------ views
+def tcav_html(result: TCAVResult, *, null: NullCheckResult | Sequence[NullCheckResult] | None = None) -> str:
+    """An HTML fragment: :func:`add_tcav`'s section."""
+    return add_tcav(HtmlReport(f"TCAV at {result.layer}"), result, null=null)._repr_html_()
 
 
-def tcav_section(report: HtmlReport, *, progress: Callable[[str], None] | None = None) -> None:
-    """TCAV on the bundled ``stripes-cnn`` (its class ``striped`` depends on stripes by
-    construction, not on dots or red), with the null check of both protocols."""
-    from .. import zoo
-    from ..data.concepts import concept_dataset
-    from ..zoo.train import TEST_SEED_OFFSET
-    from .tcav import TCAV, tcav_null_check
-
-    if "stripes-cnn" not in zoo.available():
-        return
-    try:
-        model = zoo.load("stripes-cnn")
-    except FileNotFoundError:
-        return
-    info = zoo.info("stripes-cnn")
-    if progress:
-        progress("tcav")
-    t0 = time.perf_counter()
-    x, y = concept_dataset(200, "stripes", seed=TEST_SEED_OFFSET)
-    layer = "features.13"
-    tcav = TCAV(model, layer=layer, seed=0)
-    result = tcav.test(x, ["stripes", "dots", "red"], labels=y, class_names=info.classes)
-    plain = dict(min_effect=0.0, min_accuracy=0.0, seed=0)  # the t-test alone
-    nulls = [
-        tcav_null_check(TCAV(model, layer=layer, protocol="shared", random_runs=10, **plain), x[:100], labels=y[:100],
-                        trials=40),
-        tcav_null_check(TCAV(model, layer=layer, random_runs=10, **plain), x[:100], labels=y[:100], trials=40),
-    ]
-    report.add_heading("Concepts: TCAV")
-    acc = info.metrics.get("test_accuracy")
-    report.add_paragraph(
-        "Model 'stripes-cnn' calls an image 'striped' exactly when a striped region is drawn on it; "
-        "dots, colours and shapes appear equally often in both classes"
-        + (f" (held-out accuracy {100 * acc:.1f}%)" if acc is not None else "")
-        + ". TCAV should find 'stripes' significant for both classes (positive for 'striped', negative for "
-        "'plain') and neither 'dots' nor 'red'. 200 held-out images, generated concept and random images."
-    )
-    add_tcav(report, result, null=nulls)
-    report.add_paragraph(
-        "The null check above poses random image sets as concepts (40 trials each, 10 runs, the t-test alone: "
-        "no effect or accuracy filter). The paper's per-run t-test ('shared': every run reuses the same "
-        "concept examples) calls many of them significant; independent runs ('disjoint', the default) keep "
-        f"the rate near the level. Section computed in {time.perf_counter() - t0:.0f} s."
-    )
+def dissection_html(result: DissectionResult, **kwargs: Any) -> str:
+    """An HTML fragment: :func:`add_dissection`'s section (``kwargs`` as there)."""
+    return add_dissection(HtmlReport("network dissection"), result, **kwargs)._repr_html_()
 
 
-def dissection_section(report: HtmlReport, *, progress: Callable[[str], None] | None = None):
-    """Network dissection of the bundled ``shapes-cnn`` on 300 generated scenes; returns the
-    result (its ``unit_labels()`` label the demo atlas)."""
-    from .. import zoo
-    from ..data.concepts import concept_scenes
-    from .dissection import Dissection
+def _null_html(result: NullCheckResult) -> str:
+    report = HtmlReport("TCAV null check")
+    report.add_paragraph(repr(result))
+    report.add_table(_null_rows([result]))
+    return report._repr_html_()
 
-    if progress:
-        progress("dissection")
-    t0 = time.perf_counter()
-    model = zoo.load("shapes-cnn")
-    scenes = concept_scenes(300, seed=0)
-    layers = ["features.2", "features.9", "features.13", "features.16"]
-    result = Dissection(model, layers=layers).dissect(scenes)
-    report.add_heading("Concepts: network dissection")
-    report.add_paragraph(
-        "Each unit of four layers of 'shapes-cnn' is compared with the pixel masks of 13 concepts (colours, "
-        "textures, the four shapes) on generated scenes. Early layers hold colour and texture detectors; "
-        "the last layer, whose units feed the shape classifier, is dominated by shape detectors."
-    )
-    add_dissection(report, result, model=model, scenes=scenes, units_per_layer=2, examples=4)
-    report.add_paragraph(f"Section computed in {time.perf_counter() - t0:.0f} s.")
-    return result
+
+def _plot_null(result: NullCheckResult, *, ax=None):
+    """The false-positive rate with its 95% interval, against the level."""
+    fig, ax = _new_axes(ax, (3.0, 3.0))
+    lo, hi = result.interval
+    rate = result.false_positive_rate
+    ax.bar([0], [rate], 0.5, yerr=[[rate - lo], [hi - rate]], capsize=4, color="C0")
+    ax.axhline(result.significance, color="k", linestyle=":", label=f"level {result.significance:g}")
+    ax.set_xticks([0])
+    ax.set_xticklabels([str(result.settings.get("protocol"))])
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("false-positive rate")
+    ax.legend(fontsize=7)
+    return fig
+
+
+register_view(TCAVResult, plot=plot_tcav, html=tcav_html)
+register_view(DissectionResult, plot=plot_dissection, html=dissection_html)
+register_view(NullCheckResult, plot=_plot_null, html=_null_html)
