@@ -148,7 +148,7 @@ def test_comparison_html_is_self_contained(model, data):
 def test_neuron_tables_leave_out_zero_influence_and_say_why():
     from torch import nn
 
-    from seethrough.influence._report import neuron_rows, no_negative_note
+    from seethrough.influence.views import neuron_rows, no_negative_note
 
     class PoolAfter(nn.Module):  # max-pooling after the slice: positions outside the max get 0
         def __init__(self) -> None:

@@ -101,3 +101,25 @@ def test_errors_exit_2_with_one_line(extra, words, capsys):
     assert err.startswith("seethrough: error:")
     for w in words:
         assert w in err
+
+
+def test_folder_of_images_with_a_factory_model_and_its_input_size(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+    from safetensors.torch import save_file
+
+    from seethrough.testing import TinyCNN, seeded
+
+    model = seeded(TinyCNN)
+    weights, folder, labels = tmp_path / "w.safetensors", tmp_path / "images", tmp_path / "y.safetensors"
+    save_file(model.state_dict(), str(weights))
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):  # larger than the model's input: read at --size
+        Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    save_file({"y": torch.tensor([0, 1, 2, 0, 1, 2])}, str(labels))
+    code = main(["influence", "--model", "seethrough.testing.models:TinyCNN", "--weights", str(weights), "--size", "16",
+                 "--data", str(folder), "--labels", str(labels), "--layer", "features.3", "--class", "1", "--top", "2"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "6 inputs from" in captured.out and "the 2 instances of '1'" in captured.out

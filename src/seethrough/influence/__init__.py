@@ -6,13 +6,18 @@ class, or the path from a baseline) and a slice (a layer). :class:`InternalInflu
 measures every neuron's influence; :class:`NeuronVisualization` shows what drives a
 neuron; :class:`ClassInfluence` builds class-level and comparative explanations;
 :class:`EssenceExperiment` tests whether a few influential neurons carry a class.
+
+A pure library: data come in as tensors. The results are
+:class:`~seethrough._core.result.Result` objects (frozen, ``save``/``load``); their
+``plot()`` and ``to_html()`` are the views of :mod:`seethrough.influence.views`. The demo
+section lives in :mod:`seethrough.app.demo.influence`.
 """
 
-from ._report import influence_section
+from ._common import select_class
 from .essence import EssenceExperiment, EssenceResult, balanced_accuracy_threshold, class_vs_rest
 from .explain import ClassComparison, ClassInfluence, NeuronMaps, NeuronVisualization, TopNeurons
 from .internal import DISTRIBUTIONS, InfluenceResult, InternalInfluence
-from .plot import plot_comparison, plot_essence, plot_influence, plot_neuron_maps
+from .views import plot_comparison, plot_essence, plot_influence, plot_neuron_maps
 
 __all__ = [
     "InternalInfluence",
@@ -29,7 +34,7 @@ __all__ = [
     "balanced_accuracy_threshold",
     "plot_influence",
     "plot_neuron_maps",
+    "select_class",
     "plot_comparison",
     "plot_essence",
-    "influence_section",
 ]

@@ -1,35 +1,43 @@
 """Helpers shared by the influence modules: neurons of a slice, labels and class
-selection, slice activations without gradients, and masking neurons in a forward hook."""
+selection, slice activations without gradients, and masking neurons in a forward hook.
+
+Capture, streaming, chunk sizing, reductions and per-sample targets are core services
+(:mod:`seethrough._core.capture`, :mod:`seethrough._core.reduce`,
+:meth:`~seethrough.Target.take`); only what is specific to influence lives here."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 from torch import Tensor, nn
 
 from .._core.batching import Batching
-from .._core.engine import call_model
+from .._core.capture import collect_activations
 from .._core.errors import InputError, LayerError
-from .._core.forward import forward_row_bytes
-from .._core.hooks import StopForward, capture_activation
-from .._core.targets import Class, ClassDifference, Target
+from .._core.reduce import apply_reduce, check_reduce
+from .._core.targets import Class, ClassDifference
 
 __all__ = [
-    "REDUCTIONS",
+    "POSITION_REDUCTIONS",
+    "check_position_reduce",
     "neuron_values",
     "neuron_kind",
     "check_labels",
     "class_of_target",
     "select_class",
-    "subset_target",
     "slice_activations",
     "mask_neurons",
 ]
 
-#: How the influence of a channel is reduced over its positions.
-REDUCTIONS = ("max", "mean")
+#: How the influence of a channel is reduced over its positions (names of the core ``reduce=`` vocabulary).
+POSITION_REDUCTIONS = ("max", "mean")
+
+
+def check_position_reduce(how: object) -> str:
+    """``how`` if it is ``"max"`` or ``"mean"``, else a :class:`ConfigError` naming both."""
+    return check_reduce(how, allowed=POSITION_REDUCTIONS, what="reduce")
 
 
 def neuron_kind(slice_shape: tuple[int, ...]) -> str:
@@ -47,8 +55,7 @@ def neuron_values(maps: Tensor, reduce: str) -> Tensor:
         return maps.unsqueeze(1)
     if maps.dim() == 2:
         return maps
-    flat = maps.reshape(maps.shape[0], maps.shape[1], -1)
-    return flat.amax(dim=2) if reduce == "max" else flat.mean(dim=2)
+    return apply_reduce(maps.reshape(maps.shape[0], maps.shape[1], -1), check_position_reduce(reduce), dim=2)
 
 
 def check_labels(labels: object, n: int) -> Tensor:
@@ -90,48 +97,11 @@ def select_class(labels: Tensor, cls: int, *, what: str = "inputs") -> Tensor:
     return idx
 
 
-def subset_target(target: Target, idx: Tensor, n: int) -> Target:
-    """A class target with one index per input, restricted to the inputs ``idx``."""
-    if isinstance(target, Class) and target.index.dim() == 1 and target.index.numel() == n and n > 1:
-        return Class(target.index[idx.cpu()], output=target.output)
-    if isinstance(target, ClassDifference):
-        a, b = target.a.index, target.b.index
-        if (a.dim() == 1 and a.numel() == n and n > 1) or (b.dim() == 1 and b.numel() == n and n > 1):
-            pick = lambda t: t[idx.cpu()] if t.dim() == 1 and t.numel() == n else t  # noqa: E731
-            return ClassDifference(pick(a), pick(b), output=target.output)
-    return target
-
-
-def _forward_chunk(model: nn.Module, batching: Batching, x: Tensor) -> int:
-    if batching.batch_size is not None:
-        return batching.batch_size
-    peak = forward_row_bytes(model, x[:1])
-    return batching.forward_rows_per_chunk(peak, x.device)
-
-
 def slice_activations(model: nn.Module, name: str, module: nn.Module, x: Tensor, batching: Batching) -> Tensor:
-    """The slice's output for every input, without gradients; each forward pass stops
-    once the slice has run. A slice that does not run raises :class:`LayerError`."""
-    size = _forward_chunk(model, batching, x)
-    parts: list[Tensor] = []
-    with torch.no_grad():
-        for sl in Batching.chunks(x.shape[0], size):
-            store: dict = {}
-            with capture_activation(module, store, stop=True):
-                try:
-                    call_model(model, x[sl].clone())
-                except StopForward:
-                    pass
-            if "act" not in store:
-                raise LayerError(
-                    f"layer {name!r} did not run during the forward pass, so it has no neurons to "
-                    f"explain; pick a layer on the path to the output (see seethrough.layer_names(model))"
-                )
-            act = store["act"]
-            if not isinstance(act, Tensor):
-                raise LayerError(f"layer {name!r} returns {type(act).__name__}; use a layer that returns a tensor")
-            parts.append(act.detach().clone())
-    return torch.cat(parts)
+    """The slice's output for every input, without gradients, on the inputs' device (the
+    core :func:`~seethrough._core.capture.collect_activations`: chunked, each pass stopped
+    once the slice has run). A slice that does not run raises :class:`LayerError`."""
+    return collect_activations(model, {name: module}, x, batching=batching, device=None)[name]
 
 
 @contextmanager

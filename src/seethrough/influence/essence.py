@@ -28,31 +28,34 @@ Exact protocol (:meth:`EssenceExperiment.run`):
    whatever the class balance), and the area under the ROC curve of the margin
    (threshold-free).
 5. **Baseline.** ``n_random`` draws of ``k`` neurons uniformly without replacement
-   (``numpy.random.default_rng(seed)``), scored the same way: mean and standard deviation
-   (``ddof=1``) over the draws.
+   (the first ``k`` of ``torch.randperm``; draw ``d`` for ``k`` uses the generator
+   ``seethrough._core.seeds.generator(seed, k, d)``, so a draw does not depend on the
+   other ``ks``), scored the same way: mean and standard deviation (``ddof=1``) over the
+   draws.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from .._core.batching import Batching, as_batching
+from .._core.capture import forward_chunk_rows
 from .._core.engine import ForwardFailed, call_model
 from .._core.errors import ConfigError, InputError, LayerError, TargetError
-from .._core.forward import forward_row_bytes
-from .._core.layers import LayerRef, resolve_layer
-from .._core.result import _freeze
+from .._core.layers import LayerRef, layer_label, resolve_layer
+from .._core.result import Result
+from .._core.seeds import check_seed, generator
 from .._core.state import model_guard
 from .._core.targets import Class, Custom
 from .._core.validation import check_inputs
-from .._core.layers import layer_label
-from ._common import REDUCTIONS, check_labels, mask_neurons, select_class
+from ._common import check_labels, check_position_reduce, mask_neurons, select_class
 from .internal import InfluenceResult, InternalInfluence
 
 __all__ = ["EssenceExperiment", "EssenceResult", "class_vs_rest", "balanced_accuracy_threshold"]
@@ -117,7 +120,7 @@ def _auc(margins: np.ndarray, positive: np.ndarray) -> float:
 
 
 @dataclass(frozen=True, eq=False)
-class EssenceResult:
+class EssenceResult(Result):
     """Balanced accuracy (and ROC AUC) of class ``cls`` vs the rest when only ``k``
     neurons of ``layer`` are kept: the top-``k`` by influence versus ``k`` random ones.
 
@@ -125,6 +128,8 @@ class EssenceResult:
     and ``random_auc[i, d]`` to draw ``d``. ``full_accuracy``/``full_auc``: every neuron
     kept, same rule. ``top_neurons``: the slice's neurons ordered by influence (largest
     first). ``thresholds[i]``: the threshold fitted for the top-``ks[i]`` mask.
+    ``plot(ax=..., metric="accuracy")`` (:func:`seethrough.influence.plot_essence`),
+    ``to_html()``, ``save``/``load``.
     """
 
     cls: int
@@ -145,10 +150,6 @@ class EssenceResult:
     n_evaluations: int = 0
     seconds: float = 0.0
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "settings", _freeze(self.settings))
-        object.__setattr__(self, "counts", _freeze(self.counts))
-
     def rows(self) -> list[dict[str, Any]]:
         """One dict per ``k``: the numbers of the table in the docs and reports."""
         out = []
@@ -168,12 +169,6 @@ class EssenceResult:
 
     def __repr__(self) -> str:
         return f"EssenceResult(class {self.cls}, layer={self.layer!r}, ks={self.ks}, {self.n_neurons} neurons)"
-
-    def plot(self, *, ax=None, **kwargs):
-        """Balanced accuracy against ``k``; see :func:`seethrough.influence.plot_essence`."""
-        from .plot import plot_essence
-
-        return plot_essence(self, ax=ax, **kwargs)
 
 
 class EssenceExperiment:
@@ -220,16 +215,9 @@ class EssenceExperiment:
         seed: int = 0,
         batching: Batching | int | None = None,
     ) -> None:
-        self.model = model
-        self.multiply_by_activation = multiply_by_activation
-        self.select = select
-        self.layer = layer
-        self.ks = ks
-        self.n_random = n_random
-        self.quantity = quantity
-        self.reduce = reduce
-        self.seed = seed
-        self.batching = batching
+        self.model, self.layer, self.ks, self.n_random = model, layer, ks, n_random
+        self.quantity, self.reduce, self.multiply_by_activation = quantity, reduce, multiply_by_activation
+        self.select, self.seed, self.batching = select, seed, batching
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -258,8 +246,8 @@ class EssenceExperiment:
             raise ConfigError(f"n_random must be a positive int (random draws per k), got {self.n_random!r}")
         if self.quantity not in QUANTITIES:
             raise ConfigError(f"quantity must be one of {QUANTITIES}, got {self.quantity!r}")
-        if self.reduce not in REDUCTIONS:
-            raise ConfigError(f"reduce must be one of {REDUCTIONS}, got {self.reduce!r}")
+        check_position_reduce(self.reduce)
+        check_seed(self.seed)
         if self.select not in SELECTIONS:
             raise ConfigError(f"select must be one of {SELECTIONS}, got {self.select!r}")
         return name, module, [int(k) for k in self.ks]
@@ -304,15 +292,14 @@ class EssenceExperiment:
         if self.select == "absolute":
             ranked = ranked.abs()
         order = torch.sort(-ranked, stable=True).indices
-        rng = np.random.default_rng(self.seed)
         masks = [torch.ones(n)]
         for k in ks:
             m = torch.zeros(n)
             m[order[:k]] = 1.0
             masks.append(m)
-            for _ in range(self.n_random):
+            for d in range(self.n_random):
                 r = torch.zeros(n)
-                r[torch.from_numpy(rng.choice(n, size=k, replace=False))] = 1.0
+                r[torch.randperm(n, generator=generator(self.seed, k, d))[:k]] = 1.0
                 masks.append(r)
         mask_t = torch.stack(masks)
         x_all = torch.cat([x_tr, x_te])
@@ -337,31 +324,15 @@ class EssenceExperiment:
             taus.append(tau)
             for d in range(R):
                 rnd_acc[i, d], rnd_auc[i, d], _ = score(base + 1 + d)
-        settings = self.settings()
-        settings["layer"] = name
+        counts = {"train_positive": int(pos_tr.sum()), "train_negative": int((~pos_tr).sum()),
+                  "test_positive": int(pos_te.sum()), "test_negative": int((~pos_te).sum())}
         return EssenceResult(
-            cls=cls,
-            layer=name,
-            ks=tuple(ks),
-            n_neurons=n,
-            top_neurons=order.clone(),
-            top_accuracy=torch.tensor(top_acc),
-            random_accuracy=torch.from_numpy(rnd_acc),
-            top_auc=torch.tensor(top_auc),
-            random_auc=torch.from_numpy(rnd_auc),
-            full_accuracy=full_acc,
-            full_auc=full_auc,
-            thresholds=torch.tensor(taus),
-            influence=influence,
-            counts={
-                "train_positive": int(pos_tr.sum()),
-                "train_negative": int((~pos_tr).sum()),
-                "test_positive": int(pos_te.sum()),
-                "test_negative": int((~pos_te).sum()),
-            },
-            settings=settings,
-            n_evaluations=influence.n_evaluations + n_eval,
-            seconds=time.perf_counter() - start,
+            cls=cls, layer=name, ks=tuple(ks), n_neurons=n, top_neurons=order.clone(),
+            top_accuracy=torch.tensor(top_acc), random_accuracy=torch.from_numpy(rnd_acc),
+            top_auc=torch.tensor(top_auc), random_auc=torch.from_numpy(rnd_auc),
+            full_accuracy=full_acc, full_auc=full_auc, thresholds=torch.tensor(taus), influence=influence,
+            counts=counts, settings={**self.settings(), "layer": name},
+            n_evaluations=influence.n_evaluations + n_eval, seconds=time.perf_counter() - start,
         )
 
     # -- masked forward passes ----------------------------------------------------------
@@ -370,11 +341,7 @@ class EssenceExperiment:
         batching = as_batching(self.batching)
         M, N = masks.shape[0], x.shape[0]
         with model_guard(self.model, method="essence experiment"):
-            if batching.batch_size is not None:
-                rows = batching.batch_size
-            else:
-                rows = batching.forward_rows_per_chunk(forward_row_bytes(self.model, x[:1]), x.device)
-            per_chunk = max(1, rows // M)
+            per_chunk = max(1, forward_chunk_rows(self.model, x, batching) // M)
             out = torch.empty(M, N)
             n_eval = 0
             expand = True

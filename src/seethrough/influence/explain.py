@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,12 +27,11 @@ from torch import Tensor, nn
 
 from .._core.batching import Batching
 from .._core.errors import ConfigError, InputError, TargetError
-from .._core.layers import LayerRef, resolve_layer
-from .._core.result import Explanation, _freeze
+from .._core.layers import LayerRef, layer_label, resolve_layer
+from .._core.result import Explanation, Result
 from .._core.state import model_guard
 from .._core.targets import Channel, Class, ClassDifference, Neuron, Target
 from .._core.validation import check_inputs
-from .._core.layers import layer_label
 from ..attribution.registry import build_method, get_method
 from ._common import check_labels, select_class, slice_activations
 from .internal import InfluenceResult, InternalInfluence
@@ -100,6 +100,14 @@ def _check_method(method: str) -> str:
     return spec.name
 
 
+def _method_settings(method: str, settings: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The settings given for ``method``, with integrated gradients' default here: ``steps=32``."""
+    s = dict(settings or {})
+    if method == "integrated_gradients":
+        s.setdefault("steps", 32)
+    return s
+
+
 def _slice_shape(model: nn.Module, name: str, module: nn.Module, x: Tensor) -> tuple[int, ...]:
     with model_guard(model, method="neuron visualisation"):
         z = slice_activations(model, name, module, x[:1], Batching(batch_size=1))
@@ -107,36 +115,28 @@ def _slice_shape(model: nn.Module, name: str, module: nn.Module, x: Tensor) -> t
 
 
 @dataclass(frozen=True, eq=False)
-class NeuronMaps:
+class NeuronMaps(Result):
     """Input attributions of neurons' activations.
 
     ``maps[j]`` is the :class:`~seethrough.Explanation` of neuron ``j`` on ``inputs``;
     ``neurons`` lists them in order; ``influence[i]`` is the influence of ``neurons[i]``
-    when the neurons came from an :class:`InfluenceResult`, else NaN.
+    when the neurons came from an :class:`InfluenceResult`, else NaN. ``plot(ax=...,
+    n_show=4)``: a row per input, the input then one map per neuron
+    (:func:`seethrough.influence.plot_neuron_maps`); ``to_html()``, ``save``/``load``.
     """
 
     neurons: Tensor
-    maps: Mapping[int, Explanation]
     influence: Tensor
     inputs: Tensor
     layer: str
     method: str
     neuron: str
+    maps: Mapping[int, Explanation]
     settings: Mapping[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "settings", _freeze(self.settings))
-        object.__setattr__(self, "maps", _freeze(self.maps))
-
     def __repr__(self) -> str:
         return f"NeuronMaps(layer={self.layer!r}, neurons={self.neurons.tolist()}, method={self.method!r}, {len(self.inputs)} inputs)"
-
-    def plot(self, *, ax=None, **kwargs):
-        """Mosaic: a row per input, the input then one map per neuron; returns the figure."""
-        from .plot import plot_neuron_maps
-
-        return plot_neuron_maps(self, ax=ax, **kwargs)
 
 
 class NeuronVisualization:
@@ -158,20 +158,12 @@ class NeuronVisualization:
         method_settings: Mapping[str, Any] | None = None,
         batching: Batching | int | None = None,
     ) -> None:
-        self.model = model
-        self.layer = layer
-        self.method = method
-        self.method_settings = method_settings
-        self.batching = batching
-
-    def _settings(self) -> dict[str, Any]:
-        s = dict(self.method_settings or {})
-        if self.method == "integrated_gradients":
-            s.setdefault("steps", 32)
-        return s
+        self.model, self.layer, self.batching = model, layer, batching
+        self.method, self.method_settings = method, method_settings
 
     def settings(self) -> dict[str, Any]:
-        return {"layer": layer_label(self.layer), "method": self.method, "method_settings": _jsonable(self._settings())}
+        s = _method_settings(self.method, self.method_settings)
+        return {"layer": layer_label(self.layer), "method": self.method, "method_settings": _jsonable(s)}
 
     def visualize(self, inputs: Tensor, neurons: Sequence[int] | Tensor | InfluenceResult, *, k: int = 3) -> NeuronMaps:
         """Maps of ``neurons`` (indices) on ``inputs``. Given an :class:`InfluenceResult`,
@@ -202,7 +194,7 @@ class NeuronVisualization:
         bad = [j for j in idx if not 0 <= j < n]
         if bad:
             raise ConfigError(f"neuron {bad[0]} is out of range for layer {name!r} with {n} neurons (0..{n - 1})")
-        settings = self._settings()
+        settings = _method_settings(self.method, self.method_settings)
         attr = build_method(method, self.model, batching=self.batching, **settings)
         maps: dict[int, Explanation] = {}
         with warnings.catch_warnings():
@@ -210,24 +202,22 @@ class NeuronVisualization:
             warnings.filterwarnings("ignore", message=r".*identically zero.*")
             for j in idx:
                 maps[j] = attr.attribute(x, _neuron_target(name, shape, j))
-        full = self.settings()
-        full["layer"] = name
+        full = {**self.settings(), "layer": name}
+        nan = torch.full((len(idx),), float("nan"))
         return NeuronMaps(
-            neurons=torch.tensor(idx),
-            maps=maps,
-            influence=influence_values.clone() if influence_values is not None else torch.full((len(idx),), float("nan")),
-            inputs=x,
-            layer=name,
-            method=method,
-            neuron="channel" if len(shape) >= 2 else "unit",
-            settings=full,
-            seconds=time.perf_counter() - start,
+            neurons=torch.tensor(idx), maps=maps, inputs=x, layer=name, method=method,
+            influence=influence_values.clone() if influence_values is not None else nan,
+            neuron="channel" if len(shape) >= 2 else "unit", settings=full, seconds=time.perf_counter() - start,
         )
 
 
 @dataclass(frozen=True, eq=False)
-class ClassComparison:
+class ClassComparison(Result):
     """Class-level and comparative influence-directed explanations of class ``cls``.
+
+    ``plot(ax=..., n_show=4)``: a row per explanation, a column per shown instance plus the
+    class mean (:func:`seethrough.influence.plot_comparison`); ``to_html(n_show=4)``: the
+    maps side by side and the top neurons; ``save``/``load``.
 
     Attributes
     ----------
@@ -263,33 +253,13 @@ class ClassComparison:
     settings: Mapping[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "settings", _freeze(self.settings))
-        object.__setattr__(self, "maps", _freeze(self.maps))
-        object.__setattr__(self, "class_maps", _freeze(self.class_maps))
-
     def name_of(self, c: int | None) -> str:
-        if c is None:
-            return ""
-        if self.class_names is not None and 0 <= c < len(self.class_names):
-            return str(self.class_names[c])
-        return str(c)
+        """The name of class ``c`` (its index when no names were given; "" for None)."""
+        return "" if c is None else _name(c, self.class_names)
 
     def __repr__(self) -> str:
         vs = f" vs {self.name_of(self.vs)}" if self.vs is not None else ""
         return f"ClassComparison({self.name_of(self.cls)}{vs}, layer={self.influence.layer!r}, {len(self.instances)} instances)"
-
-    def plot(self, *, ax=None, n_show: int = 4, **kwargs):
-        """Mosaic: a row per explanation, a column per shown instance plus the class mean."""
-        from .plot import plot_comparison
-
-        return plot_comparison(self, ax=ax, n_show=n_show, **kwargs)
-
-    def to_html(self, *, n_show: int = 4) -> str:
-        """A self-contained HTML fragment: the maps side by side and the top neurons."""
-        from ._report import comparison_html
-
-        return comparison_html(self, n_show=n_show)
 
 
 class ClassInfluence:
@@ -330,32 +300,15 @@ class ClassInfluence:
         max_instances: int = 32,
         batching: Batching | int | None = None,
     ) -> None:
-        self.model = model
-        self.layer = layer
-        self.top = top
-        self.distribution = distribution
-        self.reduce = reduce
-        self.method = method
-        self.method_settings = method_settings
-        self.max_instances = max_instances
-        self.batching = batching
-
-    def _method_settings(self) -> dict[str, Any]:
-        s = dict(self.method_settings or {})
-        if self.method == "integrated_gradients":
-            s.setdefault("steps", 32)
-        return s
+        self.model, self.layer, self.top, self.distribution = model, layer, top, distribution
+        self.reduce, self.method, self.method_settings = reduce, method, method_settings
+        self.max_instances, self.batching = max_instances, batching
 
     def settings(self) -> dict[str, Any]:
-        return {
-            "layer": layer_label(self.layer),
-            "top": self.top,
-            "distribution": self.distribution,
-            "reduce": self.reduce,
-            "method": self.method,
-            "method_settings": _jsonable(self._method_settings()),
-            "max_instances": self.max_instances,
-        }
+        s = _method_settings(self.method, self.method_settings)
+        return {"layer": layer_label(self.layer), "top": self.top, "distribution": self.distribution,
+                "reduce": self.reduce, "method": self.method, "method_settings": _jsonable(s),
+                "max_instances": self.max_instances}
 
     def _check_settings(self) -> None:
         if isinstance(self.top, bool) or not isinstance(self.top, int) or self.top < 1:
@@ -404,7 +357,7 @@ class ClassInfluence:
             comp = infl.compute(x, ClassDifference(cls, vs), labels=y, of_class=cls)
             comp_neurons = comp.top_positive(self.top)
 
-        settings = self._method_settings()
+        settings = _method_settings(self.method, self.method_settings)
         ig_settings = settings if self.method == "integrated_gradients" else {"steps": 32}
         ig = build_method("integrated_gradients", self.model, batching=self.batching, **ig_settings)
         method = build_method(_check_method(self.method), self.model, batching=self.batching, **settings)
@@ -421,22 +374,11 @@ class ClassInfluence:
                     xs, _weighted(name, comp, comp_neurons)
                 )
         class_maps = {key: e.attributions.mean(dim=0) for key, e in maps.items()}
-        full = self.settings()
-        full["layer"] = name
+        names = tuple(str(c) for c in class_names) if class_names is not None else None
         return ClassComparison(
-            cls=cls,
-            vs=vs,
-            class_names=tuple(str(c) for c in class_names) if class_names is not None else None,
-            influence=res,
-            comparative=comp,
-            neurons=neurons,
-            comparative_neurons=comp_neurons,
-            maps=maps,
-            class_maps=class_maps,
-            inputs=xs,
-            instances=shown.clone(),
-            settings=full,
-            seconds=time.perf_counter() - start,
+            cls=cls, vs=vs, class_names=names, influence=res, comparative=comp, neurons=neurons,
+            comparative_neurons=comp_neurons, maps=maps, class_maps=class_maps, inputs=xs, instances=shown.clone(),
+            settings={**self.settings(), "layer": name}, seconds=time.perf_counter() - start,
         )
 
 

@@ -24,32 +24,31 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from .._core.batching import Batching, as_batching
-from .._core.engine import ChunkResult, ForwardFailed, GradientRunner, call_model, forward_scores
+from .._core.engine import ChunkResult, ForwardFailed, GradientRunner, forward_scores
 from .._core.errors import ConfigError, InputError, ZeroAttributionWarning
-from .._core.layers import LayerRef, resolve_layer
-from .._core.result import _freeze
+from .._core.layers import LayerRef, layer_label, resolve_layer
+from .._core.result import Result
 from .._core.state import model_guard
-from .._core.targets import TargetLike, as_target
+from .._core.targets import TargetLike, as_target, resolve_target
 from .._core.validation import check_inputs
-from .._core.layers import layer_label
 from ..attribution.baselines import BaselineLike, as_baselines, describe_baseline
 from ..attribution.integrated import integration_points
 from ._common import (
-    REDUCTIONS,
     check_labels,
+    check_position_reduce,
     class_of_target,
     neuron_kind,
     neuron_values,
     select_class,
     slice_activations,
-    subset_target,
 )
 
 __all__ = ["InternalInfluence", "InfluenceResult", "DISTRIBUTIONS"]
@@ -59,8 +58,12 @@ DISTRIBUTIONS = ("point", "class", "path")
 
 
 @dataclass(frozen=True, eq=False)
-class InfluenceResult:
+class InfluenceResult(Result):
     """The internal influence of every neuron of a slice.
+
+    A :class:`~seethrough._core.result.Result`: frozen, ``save``/``load``, and
+    ``plot(ax=..., k=5)`` (:func:`seethrough.influence.plot_influence`) and ``to_html()``
+    from the views registered in :mod:`seethrough.influence.views`.
 
     Attributes
     ----------
@@ -105,9 +108,6 @@ class InfluenceResult:
     n_evaluations: int = 0
     seconds: float = 0.0
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "settings", _freeze(self.settings))
-
     @property
     def n_neurons(self) -> int:
         return int(self.neuron_influence.numel())
@@ -141,13 +141,6 @@ class InfluenceResult:
             f"InfluenceResult(layer={self.layer!r}, target={self.target}, distribution={self.distribution!r}, "
             f"{self.n_neurons} {self.neuron}s, {self.n_instances} instances)"
         )
-
-    def plot(self, *, ax=None, k: int = 5, **kwargs):
-        """Bar chart of every neuron's influence, the top ``k`` of each sign marked;
-        returns the figure. See :func:`seethrough.influence.plot_influence`."""
-        from .plot import plot_influence
-
-        return plot_influence(self, ax=ax, k=k, **kwargs)
 
 
 def _stable_order(values: Tensor, *, descending: bool) -> Tensor:
@@ -199,15 +192,9 @@ class InternalInfluence:
         rule: str = "gausslegendre",
         batching: Batching | int | None = None,
     ) -> None:
-        self.model = model
-        self.layer = layer
-        self.distribution = distribution
-        self.reduce = reduce
-        self.multiply_by_activation = multiply_by_activation
-        self.baseline = baseline
-        self.steps = steps
-        self.rule = rule
-        self.batching = batching
+        self.model, self.layer, self.distribution = model, layer, distribution
+        self.reduce, self.multiply_by_activation = reduce, multiply_by_activation
+        self.baseline, self.steps, self.rule, self.batching = baseline, steps, rule, batching
 
     def settings(self) -> dict[str, Any]:
         s: dict[str, Any] = {
@@ -226,8 +213,7 @@ class InternalInfluence:
     def _check_settings(self) -> tuple[str, nn.Module]:
         if self.distribution not in DISTRIBUTIONS:
             raise ConfigError(f"unknown distribution of interest {self.distribution!r}; use one of {DISTRIBUTIONS}")
-        if self.reduce not in REDUCTIONS:
-            raise ConfigError(f"reduce must be one of {REDUCTIONS} (how a channel is reduced over positions), got {self.reduce!r}")
+        check_position_reduce(self.reduce)
         if self.layer is None:
             raise ConfigError("InternalInfluence needs layer=: the dotted name (or module) of the slice")
         if self.distribution == "path":
@@ -278,7 +264,9 @@ class InternalInfluence:
             idx = select_class(labels, int(of_class))
         t = as_target(target)
         if idx.numel() != n:
-            t = subset_target(t, idx, n)
+            if t.per_sample:  # one value per input given: check that there is one per input, then take
+                t = t.resolve(self.model, None, n)
+            t = t.take(idx)
             x = x[idx.to(x.device)]
         batching = as_batching(self.batching)
         try:
@@ -290,13 +278,7 @@ class InternalInfluence:
     def _guarded(self, x, t, idx, of_class, batching, name, module) -> InfluenceResult:
         with model_guard(self.model, method="internal influence"):
             start = time.perf_counter()
-            n_clean = 0
-            clean = None
-            if t.needs_clean_output:
-                with torch.no_grad():
-                    clean = call_model(self.model, x.clone())
-                n_clean = x.shape[0]
-            t = t.resolve(self.model, clean, x.shape[0])
+            t, n_clean = resolve_target(self.model, x, t)
             if self.distribution == "path":
                 maps, n_eval = self._path(x, t, batching, name, module)
             else:

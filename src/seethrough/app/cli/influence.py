@@ -4,25 +4,28 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from torch import Tensor
 
 from seethrough._core.errors import ConfigError, InputError
+from seethrough.app.specs import add_model_arguments, model_spec
 
 __all__ = ["register", "load_data", "parse_class", "CliData"]
 
 
-def register(sub) -> None:
-    p = sub.add_parser(
-        "influence",
-        help="influence-directed explanations: influential neurons of a layer, comparative maps, essence",
-        description="Internal influence (Leino et al. 2018) of every neuron of --layer for class --class "
-        "(or --class rather than --vs), over a distribution of interest; the top neurons, their input "
-        "attributions, and optionally the essence experiment (keep the top-k neurons, classify class vs rest).",
-    )
-    p.add_argument("--model", required=True, help="bundled name, TorchScript file, or package.module:factory")
-    p.add_argument("--weights", help="state dict for a factory model")
+_HELP = "influence-directed explanations: influential neurons of a layer, comparative maps, essence"
+_DESCRIPTION = (
+    "Internal influence (Leino et al. 2018) of every neuron of --layer for class --class (or --class rather "
+    "than --vs), over a distribution of interest; the top neurons, their input attributions, and optionally the "
+    "essence experiment (keep the top-k neurons, classify class vs rest)."
+)
+
+
+def register(sub: Any) -> None:
+    """Add the ``influence`` command to the subparsers ``sub``."""
+    p = sub.add_parser("influence", help=_HELP, description=_DESCRIPTION)
+    add_model_arguments(p)
     p.add_argument("--layer", required=True, help="the slice: a dotted layer name (see seethrough.layer_names)")
     p.add_argument("--class", dest="cls", required=True, help="class index or name: the quantity of interest")
     p.add_argument("--vs", help="contrast class (index or name): the quantity becomes class - vs")
@@ -30,9 +33,10 @@ def register(sub) -> None:
                    help="point: one instance (--index); class: every instance of --class in the data (default); "
                    "path: the straight path from a zero baseline to the instance")
     p.add_argument("--data", default="shapes",
-                   help="shapes (synthetic, generated), mnist (held-out digits), or a tensor file of inputs "
-                   "(.npy, .safetensors, torch)")
-    p.add_argument("--labels", help="labels for a tensor --data (tensor file); default: the model's predictions")
+                   help="shapes (synthetic, generated), mnist (held-out digits), a tensor file of inputs "
+                   "(.npy, .safetensors, torch) or a folder of images (read at the model's input size)")
+    p.add_argument("--labels", help="labels for a tensor file or folder --data (tensor file); default: the model's "
+                   "predictions")
     p.add_argument("--n", type=int, help="number of inputs (shapes: generated, default 400; others: first N)")
     p.add_argument("--index", type=int, help="the instance for point/path (default: the first of --class)")
     p.add_argument("--top", type=int, default=5, help="neurons to list and visualise per sign (default: 5)")
@@ -63,7 +67,7 @@ def parse_class(text: str, names: list[str] | None, what: str = "--class") -> in
         if names and t in names:
             return names.index(t)
         known = f"one of {names}" if names else "an integer class index"
-        raise InputError(f"cannot read {what} {text!r}: give {known}")
+        raise InputError(f"cannot read {what} {text!r}: give {known}") from None
     if names and not 0 <= c < len(names):
         raise InputError(f"{what} {c} is out of range for the {len(names)} classes {names} (valid: 0..{len(names) - 1})")
     return c
@@ -73,7 +77,7 @@ def _ks(text: str) -> list[int]:
     try:
         ks = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise ConfigError(f"cannot read --essence {text!r}: give comma-separated positive ints, e.g. 1,5,10")
+        raise ConfigError(f"cannot read --essence {text!r}: give comma-separated positive ints, e.g. 1,5,10") from None
     if not ks or any(k < 1 for k in ks):
         raise ConfigError(f"--essence needs positive ints (neurons to keep), got {text!r}")
     return ks
@@ -93,10 +97,14 @@ class CliData(NamedTuple):
     note: str
 
 
-def load_data(data: str, n: int | None, *, seed: int, model=None, labels_path: str | None = None, size: int = 64) -> CliData:
-    """The data named by ``--data``: ``shapes`` (generated), ``mnist`` or a tensor file."""
-    import numpy as np
+def load_data(data: str, n: int | None, *, seed: int, model=None, labels_path: str | None = None, size: int = 64,
+              spec=None) -> CliData:
+    """The data named by ``--data``: ``shapes`` (generated), ``mnist``, a tensor file or a
+    folder of images (read through :class:`~seethrough.app.data.DataSpec` at the input size,
+    channels and normalisation of the model ``spec``)."""
     import torch
+
+    from seethrough._core.seeds import generator
 
     if n is not None and n < 2:
         raise ConfigError(f"--n must be at least 2, got {n}")
@@ -117,18 +125,16 @@ def load_data(data: str, n: int | None, *, seed: int, model=None, labels_path: s
         note = (f"MNIST (mnist_split(seed=0)): influence over {len(xtr)} training digits; essence scored on "
                 f"{len(xte)} held-out digits")
         return CliData(xtr, ytr, xtr, ytr, xte, yte, [str(d) for d in range(10)], note)
-    from seethrough._core.files import load_tensor
+    from seethrough.app.data import DataSpec
 
-    if not Path(data).is_file():
-        raise InputError(f"--data {data!r} is neither 'shapes', 'mnist' nor an existing tensor file")
-    x = load_tensor(data)
-    if n is not None:
-        x = x[:n]
-    if labels_path:
-        y = load_tensor(labels_path).reshape(-1)
-        if y.numel() < x.shape[0]:
-            raise InputError(f"{labels_path} holds {y.numel()} labels for {x.shape[0]} inputs; give one per input")
-        y = y[: x.shape[0]].long()
+    if not Path(data).exists():
+        raise InputError(f"--data {data!r} is neither 'shapes', 'mnist' nor an existing tensor file or folder of images")
+    shape = spec.input_shape() if spec is not None else None
+    mean, std = spec.normalization if spec is not None else (None, None)
+    loaded = DataSpec(data, n=n, size=shape[1] if shape else None, channels=shape[0] if shape else None, mean=mean,
+                      std=std, labels=labels_path).load()
+    x, y = loaded.images, loaded.labels
+    if y is not None:
         src = f"labels from {labels_path}"
     else:
         from seethrough._core.state import model_guard
@@ -136,7 +142,7 @@ def load_data(data: str, n: int | None, *, seed: int, model=None, labels_path: s
         with model_guard(model), torch.no_grad():
             y = model(x.clone()).argmax(dim=1)
         src = "labels = the model's predictions (no --labels given)"
-    perm = torch.from_numpy(np.random.default_rng(seed).permutation(x.shape[0]))
+    perm = torch.randperm(x.shape[0], generator=generator(seed))
     tr, te = perm[: x.shape[0] // 2], perm[x.shape[0] // 2 :]
     note = f"{x.shape[0]} inputs from {data}; {src}; essence: random halves (seed {seed})"
     return CliData(x, y, x[tr], y[tr], x[te], y[te], None, note)
@@ -145,21 +151,19 @@ def load_data(data: str, n: int | None, *, seed: int, model=None, labels_path: s
 def _run(args) -> int:
     import torch
 
-    from seethrough import zoo
+    from seethrough._core.targets import Class, ClassDifference
+    from seethrough.influence import ClassInfluence, EssenceExperiment, InternalInfluence, NeuronVisualization, views
+    from seethrough.influence import select_class
     from seethrough.report.html import HtmlReport
-    from seethrough.app.models import load_model
-    from seethrough.influence import _report
-    from seethrough.influence.essence import EssenceExperiment
-    from seethrough.influence.explain import ClassInfluence, NeuronVisualization
-    from seethrough.influence.internal import InternalInfluence
 
-    model = load_model(args.model, args.weights)
-    info = zoo.info(args.model) if args.model in zoo.available() else None
-    size = info.input_shape[1] if info else 64
-    d = load_data(args.data, args.n, seed=args.seed, model=model, labels_path=args.labels, size=size)
+    spec = model_spec(args)
+    model = spec.load()
+    shape = spec.input_shape()
+    d = load_data(args.data, args.n, seed=args.seed, model=model, labels_path=args.labels,
+                  size=shape[1] if shape else 64, spec=spec)
     x, y, names, note = d.x, d.y, d.names, d.note
-    if info is not None:
-        names = list(info.classes)
+    if spec.classes is not None:
+        names = spec.classes
     cls = parse_class(args.cls, names)
     vs = parse_class(args.vs, names, "--vs") if args.vs is not None else None
     if vs == cls:
@@ -168,9 +172,6 @@ def _run(args) -> int:
         raise ConfigError(f"--top must be at least 1, got {args.top}")
     ks = _ks(args.essence) if args.essence else None
     cname = names[cls] if names else str(cls)
-
-    from seethrough.influence._common import select_class
-
     of_cls = select_class(y, cls, what=f"inputs of --data {args.data}")
     if args.distribution in ("point", "path"):
         i = int(of_cls[0]) if args.index is None else args.index
@@ -179,8 +180,6 @@ def _run(args) -> int:
         xs, ys, where = x[i : i + 1], None, f"instance #{i} (label {int(y[i])})"
     else:
         xs, ys, where = x, y, f"the {of_cls.numel()} instances of {cname!r}"
-    from seethrough._core.targets import Class, ClassDifference
-
     target = Class(cls) if vs is None else ClassDifference(cls, vs)
     _say("internal influence")
     infl = InternalInfluence(model, layer=args.layer, distribution=args.distribution, reduce=args.reduce, steps=args.steps)
@@ -189,9 +188,9 @@ def _run(args) -> int:
     print(f"{note}")
     print(f"internal influence of {res.target} at {res.layer!r} over {args.distribution}: {where}; "
           f"{res.n_neurons} {res.neuron}s" + (f", {res.reduce} over positions" if res.reduce else ""))
-    for row in _report.neuron_rows(res, k):
+    for row in views.neuron_rows(res, k):
         print(f"  {row['rank']:>4}  {res.neuron} {row[res.neuron]:>5}  influence {row['influence']:+.4g}")
-    neg_note = _report.no_negative_note(res)
+    neg_note = views.no_negative_note(res)
     if neg_note is not None:
         print(f"  ({neg_note})")
 
@@ -215,20 +214,20 @@ def _run(args) -> int:
         report = HtmlReport(f"influence: {args.model} · {res.layer} · {res.target}")
         report.add_paragraph(note)
         report.add_heading("Internal influence")
-        _report.add_influence(report, res, k=k)
+        views.add_influence(report, res, k=k)
         _say("neuron visualisations")
         shown = of_cls[:4] if args.distribution == "class" else torch.arange(xs.shape[0])
         src = x if args.distribution == "class" else xs
         maps = NeuronVisualization(model, layer=args.layer, method=args.method).visualize(src[shown], res, k=min(k, 3))
-        _report.add_neuron_maps(report, maps, n_show=len(shown))
+        views.add_neuron_maps(report, maps, n_show=len(shown))
         _say("class and comparative explanations")
         report.add_heading("Class and comparative explanations")
         comp = ClassInfluence(model, layer=args.layer, top=1, reduce=args.reduce, method=args.method,
                               max_instances=16).explain(x, y, cls, vs, class_names=names)
-        _report.add_comparison(report, comp, n_show=4)
+        views.add_comparison(report, comp, n_show=4)
         if ess is not None:
             report.add_heading("Essence")
-            _report.add_essence(report, ess, class_name=cname)
+            views.add_essence(report, ess, class_name=cname)
         path = report.save(args.html)
         print(f"Report written to {Path(path).resolve()}")
     return 0
