@@ -73,7 +73,7 @@ class _Stepper:
 
 def bench_model(label, model, layer, size, args) -> dict:
     from seethrough._core.state import model_guard
-    from seethrough.featurevis import Channel, FeatureVisualizer
+    from seethrough.featurevis import FeatureVisualizer, channel
     from seethrough.featurevis.objectives import _Plan
     from seethrough.featurevis.render import _forward
     from seethrough.featurevis.transforms import StepRandom
@@ -107,8 +107,8 @@ def bench_model(label, model, layer, size, args) -> dict:
 
     # -- one step against the floor, timed alternately ------------------------------------
     print(f"{label}: steps and floors", flush=True)
-    plan64 = _Plan(model, [Channel(layer, c) for c in range(n)])
-    plan1 = _Plan(model, [Channel(layer, 0)])
+    plan64 = _Plan(model, [channel(layer, c) for c in range(n)])
+    plan1 = _Plan(model, [channel(layer, 0)])
     name = plan64.groups[0].name
     with model_guard(model):
         step64 = _Stepper(fv, plan64, torch.arange(n), setup)

@@ -51,6 +51,27 @@ def test_featurevis_all_channels_with_fft(tmp_path, capsys):
     assert np.asarray(Image.open(out / "channel_0031.png")).shape == (32, 32, 3)
 
 
+def test_featurevis_on_a_users_own_model(tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    from seethrough.testing.models import TinyCNN
+
+    weights = tmp_path / "tiny.safetensors"
+    save_file(TinyCNN().state_dict(), str(weights))
+    out = tmp_path / "fv"
+    code = main([
+        "featurevis", "--model", "seethrough.testing.models:TinyCNN", "--weights", str(weights),
+        "--layer", "features.4", "--channels", "1,11", "--size", "20", "--steps", "2",
+        "--mean", "0.5,0.5,0.5", "--std", "0.25", "--out", str(out),
+    ])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert sorted(p.name for p in out.glob("*.png")) == ["channel_0001.png", "channel_0011.png"]
+    assert np.asarray(Image.open(out / "channel_0011.png")).shape == (20, 20, 3)  # --size, channels from the model
+    page = (out / "index.html").read_text()
+    assert "mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25]" in page
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -70,7 +91,7 @@ def test_errors_exit_with_status_2(tmp_path, capsys, args, message):
 
 
 def test_featurevis_section():
-    from seethrough.featurevis._report import featurevis_section
+    from seethrough.app.demo.featurevis import featurevis_section
 
     report = HtmlReport("demo")
     seen = []

@@ -78,6 +78,30 @@ def test_color_decorrelation_default_and_errors():
         ImageParam(color=ColorDecorrelation())._check(3)
 
 
+def test_color_decorrelation_is_an_estimator():
+    from seethrough._core.errors import NotFittedError
+    from seethrough._core.estimator import Estimator
+
+    cd = ColorDecorrelation()
+    assert isinstance(cd, Estimator) and not cd.is_fitted() and "not fitted" in repr(cd)
+    with pytest.raises(NotFittedError):
+        cd.check_fitted()
+    with pytest.raises(NotFittedError):
+        ImageParam(color=cd)._check(3)
+    images = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    assert cd.fit(images) is cd and cd.is_fitted()
+    assert set(cd.fitted_attributes()) == {"matrix_", "covariance_", "mean_", "n_pixels_"}
+    assert repr(cd) == "ColorDecorrelation(fitted on 256 pixels)"
+    assert ColorDecorrelation.default().is_fitted()
+
+
+def test_image_param_holds_its_settings():
+    p = ImageParam("pixel", squash="clip", sd=0.1)
+    assert (p.space, p.decorrelate, p.squash, p.sd, p.decay_power) == ("pixel", "auto", "clip", 0.1, 1.0)
+    with pytest.raises(TypeError):
+        ImageParam("fft", "auto")  # everything after the space is keyword-only
+
+
 def test_decorrelation_uses_the_given_matrix():
     images = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(1))
     cd = ColorDecorrelation().fit(images)

@@ -11,27 +11,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _planted import PlantedNet, pattern_match
 from PIL import Image
 from torch import nn
 
 from seethrough._core.errors import ConfigError, InputError, LayerError, ModelStateWarning, TargetError
 from seethrough.featurevis import (
-    Channel,
     ClassLogit,
     DeepDream,
     Direction,
     Diversity,
+    FeatureVisualization,
     FeatureVisualizer,
     ImageParam,
-    Neuron,
     TotalVariation,
+    channel,
+    neuron,
     render,
     visualize_channels,
 )
-from seethrough.featurevis.render import _known_input_shape
 from seethrough.featurevis._relu import redirected_relu
-
-from _planted import PlantedNet, pattern_match
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "contract"))
 from _model_state import assert_unchanged, snapshot  # noqa: E402
@@ -77,11 +76,11 @@ def test_objective_rises_and_final_scores_are_reported(planted_vis):
 @pytest.mark.parametrize(
     "objective",
     [
-        Neuron("conv", 0),
+        neuron("conv", 0),
         DeepDream("relu"),
         ClassLogit(2),
         Direction("relu", [1.0, 1.0, 0.0]),
-        Channel("relu", 0) - 0.1 * TotalVariation() + 0.2 * Diversity("relu"),
+        channel("relu", 0) - 0.1 * TotalVariation() + 0.2 * Diversity("relu"),
     ],
     ids=["neuron", "deepdream", "class", "direction", "composite"],
 )
@@ -95,7 +94,7 @@ def test_every_objective_rises(objective):
 
 def test_one_render_optimises_a_different_objective_per_image():
     model = PlantedNet()
-    vis = render(model, [Channel("relu", 2), Channel("relu", 0)], size=32, steps=32, param="pixel")
+    vis = render(model, [channel("relu", 2), channel("relu", 0)], size=32, steps=32, param="pixel")
     match = pattern_match(vis.images)
     assert float(match[0, 2]) > 3 * float(match[0, 0])
     assert float(match[1, 0]) > 3 * float(match[1, 2])
@@ -103,9 +102,9 @@ def test_one_render_optimises_a_different_objective_per_image():
 
 def test_seeded_and_deterministic():
     model = PlantedNet()
-    a = render(model, Channel("relu", 0), size=16, steps=6, seed=3)
-    b = render(model, Channel("relu", 0), size=16, steps=6, seed=3)
-    c = render(model, Channel("relu", 0), size=16, steps=6, seed=4)
+    a = render(model, channel("relu", 0), size=16, steps=6, seed=3)
+    b = render(model, channel("relu", 0), size=16, steps=6, seed=3)
+    c = render(model, channel("relu", 0), size=16, steps=6, seed=4)
     assert torch.equal(a.images, b.images) and torch.equal(a.history, b.history)
     assert not torch.allclose(a.images, c.images)
 
@@ -164,8 +163,8 @@ class DeadNet(nn.Module):
 
 def test_redirected_relu_wakes_a_dead_unit():
     model = DeadNet().eval()
-    off = render(model, Channel("conv2", 0), size=8, steps=24, redirect_relu_steps=0)
-    on = render(model, Channel("conv2", 0), size=8, steps=24, redirect_relu_steps=16)
+    off = render(model, channel("conv2", 0), size=8, steps=24, redirect_relu_steps=0)
+    on = render(model, channel("conv2", 0), size=8, steps=24, redirect_relu_steps=16)
     assert float(off.history.abs().max()) == 0.0  # no gradient ever reaches the image
     assert float(on.history[-1]) > 0.02
     assert float(on.images[0, 0].mean()) > float(off.images[0, 0].mean()) + 0.03  # red went up
@@ -201,15 +200,15 @@ def test_unknown_channel_names_the_valid_range():
     with pytest.raises(TargetError, match=r"channel 3 is out of range for layer 'relu' with 3 channels \(valid: 0\.\.2\)"):
         visualize_channels(PlantedNet(), "relu", [0, 3], size=16, steps=2)
     with pytest.raises(TargetError, match=r"valid: 0\.\.2"):
-        render(PlantedNet(), Channel("relu", 7), size=16, steps=2)
+        render(PlantedNet(), channel("relu", 7), size=16, steps=2)
     with pytest.raises(TargetError, match="empty"):
         visualize_channels(PlantedNet(), "relu", [], size=16, steps=2)
 
 
 def test_neuron_position_on_a_linear_layer():
     with pytest.raises(LayerError, match=r"'fc' gives per-image shape \(5,\).*without spatial positions"):
-        render(FixedSizeNet(), Neuron("fc", 1, x=2, y=2), size=16, steps=2)
-    vis = render(FixedSizeNet(), Neuron("fc", 1), size=16, steps=2)  # the unit: fine
+        render(FixedSizeNet(), neuron("fc", 1, x=2, y=2), size=16, steps=2)
+    vis = render(FixedSizeNet(), neuron("fc", 1), size=16, steps=2)  # the unit: fine
     assert vis.images.shape == (1, 3, 16, 16)
     vis = visualize_channels(FixedSizeNet(), "fc", [0, 4], size=16, steps=2)  # linear: units
     assert vis.images.shape == (2, 3, 16, 16)
@@ -224,33 +223,33 @@ def test_size_changing_transforms_are_explained():
     from seethrough.featurevis import Pad
 
     with pytest.raises(InputError, match=r"size 20x20 after the transforms"):
-        render(FixedSizeNet(), Channel("fc", 0), size=16, steps=2, transforms=[Pad(2)])
+        render(FixedSizeNet(), channel("fc", 0), size=16, steps=2, transforms=[Pad(2)])
 
 
 def test_layer_and_setting_errors():
     with pytest.raises(LayerError, match="closest names"):
         visualize_channels(PlantedNet(), "reluu", size=16, steps=2)
     with pytest.raises(ConfigError, match="steps"):
-        render(PlantedNet(), Channel("relu", 0), steps=0)
+        render(PlantedNet(), channel("relu", 0), steps=0)
     with pytest.raises(ConfigError, match="lr"):
-        render(PlantedNet(), Channel("relu", 0), lr=-1.0)
+        render(PlantedNet(), channel("relu", 0), lr=-1.0)
     with pytest.raises(ConfigError, match="transforms"):
-        render(PlantedNet(), Channel("relu", 0), transforms="lucid")
+        render(PlantedNet(), channel("relu", 0), transforms="lucid")
     with pytest.raises(ConfigError, match="image_channels"):
         render(nn.Sequential(nn.Flatten(), nn.Linear(12, 2)), ClassLogit(0), steps=1)
     with pytest.raises(ConfigError, match="3-channel"):
-        render(PlantedNet(), Channel("relu", 0), param=ImageParam(decorrelate=True), image_channels=1, steps=1)
+        render(PlantedNet(), channel("relu", 0), param=ImageParam(decorrelate=True), image_channels=1, steps=1)
 
 
 # -- the model is left as it was ------------------------------------------------------------
 def _calls():
     return [
         lambda m: visualize_channels(m, "relu", size=16, steps=3),
-        lambda m: render(m, Channel("relu", 0) + 0.1 * Diversity("relu"), size=16, steps=3, batch=2),
+        lambda m: render(m, channel("relu", 0) + 0.1 * Diversity("relu"), size=16, steps=3, batch=2),
         lambda m: render(m, ClassLogit(1), size=16, steps=20, redirect_relu_steps=20),
         lambda m: visualize_channels(m, "relu", [5], size=16, steps=2),  # bad channel
-        lambda m: render(m, Channel("relu", 0), size=16, steps=2, transforms=[lambda x: x[:, :2]]),  # bad transform
-        lambda m: render(m, Neuron("fc", 0, x=1, y=1), size=16, steps=2),  # no positions
+        lambda m: render(m, channel("relu", 0), size=16, steps=2, transforms=[lambda x: x[:, :2]]),  # bad transform
+        lambda m: render(m, neuron("fc", 0, x=1, y=1), size=16, steps=2),  # no positions
     ]
 
 
@@ -270,7 +269,7 @@ def test_train_mode_is_warned_about_and_restored():
     model = PlantedNet().train()
     snap = snapshot(model)
     with pytest.warns(ModelStateWarning, match="train mode"):
-        render(model, Channel("relu", 0), size=16, steps=2)
+        render(model, channel("relu", 0), size=16, steps=2)
     assert_unchanged(model, snap)
     assert model.training
 
@@ -284,7 +283,7 @@ def test_save_pngs(tmp_path):
     assert arr.shape == (32, 32, 3)
     expected = (vis.images[1].clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).numpy()
     assert np.array_equal(arr[::2, ::2], expected)
-    r = render(PlantedNet(), Channel("relu", 0), size=16, steps=2, batch=2)
+    r = render(PlantedNet(), channel("relu", 0), size=16, steps=2, batch=2)
     assert [p.name for p in r.save_pngs(tmp_path / "r")] == ["image_0000.png", "image_0001.png"]
     with pytest.raises(ConfigError):
         vis.save_pngs(tmp_path, scale=0)
@@ -292,13 +291,81 @@ def test_save_pngs(tmp_path):
     assert vis.settings["size"] == (16, 16) and vis.settings["param"]["space"] == "fft"
 
 
-def test_bundled_model_size_is_known():
+def test_a_target_of_the_package_is_rendered():
+    import seethrough as st
+
+    a = render(PlantedNet(), st.Channel("relu", 1), size=16, steps=4, seed=5)
+    b = render(PlantedNet(), channel("relu", 1), size=16, steps=4, seed=5)
+    assert a.objectives == ("channel('relu', 1)",)
+    torch.testing.assert_close(a.images, b.images)
+    c = render(PlantedNet(), st.Neuron("fc", 1), size=16, steps=4, seed=5)  # scored by the target
+    assert c.objectives == ("from_target(Neuron('fc', (1,)))",) and c.history.shape == (4, 1)
+
+
+def test_input_shape_comes_from_the_caller_or_the_model_not_the_zoo():
     from seethrough import zoo
 
-    assert _known_input_shape(zoo.load("mnist-cnn")) == (1, 28, 28)
-    assert _known_input_shape(zoo.load("shapes-cnn")) == (3, 64, 64)
-    assert _known_input_shape(PlantedNet()) is None
+    mnist = zoo.load("mnist-cnn")
+    info = zoo.info("mnist-cnn")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        vis = visualize_channels(zoo.load("mnist-cnn"), "features.2", [0, 1], steps=2)
-    assert vis.images.shape == (2, 1, 28, 28)
+        vis = visualize_channels(mnist, "features.2", [0, 1], steps=2, input_shape=info.input_shape)
+    assert vis.images.shape == (2, 1, 28, 28)  # the card's shape, passed in by the caller
+    assert vis.settings["size"] == (28, 28) and vis.settings["image_channels"] == 1
+    # without it: channels from the first convolution, the default size (no zoo lookup)
+    assert visualize_channels(mnist, "features.2", [0], steps=1).images.shape == (1, 1, 64, 64)
+    # size= and image_channels= win over input_shape
+    vis = render(PlantedNet(), channel("relu", 0), steps=1, size=16, input_shape=(3, 40, 40))
+    assert vis.images.shape == (1, 3, 16, 16)
+    # a model that states its own input shape
+    model = PlantedNet()
+    model.input_shape = (3, 20, 24)
+    assert render(model, channel("relu", 0), steps=1).images.shape == (1, 3, 20, 24)
+    with pytest.raises(ConfigError, match=r"input_shape must be \(channels, height, width\)"):
+        render(PlantedNet(), channel("relu", 0), steps=1, input_shape=(32, 32))
+    with pytest.raises(ConfigError, match="input_shape"):
+        render(PlantedNet(), channel("relu", 0), steps=1, input_shape=(3, 0, 32))
+
+
+def test_the_family_imports_no_zoo_data_or_app():
+    """Not at import, and not while rendering (the input shape used to be looked up in the zoo)."""
+    import subprocess
+
+    code = (
+        "import sys, torch\n"
+        "from seethrough.featurevis import render, channel\n"
+        "model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU())\n"
+        "vis = render(model, channel('0', 1), steps=1)\n"
+        "vis.to_html()\n"
+        "assert vis.images.shape == (1, 3, 64, 64), vis.images.shape\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[:2] in "
+        "(['seethrough', 'zoo'], ['seethrough', 'data'], ['seethrough', 'app'], ['seethrough', 'cli']))\n"
+        "print(bad)\n"
+        "sys.exit(1 if bad else 0)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_result_saves_loads_and_has_views(tmp_path):
+    vis = visualize_channels(PlantedNet(), "relu", [0, 2], size=16, steps=2)
+    path = vis.save(tmp_path / "vis.safetensors")
+    back = FeatureVisualization.load(path)
+    assert isinstance(back, FeatureVisualization)
+    for name in ("images", "inputs", "history", "scores"):
+        torch.testing.assert_close(getattr(back, name), getattr(vis, name))
+    assert back.objectives == vis.objectives and back.channels == (0, 2) and back.layer == "relu"
+    assert back.settings == vis.settings and back.settings["size"] == (16, 16)
+    with pytest.raises(TypeError):
+        back.settings["steps"] = 3  # frozen deeply by the Result base
+    html = vis.to_html()
+    assert html.count('class="st-sample"') == 2 and "channel 2 (objective" in html and "2 Adam steps" in html
+    fig = vis.plot()
+    assert len(fig.axes[0].child_axes) == 2
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    ax = Figure().add_subplot()
+    assert vis.plot(ax=ax) is ax.figure

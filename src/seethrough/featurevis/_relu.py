@@ -14,8 +14,8 @@ mechanism as :func:`seethrough._core.hooks.relu_backward_override`, so ``nn.ReLU
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 from torch import Tensor

@@ -5,30 +5,36 @@ An objective maps a batch of images (through the model) to one score per image, 
 combinations of terms and compose with ``+``, ``-``, scalar ``*`` and ``/`` and unary
 ``-``::
 
-    Channel("features.7", 12) - 0.05 * TotalVariation() + 0.5 * Diversity("features.7")
+    channel("features.7", 12) - 0.05 * TotalVariation() + 0.5 * diversity("features.7")
 
-Terms on a layer's output (``(C, H, W)`` for convolutions, ``(C,)`` for linear layers):
+Terms on a layer's output (``(C, H, W)`` for convolutions, ``(C,)`` for linear layers),
+made by Lucid-style factories (the classes behind them in brackets):
 
-- :class:`Channel` ``(layer, c)``: the mean over positions of channel ``c`` (a linear
-  layer: unit ``c``);
-- :class:`Neuron` ``(layer, c, x=None, y=None)``: channel ``c`` at one position (default:
-  the centre); on a linear layer, unit ``c`` (a position is an error);
-- :class:`DeepDream` ``(layer)``: the mean (or sum) of squared activations;
-- :class:`Direction` ``(layer, vector)``: the dot product of the activation with a
-  direction in channel space, averaged over positions (optionally weighted by the cosine
-  to the power ``cossim_pow``);
-- :class:`Diversity` ``(layer)``: minus the mean cosine similarity between this image's
-  Gram matrix (channel correlations) and those of the other images of the batch whose
-  objective also has Diversity at that layer (images without it are left out); adding it
-  makes the images of one batch differ in style (Lucid);
+- :func:`channel` ``(layer, c, reduce="mean")`` (:class:`ChannelObjective`): the mean (or
+  sum) over positions of channel ``c`` (a linear layer: unit ``c``);
+- :func:`neuron` ``(layer, c, x=None, y=None)`` (:class:`NeuronObjective`): channel ``c``
+  at one position (default: the centre); on a linear layer, unit ``c`` (a position is an
+  error);
+- :func:`deep_dream` ``(layer)`` (:class:`DeepDream`): the mean (or sum) of squared
+  activations;
+- :func:`direction` ``(layer, vector)`` (:class:`Direction`): the dot product of the
+  activation with a direction in channel space, averaged over positions (optionally
+  weighted by the cosine to the power ``cossim_pow``);
+- :func:`diversity` ``(layer)`` (:class:`Diversity`): minus the mean cosine similarity
+  between this image's Gram matrix (channel correlations) and those of the other images of
+  the batch whose objective also has diversity at that layer (images without it are left
+  out); adding it makes the images of one batch differ in style (Lucid);
 
-on the model output: :class:`ClassLogit` ``(c)``; and regularisers on the displayable
-image ``u`` in [0, 1] (before transforms), penalties to subtract: :class:`L1`,
-:class:`L2`, :class:`TotalVariation`, :class:`Blur`.
+on the model output: :func:`class_logit` ``(c)`` (:class:`ClassLogit`); any target of the
+package (:class:`seethrough.Channel`, :class:`seethrough.Neuron`, :class:`seethrough.Class`,
+:class:`seethrough.Custom`, ...) through :func:`from_target` (``render`` also takes a
+target directly); and regularisers on the displayable image ``u`` in [0, 1] (before
+transforms), penalties to subtract: :class:`L1`, :class:`L2`, :class:`TotalVariation`,
+:class:`BlurPenalty`.
 
 Objectives are per image, so ONE render can optimise a different objective for each
 image: pass a list, image ``k`` maximises ``objectives[k]``. Terms that differ only in
-their unit (``Channel(layer, 0)``, ``Channel(layer, 1)``, ...) are evaluated together by a
+their unit (``channel(layer, 0)``, ``channel(layer, 1)``, ...) are evaluated together by a
 single gather, so rendering every channel of a layer costs one batched optimisation.
 """
 
@@ -36,27 +42,37 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._core import targets as _targets
 from .._core.errors import ConfigError, LayerError, TargetError
 from .._core.layers import LayerRef, resolve_layer
 
 __all__ = [
     "Objective",
-    "Channel",
-    "Neuron",
+    "ChannelObjective",
+    "NeuronObjective",
     "DeepDream",
     "ClassLogit",
     "Direction",
     "Diversity",
+    "TargetObjective",
     "L1",
     "L2",
     "TotalVariation",
-    "Blur",
+    "BlurPenalty",
+    "channel",
+    "neuron",
+    "deep_dream",
+    "class_logit",
+    "direction",
+    "diversity",
+    "from_target",
     "as_objectives",
 ]
 
@@ -72,7 +88,7 @@ def _fmt(c: float) -> str:
 class Objective:
     """A linear combination of terms; one score per image (see the module docstring)."""
 
-    def _terms(self) -> tuple[tuple[float, "Term"], ...]:  # pragma: no cover - abstract
+    def _terms(self) -> tuple[tuple[float, Term], ...]:  # pragma: no cover - abstract
         raise NotImplementedError
 
     # -- algebra ------------------------------------------------------------------------
@@ -135,13 +151,13 @@ class Objective:
         return self.describe()
 
     @property
-    def terms(self) -> tuple[tuple[float, "Term"], ...]:
+    def terms(self) -> tuple[tuple[float, Term], ...]:
         """``(coefficient, term)`` pairs."""
         return self._terms()
 
 
 class _Combination(Objective):
-    def __init__(self, terms: tuple[tuple[float, "Term"], ...]) -> None:
+    def __init__(self, terms: tuple[tuple[float, Term], ...]) -> None:
         merged: dict[int, list] = {}
         order: list[int] = []
         for c, t in terms:
@@ -168,6 +184,9 @@ class Term(Objective):
     def _terms(self):
         return ((1.0, self),)
 
+    def bind(self, model: nn.Module) -> None:
+        """Called once per render with the model, before the term is checked or scored."""
+
     # identity of the term apart from its layer (for evaluating identical terms once)
     def params_key(self) -> tuple:
         return ()
@@ -183,7 +202,7 @@ class Term(Objective):
         raise NotImplementedError
 
     @classmethod
-    def score_fused(cls, terms: Sequence["Term"], x: Tensor, rows: Tensor) -> Tensor:  # pragma: no cover
+    def score_fused(cls, terms: Sequence[Term], x: Tensor, rows: Tensor) -> Tensor:  # pragma: no cover
         raise NotImplementedError
 
     def _layer_text(self) -> str:
@@ -210,40 +229,51 @@ def _unit_range_error(what: str, index: int, n: int, where: str) -> TargetError:
     )
 
 
-class Channel(Term):
-    """Mean over positions of channel ``channel`` (a linear layer: that unit)."""
+class ChannelObjective(Term):
+    """Mean (``reduce="mean"``) or sum over positions of channel ``channel`` (a linear
+    layer: that unit). Made by :func:`channel`; :func:`from_target` turns a
+    :class:`seethrough.Channel` target into one."""
 
-    def __init__(self, layer: LayerRef, channel: int) -> None:
+    def __init__(self, layer: LayerRef, channel: int, *, reduce: str = "mean") -> None:
         self.layer = _check_layer_ref(layer)
         self.channel = _check_index(channel, "channel")
+        if reduce not in ("mean", "sum"):
+            raise ConfigError(f"reduce must be 'mean' or 'sum', got {reduce!r}")
+        self.reduce = reduce
 
     def params_key(self):
-        return (self.channel,)
+        return (self.channel, self.reduce)
 
     def fuse_key(self):
-        return ()
+        return (self.reduce,)
 
     def check(self, shape, where):
         if len(shape) < 1:
-            raise LayerError(f"{where} gives a scalar per image; Channel needs a channel dimension")
+            raise LayerError(f"{where} gives a scalar per image; channel() needs a channel dimension")
         if not 0 <= self.channel < shape[0]:
             raise _unit_range_error("channel", self.channel, shape[0], where)
 
+    def _reduce(self, x: Tensor) -> Tensor:
+        return x.mean(dim=1) if self.reduce == "mean" else x.sum(dim=1)
+
     def score(self, x):
-        return x[:, self.channel].reshape(x.shape[0], -1).mean(dim=1)
+        return self._reduce(x[:, self.channel].reshape(x.shape[0], -1))
 
     @classmethod
     def score_fused(cls, terms, x, rows):
         ch = torch.tensor([t.channel for t in terms], device=x.device)
-        return x[rows, ch].reshape(len(terms), -1).mean(dim=1)
+        return terms[0]._reduce(x[rows, ch].reshape(len(terms), -1))
 
     def describe(self):
-        return f"Channel({self._layer_text()}, {self.channel})"
+        how = "" if self.reduce == "mean" else f", reduce={self.reduce!r}"
+        return f"channel({self._layer_text()}, {self.channel}{how})"
 
 
-class Neuron(Term):
+class NeuronObjective(Term):
     """Channel ``channel`` at position ``(y, x)`` of a convolutional output (default: the
-    centre, ``(H // 2, W // 2)``), or unit ``channel`` of a linear layer (no position)."""
+    centre, ``(H // 2, W // 2)``), or unit ``channel`` of a linear layer (no position).
+    Made by :func:`neuron`; :func:`from_target` turns a :class:`seethrough.Neuron` target
+    ``(c, y, x)`` into one."""
 
     def __init__(self, layer: LayerRef, channel: int, x: int | None = None, y: int | None = None) -> None:
         self.layer = _check_layer_ref(layer)
@@ -263,12 +293,12 @@ class Neuron(Term):
             if self.x is not None or self.y is not None:
                 raise LayerError(
                     f"{where} gives per-image shape {tuple(shape)}, a vector without spatial positions, "
-                    f"so Neuron(x=..., y=...) cannot pick a position on it; drop x/y to use unit "
+                    f"so neuron(x=..., y=...) cannot pick a position on it; drop x/y to use unit "
                     f"{self.channel}, or pick a convolutional layer (output (C, H, W))"
                 )
         elif len(shape) != 3:
             raise LayerError(
-                f"{where} gives per-image shape {tuple(shape)}; Neuron needs a (C, H, W) "
+                f"{where} gives per-image shape {tuple(shape)}; neuron() needs a (C, H, W) "
                 f"convolutional output or a (C,) vector"
             )
         if not 0 <= self.channel < shape[0]:
@@ -301,7 +331,7 @@ class Neuron(Term):
 
     def describe(self):
         pos = "" if self.x is None and self.y is None else f", x={self.x}, y={self.y}"
-        return f"Neuron({self._layer_text()}, {self.channel}{pos})"
+        return f"neuron({self._layer_text()}, {self.channel}{pos})"
 
 
 class DeepDream(Term):
@@ -322,7 +352,8 @@ class DeepDream(Term):
         return sq.mean(dim=1) if self.reduce == "mean" else sq.sum(dim=1)
 
     def describe(self):
-        return f"DeepDream({self._layer_text()})"
+        how = "" if self.reduce == "mean" else f", reduce={self.reduce!r}"
+        return f"deep_dream({self._layer_text()}{how})"
 
 
 class ClassLogit(Term):
@@ -353,7 +384,7 @@ class ClassLogit(Term):
         return x.reshape(x.shape[0], -1)[rows, idx]
 
     def describe(self):
-        return f"ClassLogit({self.index})"
+        return f"class_logit({self.index})"
 
 
 class Direction(Term):
@@ -408,7 +439,7 @@ class Direction(Term):
 
     def describe(self):
         pw = f", cossim_pow={self.cossim_pow:g}" if self.cossim_pow else ""
-        return f"Direction({self._layer_text()}, <{self.vector.numel()}-vector>{pw})"
+        return f"direction({self._layer_text()}, <{self.vector.numel()}-vector>{pw})"
 
 
 class Diversity(Term):
@@ -435,7 +466,62 @@ class Diversity(Term):
         return -off / (k - 1)
 
     def describe(self):
-        return f"Diversity({self._layer_text()})"
+        return f"diversity({self._layer_text()})"
+
+
+class TargetObjective(Term):
+    """Any target of the package (:class:`seethrough.Target`) as an objective term: its
+    score per image, on its layer's activation (a target with a ``layer``) or on the model
+    output (:class:`seethrough.Class`, :class:`seethrough.Custom`, ...).
+
+    The target must be the same for every image (one objective per image gives each image
+    its own: ``[from_target(Class(c)) for c in ...]``); ``Predicted()`` is refused (a
+    feature visualization has no input to predict on). :func:`from_target` makes these,
+    or a fused term (:class:`ChannelObjective`, :class:`NeuronObjective`,
+    :class:`ClassLogit`) where one computes the same score.
+    """
+
+    def __init__(self, target: _targets.Target) -> None:
+        if not isinstance(target, _targets.Target):
+            raise ConfigError(f"TargetObjective needs a seethrough Target, got {type(target).__name__}")
+        if target.needs_clean_output:
+            raise ConfigError(
+                f"{target.describe()} depends on the model's prediction on an input, which a feature "
+                f"visualization does not have; give the class: Class(c) or class_logit(c)"
+            )
+        if target.per_sample:
+            raise ConfigError(
+                f"{target.describe()} holds one value per sample; give one objective per image instead, "
+                f"e.g. [from_target(t.take([k])) for k in range(n)]"
+            )
+        self.target = target
+        self.layer = None if target.layer is None else _check_layer_ref(target.layer)
+        self.source = "output" if target.layer is None else "layer"
+
+    def bind(self, model: nn.Module) -> None:
+        self.target.resolve(model, None, 1)
+
+    def params_key(self):
+        return (id(self.target),)
+
+    def check(self, shape, where):
+        probe = torch.zeros((1, *shape))
+        try:
+            s = self.score(probe)
+        except TargetError as e:
+            raise TargetError(f"{self.describe()} does not fit {where}: {e}") from e
+        if not isinstance(s, Tensor) or tuple(s.shape) != (1,):
+            got = tuple(s.shape) if isinstance(s, Tensor) else type(s).__name__
+            raise TargetError(f"{self.describe()} must give one score per image on {where}, got {got}")
+
+    def score(self, x):
+        samples = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+        if self.source == "layer":
+            return self.target.score(x, samples, x)
+        return self.target.score(x, samples)
+
+    def describe(self):
+        return f"from_target({self.target.describe()})"
 
 
 class _ImageTerm(Term):
@@ -446,9 +532,8 @@ class _ImageTerm(Term):
             raise LayerError(f"{type(self).__name__} needs images (C, H, W), got per-image shape {tuple(shape)}")
 
 
-class L1(_ImageTerm):
-    """Mean absolute deviation of the image (in [0, 1]) from ``constant`` (a penalty:
-    subtract it)."""
+class _Deviation(_ImageTerm):
+    """A deviation of the image from a constant grey level."""
 
     def __init__(self, constant: float = 0.5) -> None:
         if not _is_scalar(constant):
@@ -457,31 +542,25 @@ class L1(_ImageTerm):
 
     def params_key(self):
         return (self.constant,)
+
+    def describe(self):
+        return f"{type(self).__name__}({self.constant:g})"
+
+
+class L1(_Deviation):
+    """Mean absolute deviation of the image (in [0, 1]) from ``constant`` (default 0.5; a
+    penalty: subtract it)."""
 
     def score(self, x):
         return (x - self.constant).abs().reshape(x.shape[0], -1).mean(dim=1)
 
-    def describe(self):
-        return f"L1({self.constant:g})"
 
-
-class L2(_ImageTerm):
-    """Root mean square deviation of the image (in [0, 1]) from ``constant`` (a
-    penalty: subtract it)."""
-
-    def __init__(self, constant: float = 0.5) -> None:
-        if not _is_scalar(constant):
-            raise ConfigError(f"constant must be a number, got {constant!r}")
-        self.constant = float(constant)
-
-    def params_key(self):
-        return (self.constant,)
+class L2(_Deviation):
+    """Root mean square deviation of the image (in [0, 1]) from ``constant`` (default 0.5;
+    a penalty: subtract it)."""
 
     def score(self, x):
         return ((x - self.constant) ** 2).reshape(x.shape[0], -1).mean(dim=1).add(1e-12).sqrt()
-
-    def describe(self):
-        return f"L2({self.constant:g})"
 
 
 class TotalVariation(_ImageTerm):
@@ -498,7 +577,7 @@ class TotalVariation(_ImageTerm):
         return "TotalVariation()"
 
 
-class Blur(_ImageTerm):
+class BlurPenalty(_ImageTerm):
     """Half the mean squared difference between the image and a 3x3 box-blurred copy
     of it, the copy held constant: its gradient pulls each pixel towards its
     neighbourhood's mean (Lucid's blur_input_each_step; a penalty: subtract it)."""
@@ -509,12 +588,77 @@ class Blur(_ImageTerm):
         return 0.5 * ((x - blurred) ** 2).reshape(x.shape[0], -1).mean(dim=1)
 
     def describe(self):
-        return "Blur()"
+        return "BlurPenalty()"
+
+
+# ---------------------------------------------------------------------------------------
+# factories (Lucid's spelling)
+# ---------------------------------------------------------------------------------------
+def channel(layer: LayerRef, c: int, *, reduce: str = "mean") -> ChannelObjective:
+    """The mean (or sum) over positions of channel ``c`` of ``layer`` (a linear layer: unit ``c``)."""
+    return ChannelObjective(layer, c, reduce=reduce)
+
+
+def neuron(layer: LayerRef, c: int, x: int | None = None, y: int | None = None) -> NeuronObjective:
+    """Channel ``c`` of ``layer`` at position ``(y, x)`` (default: the centre); a linear layer: unit ``c``."""
+    return NeuronObjective(layer, c, x=x, y=y)
+
+
+def deep_dream(layer: LayerRef, *, reduce: str = "mean") -> DeepDream:
+    """The mean (or sum) of the squared activations of ``layer``."""
+    return DeepDream(layer, reduce=reduce)
+
+
+def class_logit(c: int) -> ClassLogit:
+    """The model's output ``c`` (a logit for classifiers)."""
+    return ClassLogit(c)
+
+
+def direction(layer: LayerRef, vector: Any, *, cossim_pow: float = 0.0) -> Direction:
+    """The activation of ``layer`` along ``vector`` (one value per channel), averaged over positions."""
+    return Direction(layer, vector, cossim_pow=cossim_pow)
+
+
+def diversity(layer: LayerRef) -> Diversity:
+    """Minus the mean Gram-matrix cosine similarity to the batch's other images at ``layer``."""
+    return Diversity(layer)
+
+
+def from_target(target: Any) -> Term:
+    """An objective from a target of the package: :class:`seethrough.Channel` ->
+    :func:`channel`, :class:`seethrough.Neuron` with a ``(c, y, x)`` index -> :func:`neuron`,
+    ``Class(c)`` on the logits -> :func:`class_logit` (these are fused across images);
+    any other :class:`seethrough.Target` (a ``(c,)`` neuron, ``Class(c, output="softmax")``,
+    ``ClassDifference``, ``Custom``, ...) -> :class:`TargetObjective`, scored by the target
+    itself. An objective is returned as it is."""
+    if isinstance(target, Term):
+        return target
+    if not isinstance(target, _targets.Target):
+        raise ConfigError(
+            f"from_target needs a seethrough Target (Channel, Neuron, Class, Custom, ...), got "
+            f"{type(target).__name__}"
+        )
+    exact = type(target) in (_targets.Channel, _targets.Neuron, _targets.Class)  # subclasses may score otherwise
+    if exact and isinstance(target, _targets.Channel) and target.channel >= 0:
+        return ChannelObjective(_check_layer_ref(target.layer), target.channel, reduce=target.reduce)
+    if exact and isinstance(target, _targets.Neuron) and len(target.index) == 3 and min(target.index) >= 0:
+        c, y, x = target.index
+        return NeuronObjective(_check_layer_ref(target.layer), c, x=x, y=y)
+    if exact and isinstance(target, _targets.Class) and target.output == "logit" and target.index.numel() == 1:
+        index = int(target.index.reshape(-1)[0])
+        if index >= 0:
+            return ClassLogit(index)
+    return TargetObjective(target)
 
 
 def as_objectives(objective: Any, batch: int | None) -> list[Objective]:
     """One objective per image: a single objective repeated ``batch`` times (default 1)
-    or a sequence of objectives (one per image; ``batch``, if given, must match)."""
+    or a sequence of objectives (one per image; ``batch``, if given, must match). A
+    :class:`seethrough.Target` stands for :func:`from_target` of it."""
+    if isinstance(objective, _targets.Target):
+        objective = from_target(objective)
+    if isinstance(objective, (list, tuple)):
+        objective = [from_target(o) if isinstance(o, _targets.Target) else o for o in objective]
     if isinstance(objective, Objective):
         k = 1 if batch is None else batch
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
@@ -526,14 +670,16 @@ def as_objectives(objective: Any, batch: int | None) -> list[Objective]:
             raise ConfigError("got an empty list of objectives; give at least one")
         bad = [type(o).__name__ for o in objs if not isinstance(o, Objective)]
         if bad:
-            raise ConfigError(f"every objective must be an Objective (Channel, Neuron, ...), got {bad[0]}")
+            raise ConfigError(
+                f"every objective must be an Objective (channel(...), neuron(...), ...) or a Target, got {bad[0]}"
+            )
         if batch is not None and batch != len(objs):
             raise ConfigError(
                 f"got {len(objs)} objectives (one per image) but batch={batch}; drop batch= or make them agree"
             )
         return objs
     raise ConfigError(
-        f"objective must be an Objective (e.g. Channel('layer', 3)) or a list of them, got "
+        f"objective must be an Objective (e.g. channel('layer', 3)), a Target or a list of them, got "
         f"{type(objective).__name__}"
     )
 
@@ -559,7 +705,6 @@ class _Plan:
 
     def __init__(self, model: nn.Module, objectives: Sequence[Objective]) -> None:
         self.k = len(objectives)
-        self.descriptions = [o.describe() for o in objectives]
         self.modules: dict[str, nn.Module] = {}
         self.names: dict[int, str] = {}
         groups: dict[tuple, _Group] = {}
@@ -568,6 +713,7 @@ class _Plan:
             for coef, term in obj._terms():
                 tid = id(term)
                 if tid not in term_cache:
+                    term.bind(model)
                     name = None
                     if term.source == "layer":
                         name, module = resolve_layer(model, term.layer)
@@ -593,6 +739,7 @@ class _Plan:
             g.rows = torch.tensor(g.rows, dtype=torch.long)
             g.coefs = torch.tensor(g.coefs, dtype=torch.float32)
         self.groups = list(groups.values())
+        self.descriptions = [o.describe() for o in objectives]
         if not self.groups:
             raise ConfigError("the objective has no terms left (e.g. a - a); give something to maximise")
         self.needs_output = any(g.source == "output" for g in self.groups)

@@ -20,14 +20,16 @@ The ``[0, 1]`` image is then mapped to the model's input space by :class:`InputS
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import KW_ONLY, dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from .._core.errors import ConfigError, InputError
+from .._core.estimator import Estimator
+from .._core.seeds import generator
 
 __all__ = ["ColorDecorrelation", "ImageParam", "InputSpace", "as_param", "DEFAULT_COLOR_SQRT"]
 
@@ -40,8 +42,10 @@ _SPACES = ("fft", "pixel")
 _SQUASH = ("sigmoid", "clip")
 
 
-class ColorDecorrelation:
-    """A 3x3 colour matrix ``M`` with ``M M^T`` proportional to the colour covariance.
+class ColorDecorrelation(Estimator):
+    """A 3x3 colour matrix ``M`` with ``M M^T`` proportional to the colour covariance
+    (an :class:`~seethrough._core.estimator.Estimator`: ``fit`` returns it, fitted
+    attributes end in ``_``, ``check_fitted`` raises ``NotFittedError`` before).
 
     ``fit(images)`` estimates it from images ``(N, 3, H, W)`` in ``[0, 1]`` (before any
     mean/std normalisation): the eigendecomposition ``Cov = U S U^T`` of the pixel colours
@@ -53,10 +57,7 @@ class ColorDecorrelation:
     float64 (None for the default), ``mean_`` (3,) colour mean, ``n_pixels_``.
     """
 
-    def __init__(self) -> None:
-        pass
-
-    def fit(self, images: Tensor) -> "ColorDecorrelation":
+    def fit(self, images: Tensor) -> ColorDecorrelation:
         if not isinstance(images, Tensor) or images.dim() != 4 or images.shape[1] != 3:
             got = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
             raise InputError(
@@ -86,7 +87,7 @@ class ColorDecorrelation:
         return self
 
     @classmethod
-    def default(cls) -> "ColorDecorrelation":
+    def default(cls) -> ColorDecorrelation:
         m = torch.tensor(DEFAULT_COLOR_SQRT, dtype=torch.float64)
         m = m / m.norm(dim=0).max()
         obj = cls()
@@ -97,8 +98,8 @@ class ColorDecorrelation:
         return obj
 
     def __repr__(self) -> str:
-        if not hasattr(self, "matrix_"):
-            return "ColorDecorrelation() [not fitted]"
+        if not self.is_fitted():
+            return "ColorDecorrelation() (not fitted)"
         src = "default (ImageNet)" if self.covariance_ is None else f"fitted on {self.n_pixels_} pixels"
         return f"ColorDecorrelation({src})"
 
@@ -128,20 +129,6 @@ def _fft_scale(h: int, w: int, decay_power: float) -> Tensor:
     return (1.0 / f.clamp(min=1.0 / max(h, w)) ** decay_power).to(torch.float32)
 
 
-def _mix(*values: int) -> int:
-    """A 63-bit seed from integers (splitmix64 over the sequence)."""
-    x = 0x9E3779B97F4A7C15
-    mask = (1 << 64) - 1
-    for v in values:
-        x = (x ^ (int(v) & mask)) & mask
-        x = (x + 0x9E3779B97F4A7C15) & mask
-        z = x
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
-        x = z ^ (z >> 31)
-    return x & ((1 << 63) - 1)
-
-
 @dataclass
 class BuiltImage:
     """The optimisable parameters of one batch and the function making its images."""
@@ -150,6 +137,7 @@ class BuiltImage:
     image: Callable[[], Tensor]  # -> (K, C, H, W) in [0, 1]
 
 
+@dataclass(eq=False)
 class ImageParam:
     """How images are parameterized (see the module docstring).
 
@@ -172,22 +160,13 @@ class ImageParam:
         Exponent of the 1/f spectrum scaling (``"fft"`` only; 1.0).
     """
 
-    def __init__(
-        self,
-        space: str = "fft",
-        *,
-        decorrelate: bool | str = "auto",
-        color: "ColorDecorrelation | Tensor | None" = None,
-        squash: str = "sigmoid",
-        sd: float = 0.01,
-        decay_power: float = 1.0,
-    ) -> None:
-        self.space = space
-        self.decorrelate = decorrelate
-        self.color = color
-        self.squash = squash
-        self.sd = sd
-        self.decay_power = decay_power
+    space: str = "fft"
+    _: KW_ONLY
+    decorrelate: bool | str = "auto"
+    color: ColorDecorrelation | Tensor | None = None
+    squash: str = "sigmoid"
+    sd: float = 0.01
+    decay_power: float = 1.0
 
     # -- validation ---------------------------------------------------------------------
     def _check(self, channels: int) -> Tensor | None:
@@ -220,8 +199,7 @@ class ImageParam:
                 f"color must be None, a fitted ColorDecorrelation or RGB images (N, 3, H, W), "
                 f"got {type(color).__name__}"
             )
-        if not hasattr(color, "matrix_"):
-            raise ConfigError("the ColorDecorrelation is not fitted; call .fit(images) or use ColorDecorrelation.default()")
+        color.check_fitted("call .fit(images) or use ColorDecorrelation.default()")
         return color.matrix_
 
     def settings(self) -> dict:
@@ -264,7 +242,7 @@ class ImageParam:
             pshape = (c, h, w)
         init = []
         for r in rows:
-            g = torch.Generator().manual_seed(_mix(seed, 0x1A6E, int(r)))
+            g = generator(seed, 0x1A6E, int(r))
             init.append(torch.randn(pshape, generator=g) * float(self.sd))
         p = torch.stack(init).to(device).requires_grad_(True)
 
@@ -294,7 +272,7 @@ class ImageParam:
         return BuiltImage(params=[p], image=image)
 
 
-def as_param(param: "ImageParam | str") -> ImageParam:
+def as_param(param: ImageParam | str) -> ImageParam:
     if isinstance(param, ImageParam):
         return param
     if isinstance(param, str) and param in _SPACES:
@@ -315,7 +293,7 @@ class InputSpace:
     description: str
 
     @classmethod
-    def build(cls, channels: int, input_range=None, mean=None, std=None) -> "InputSpace":
+    def build(cls, channels: int, input_range=None, mean=None, std=None) -> InputSpace:
         if input_range is not None and (mean is not None or std is not None):
             raise ConfigError(
                 "give either input_range=(lo, hi) or mean/std normalisation, not both"
@@ -347,7 +325,7 @@ def _per_channel(values, channels: int, name: str) -> tuple[float, ...]:
     try:
         vals = [float(v) for v in (values.tolist() if isinstance(values, (Tensor, np.ndarray)) else values)]
     except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a number or one number per channel, got {values!r}")
+        raise ConfigError(f"{name} must be a number or one number per channel, got {values!r}") from None
     if len(vals) == 1:
         vals = vals * channels
     if len(vals) != channels or not all(math.isfinite(v) for v in vals):
@@ -362,7 +340,7 @@ def _range(input_range) -> tuple[float, float]:
     try:
         lo, hi = (float(v) for v in input_range)
     except (TypeError, ValueError):
-        raise ConfigError(f"input_range must be a pair (lo, hi), got {input_range!r}")
+        raise ConfigError(f"input_range must be a pair (lo, hi), got {input_range!r}") from None
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
         raise ConfigError(f"input_range must satisfy lo < hi (finite), got {input_range!r}")
     return lo, hi

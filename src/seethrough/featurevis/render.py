@@ -16,24 +16,25 @@ rendered in.
 from __future__ import annotations
 
 import time
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from .._core.batching import Batching, as_batching, saved_bytes
-from .._core.engine import ForwardFailed, call_model
+from .._core.capture import run_capture
+from .._core.engine import ForwardFailed
 from .._core.errors import ConfigError, InputError, LayerError, TargetError
-from .._core.hooks import StopForward
 from .._core.layers import LayerRef, resolve_layer
-from .._core.result import _freeze
+from .._core.result import Result
 from .._core.state import model_guard
 from .._core.validation import model_device
 from ._relu import redirected_relu
-from .objectives import Channel, Objective, _Plan, as_objectives
+from .objectives import ChannelObjective, Objective, _Plan, as_objectives
 from .param import ImageParam, InputSpace, as_param
 from .transforms import Compose, StepRandom, Transform, as_transform, standard_transforms
 
@@ -46,8 +47,9 @@ _PROBE_SIZES = (16, 28, 32, 48, 64, 96, 128, 224)
 
 
 @dataclass(frozen=True, eq=False)
-class FeatureVisualization:
-    """The result of a render.
+class FeatureVisualization(Result):
+    """The result of a render (a :class:`~seethrough._core.result.Result`: ``save``/``load``,
+    ``plot(ax=...)`` and ``to_html()``, the views of :mod:`seethrough.featurevis.views`).
 
     Attributes
     ----------
@@ -81,6 +83,17 @@ class FeatureVisualization:
     channels: tuple[int, ...] | None = None
     seconds: float = 0.0
     n_evaluations: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        # sequences come back from ``load`` as lists
+        object.__setattr__(self, "objectives", tuple(self.objectives))
+        if self.channels is not None:
+            object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+
+    def __repr__(self) -> str:
+        where = f", layer={self.layer!r}" if self.layer is not None else ""
+        return f"FeatureVisualization(images={tuple(self.images.shape)}{where})"
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -120,52 +133,12 @@ class FeatureVisualization:
 # ---------------------------------------------------------------------------------------
 # model plumbing
 # ---------------------------------------------------------------------------------------
-@contextmanager
-def _capture(modules: Mapping[str, nn.Module], store: dict, stop: bool) -> Iterator[None]:
-    """Record each module's first output of a forward pass into ``store[name]``. With
-    ``stop``, end the pass (StopForward) once all are recorded; outputs that the rest of
-    the pass could still modify in place are cloned."""
-    names = list(modules)
-
-    def make(name: str):
-        def hook(_mod, _inp, out):
-            if isinstance(out, (tuple, list)):
-                out = out[0]
-            if name in store or not isinstance(out, Tensor):
-                return
-            last = stop and len(store) + 1 == len(names)
-            store[name] = out if last else out.clone()
-            if last:
-                raise StopForward
-
-        return hook
-
-    handles = []
-    try:
-        for name in names:
-            handles.append(modules[name].register_forward_hook(make(name)))
-        yield
-    finally:
-        for h in handles:
-            h.remove()
-
-
 def _forward(model: nn.Module, x: Tensor, plan: _Plan) -> tuple[dict[str, Tensor], Tensor | None]:
-    store: dict[str, Tensor] = {}
-    out = None
+    """One forward pass with the plan's layers captured, with their graph (the objectives
+    are differentiated); stopped at the last of them unless the output is needed. A module
+    that runs more than once counts with its first output."""
     stop = not plan.needs_output and bool(plan.modules)
-    with _capture(plan.modules, store, stop):
-        try:
-            out = call_model(model, x)  # ForwardFailed (an InputError) when the model raises
-        except StopForward:
-            out = None
-    missing = [n for n in plan.modules if n not in store]
-    if missing:
-        raise LayerError(
-            f"layer {missing[0]!r} did not run during the forward pass, so it cannot be "
-            f"visualized; pick a layer on the path from the input to the output"
-        )
-    return store, out
+    return run_capture(model, x, plan.modules, stop=stop, what="visualized", detach=False, reuse="first")
 
 
 def _working_sizes(model: nn.Module, channels: int, device) -> list[int]:
@@ -204,18 +177,27 @@ def _size_error(model, channels, hw, device, error, *, transformed=None) -> Inpu
     return InputError(f"the model's forward pass failed on {what}: {error}. {fix}")
 
 
-def _known_input_shape(model: nn.Module) -> tuple[int, int, int] | None:
-    """``model.input_shape`` if it is a (C, H, W) triple, else a bundled model's shape."""
-    shape = getattr(model, "input_shape", None)
-    if isinstance(shape, (tuple, list)) and len(shape) == 3 and all(isinstance(v, int) for v in shape):
-        return tuple(shape)  # type: ignore[return-value]
-    from .. import zoo
+def _input_shape(value: Any, what: str) -> tuple[int, int, int] | None:
+    """``value`` as a ``(C, H, W)`` triple of positive ints (None stays None)."""
+    if value is None:
+        return None
+    if (
+        not isinstance(value, (tuple, list, torch.Size))
+        or len(value) != 3
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)
+    ):
+        raise ConfigError(f"{what} must be (channels, height, width), three positive ints, got {value!r}")
+    return (int(value[0]), int(value[1]), int(value[2]))
 
-    arch = type(model).__name__
-    for name in zoo.available():
-        info = zoo.info(name)
-        if info.architecture == arch:
-            return tuple(info.input_shape)  # type: ignore[return-value]
+
+def _model_input_shape(model: nn.Module) -> tuple[int, int, int] | None:
+    """The model's own ``input_shape`` attribute, when it is a ``(C, H, W)`` triple."""
+    shape = getattr(model, "input_shape", None)
+    if isinstance(shape, (tuple, list, torch.Size)) and len(shape) == 3:
+        try:
+            return _input_shape(tuple(shape), f"{type(model).__name__}.input_shape")
+        except ConfigError:
+            return None
     return None
 
 
@@ -239,6 +221,7 @@ class _Setup:
     device: torch.device
 
 
+@dataclass(eq=False)
 class FeatureVisualizer:
     """Activation maximisation with a chosen parameterization, transforms and optimiser.
 
@@ -254,8 +237,8 @@ class FeatureVisualizer:
     steps, lr:
         Adam steps and learning rate (256, 0.05).
     size:
-        Image size: an int or ``(H, W)``. None: the model's ``input_shape`` attribute or a
-        bundled model's size if known, else 64.
+        Image size: an int or ``(H, W)``. None: from ``input_shape``, else the model's own
+        ``input_shape`` attribute if it has one, else 64.
     seed:
         Seeds the initial parameters and the transforms.
     redirect_relu_steps:
@@ -265,42 +248,31 @@ class FeatureVisualizer:
         The model's input space: ``input_range=(lo, hi)`` (images map linearly from
         [0, 1] to it), or per-channel ``mean``/``std`` normalisation. Default: [0, 1].
     image_channels:
-        Channels of the input image; None: the bundled model's, or the first convolution's
-        ``in_channels``.
+        Channels of the input image; None: from ``input_shape``, else the model's
+        ``input_shape`` attribute, else the first convolution's ``in_channels``.
+    input_shape:
+        ``(C, H, W)`` of the model's inputs, as the caller knows it (the app passes a bundled
+        model's card); ``size`` and ``image_channels``, when given, take precedence.
     """
 
-    def __init__(
-        self,
-        model: nn.Module,
-        *,
-        param: "ImageParam | str" = "fft",
-        transforms: Any = "standard",
-        steps: int = 256,
-        lr: float = 0.05,
-        size: "int | tuple[int, int] | None" = None,
-        seed: int = 0,
-        redirect_relu_steps: int = 16,
-        input_range: "tuple[float, float] | None" = None,
-        mean: "Sequence[float] | float | None" = None,
-        std: "Sequence[float] | float | None" = None,
-        image_channels: int | None = None,
-    ) -> None:
-        self.model = model
-        self.param = param
-        self.transforms = transforms
-        self.steps = steps
-        self.lr = lr
-        self.size = size
-        self.seed = seed
-        self.redirect_relu_steps = redirect_relu_steps
-        self.input_range = input_range
-        self.mean = mean
-        self.std = std
-        self.image_channels = image_channels
+    model: nn.Module = field(repr=False)
+    _: KW_ONLY
+    param: ImageParam | str = "fft"
+    transforms: Any = "standard"
+    steps: int = 256
+    lr: float = 0.05
+    size: int | tuple[int, int] | None = None
+    seed: int = 0
+    redirect_relu_steps: int = 16
+    input_range: tuple[float, float] | None = None
+    mean: Sequence[float] | float | None = None
+    std: Sequence[float] | float | None = None
+    image_channels: int | None = None
+    input_shape: tuple[int, int, int] | None = None
 
     # -- public ------------------------------------------------------------------------
     def render(
-        self, objective: "Objective | Sequence[Objective]", *, batch: int | None = None,
+        self, objective: Objective | Sequence[Objective], *, batch: int | None = None,
         progress: Progress | None = None,
     ) -> FeatureVisualization:
         """Optimise ``batch`` images for one objective, or one image per objective of a list."""
@@ -315,8 +287,8 @@ class FeatureVisualizer:
         return self._result(res, [plan], setup, start, layer=None, channels=None)
 
     def visualize_channels(
-        self, layer: LayerRef, channels: "Sequence[int] | None" = None, *,
-        batching: "Batching | int | None" = None, progress: Progress | None = None,
+        self, layer: LayerRef, channels: Sequence[int] | None = None, *,
+        batching: Batching | int | None = None, progress: Progress | None = None,
     ) -> FeatureVisualization:
         """One image per channel of ``layer`` (all channels when ``channels`` is None):
         image ``k`` maximises the mean over positions of channel ``channels[k]`` (a
@@ -327,14 +299,14 @@ class FeatureVisualizer:
         setup = self._setup()
         name, _module = resolve_layer(self.model, layer)
         with model_guard(self.model, method="feature visualization"):
-            probe_plan = _Plan(self.model, [Channel(name, 0)])
+            probe_plan = _Plan(self.model, [ChannelObjective(name, 0)])
             shapes, _ = self._probe(probe_plan, setup, check=False)
             shape = shapes[name]
             if len(shape) < 1:
                 raise LayerError(f"layer {name!r} gives a scalar per image; it has no channels to visualize")
             n_units = int(shape[0])
             chans = _channel_list(channels, n_units, name)
-            objectives = [Channel(name, c) for c in chans]
+            objectives = [ChannelObjective(name, c) for c in chans]
             measured = batching.batch_size is None
             if not measured:
                 per_chunk = batching.batch_size
@@ -371,14 +343,14 @@ class FeatureVisualizer:
         _check_int(self.redirect_relu_steps, "redirect_relu_steps", minimum=0)
         if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not self.lr > 0:
             raise ConfigError(f"lr must be a positive number, got {self.lr!r}")
-        known = _known_input_shape(model)
+        known = _input_shape(self.input_shape, "input_shape") or _model_input_shape(model)
         channels = self.image_channels
         if channels is None:
             channels = known[0] if known is not None else _first_conv_channels(model)
         if channels is None:
             raise ConfigError(
                 f"cannot tell how many channels {type(model).__name__} takes (no convolution found); "
-                f"pass image_channels=... to FeatureVisualizer"
+                f"pass input_shape=(C, H, W) or image_channels=..."
             )
         _check_int(channels, "image_channels", minimum=1)
         if self.size is None:
@@ -507,7 +479,7 @@ class FeatureVisualizer:
             history=res["history"],
             scores=res["scores"],
             objectives=descriptions,
-            settings=_freeze(settings),
+            settings=settings,
             layer=layer,
             channels=channels,
             seconds=time.perf_counter() - start,
@@ -533,7 +505,7 @@ def _channel_list(channels: Any, n_units: int, layer: str) -> list[int]:
     try:
         chans = list(channels)
     except TypeError:
-        raise TargetError(f"channels must be None (all), an int or a sequence of ints, got {channels!r}")
+        raise TargetError(f"channels must be None (all), an int or a sequence of ints, got {channels!r}") from None
     if not chans:
         raise TargetError("channels is empty; give at least one channel index, or None for all")
     out = []
@@ -554,50 +526,55 @@ def _channel_list(channels: Any, n_units: int, layer: str) -> list[int]:
 # ---------------------------------------------------------------------------------------
 def render(
     model: nn.Module,
-    objective: "Objective | Sequence[Objective]",
+    objective: Objective | Sequence[Objective],
     *,
-    param: "ImageParam | str" = "fft",
+    param: ImageParam | str = "fft",
     transforms: Any = "standard",
     steps: int = 256,
-    size: "int | tuple[int, int] | None" = None,
+    size: int | tuple[int, int] | None = None,
     seed: int = 0,
     lr: float = 0.05,
     batch: int | None = None,
     progress: Progress | None = None,
     redirect_relu_steps: int = 16,
-    input_range: "tuple[float, float] | None" = None,
-    mean: "Sequence[float] | float | None" = None,
-    std: "Sequence[float] | float | None" = None,
+    input_range: tuple[float, float] | None = None,
+    mean: Sequence[float] | float | None = None,
+    std: Sequence[float] | float | None = None,
     image_channels: int | None = None,
+    input_shape: tuple[int, int, int] | None = None,
 ) -> FeatureVisualization:
     """Render images that maximise ``objective`` (see :class:`FeatureVisualizer` for the
-    settings). A single objective is optimised on ``batch`` images (default 1); a list
-    gives one image per objective, all optimised together in one batch."""
+    settings). A single objective (or :class:`seethrough.Target`) is optimised on ``batch``
+    images (default 1); a list gives one image per objective, all optimised together in one
+    batch."""
     return FeatureVisualizer(
         model, param=param, transforms=transforms, steps=steps, lr=lr, size=size, seed=seed,
         redirect_relu_steps=redirect_relu_steps, input_range=input_range, mean=mean, std=std,
-        image_channels=image_channels,
+        image_channels=image_channels, input_shape=input_shape,
     ).render(objective, batch=batch, progress=progress)
 
 
 def visualize_channels(
     model: nn.Module,
     layer: LayerRef,
-    channels: "Sequence[int] | None" = None,
+    channels: Sequence[int] | None = None,
     *,
-    size: "int | tuple[int, int] | None" = None,
+    size: int | tuple[int, int] | None = None,
     steps: int = 256,
     seed: int = 0,
     batch_size: int | None = None,
     progress: Progress | None = None,
-    input_range: "tuple[float, float] | None" = None,
-    mean: "Sequence[float] | float | None" = None,
-    std: "Sequence[float] | float | None" = None,
+    input_range: tuple[float, float] | None = None,
+    mean: Sequence[float] | float | None = None,
+    std: Sequence[float] | float | None = None,
+    input_shape: tuple[int, int, int] | None = None,
 ) -> FeatureVisualization:
     """One image per channel of ``layer`` (None: every channel), with the default
     settings (FFT parameterization, decorrelated colour for RGB, standard transforms,
     Adam at 0.05, redirected ReLU for 16 steps). ``.images`` is ``(K, C, H, W)`` in
-    [0, 1]. ``batch_size`` fixes the images per chunk (None: sized automatically)."""
+    [0, 1]. ``batch_size`` fixes the images per chunk (None: sized automatically);
+    ``input_shape`` ``(C, H, W)`` gives the model's input when ``size`` is not given."""
     return FeatureVisualizer(
         model, steps=steps, size=size, seed=seed, input_range=input_range, mean=mean, std=std,
+        input_shape=input_shape,
     ).visualize_channels(layer, channels, batching=batch_size, progress=progress)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._core.errors import ConfigError
-from .param import _mix
+from .._core.seeds import generator
 
 __all__ = [
     "StepRandom",
@@ -59,7 +59,7 @@ class StepRandom:
         self._calls = 0
 
     def uniform(self, *shape: int) -> Tensor:
-        g = torch.Generator().manual_seed(_mix(self.seed, 0x7A45, self.step, self._calls))
+        g = generator(self.seed, 0x7A45, self.step, self._calls)
         self._calls += 1
         return torch.rand((self.n_total, *shape), generator=g)[self.rows]
 
@@ -113,7 +113,7 @@ def _about_centre(a: np.ndarray, h: int, w: int) -> np.ndarray:
     return m
 
 
-def _resample_run(x: Tensor, run: Sequence["_Geometric"], rng: StepRandom) -> Tensor:
+def _resample_run(x: Tensor, run: Sequence[_Geometric], rng: StepRandom) -> Tensor:
     k, c, h, w = x.shape
     h0, w0 = h, w
     total = np.tile(np.eye(3), (k, 1, 1))
@@ -186,7 +186,7 @@ def _choices(values, name: str) -> Tensor:
     try:
         t = torch.as_tensor(list(values), dtype=torch.float64).reshape(-1)
     except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a sequence of numbers, got {values!r}")
+        raise ConfigError(f"{name} must be a sequence of numbers, got {values!r}") from None
     if t.numel() == 0 or not bool(torch.isfinite(t).all()):
         raise ConfigError(f"{name} must be a non-empty sequence of finite numbers, got {values!r}")
     return t
@@ -238,16 +238,25 @@ class _Callable(Transform):
 
     def __call__(self, x, rng):
         out = self.fn(x, rng) if self.takes_rng else self.fn(x)
-        if not isinstance(out, Tensor) or out.dim() != 4 or out.shape[:2] != x.shape[:2]:
-            got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-            raise ConfigError(
-                f"transform {getattr(self.fn, '__name__', self.fn)!r} must return images (K, C, H', W') with "
-                f"the same K and C as its input {tuple(x.shape)}; it returned {got}"
-            )
-        return out
+        if isinstance(out, Tensor) and out.dim() == 4 and out.shape[:2] == x.shape[:2]:
+            return out
+        got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise ConfigError(
+            f"transform {getattr(self.fn, '__name__', self.fn)!r} must return images (K, C, H', W') with "
+            f"the same K and C as its input {tuple(x.shape)}; it returned {got}"
+        )
 
     def __repr__(self):
         return getattr(self.fn, "__name__", repr(self.fn))
+
+
+def _takes_rng(fn: Callable) -> bool:
+    """Whether ``fn`` can be called as ``fn(images, rng)`` (else it is called as ``fn(images)``)."""
+    try:
+        inspect.signature(fn).bind(None, None)
+    except (TypeError, ValueError):  # no signature, or not two positional arguments
+        return False
+    return True
 
 
 def as_transform(t) -> Transform:
@@ -258,15 +267,7 @@ def as_transform(t) -> Transform:
     if isinstance(t, (list, tuple)):
         return Compose(t)
     if callable(t):
-        try:
-            params = [
-                p for p in inspect.signature(t).parameters.values()
-                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-            ]
-            takes_rng = len(params) >= 2
-        except (TypeError, ValueError):
-            takes_rng = False
-        return _Callable(t, takes_rng)
+        return _Callable(t, _takes_rng(t))
     raise ConfigError(
         f"a transform must be a Transform, a list of transforms or a callable, got {type(t).__name__}"
     )

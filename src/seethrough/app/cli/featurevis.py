@@ -17,7 +17,7 @@ def _channels(text: str | None) -> list[int] | None:
     try:
         out = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise ConfigError(f"cannot read --channels {text!r}: give comma-separated indices (0,1,5) or 'all'")
+        raise ConfigError(f"cannot read --channels {text!r}: give comma-separated indices (0,1,5) or 'all'") from None
     if not out:
         raise ConfigError("--channels is empty: give comma-separated indices (0,1,5) or 'all'")
     return out
@@ -48,19 +48,17 @@ def register(sub) -> None:
 
 
 def _run(args) -> int:
-    from seethrough import zoo
+    from seethrough.app.models import ModelSpec
+    from seethrough.featurevis import FeatureVisualizer
+    from seethrough.featurevis.views import add_visualization
     from seethrough.report.html import HtmlReport
-    from seethrough.app.models import load_model
-    from seethrough.featurevis._report import add_visualization
-    from seethrough.featurevis.render import FeatureVisualizer
 
-    model = load_model(args.model, args.weights)
-    mean, std = args.mean, args.std
-    if args.model in zoo.available() and mean is None and std is None and args.input_range is None:
-        info = zoo.info(args.model)
-        mean, std = list(info.mean), list(info.std)
     if args.batch_size is not None and args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    spec = ModelSpec(args.model, weights=args.weights, mean=_tuple(args.mean), std=_tuple(args.std))
+    model = spec.load()
+    info = spec.info  # a bundled model's card: its input shape and normalisation
+    mean, std = (args.mean, args.std) if args.input_range is not None else spec.normalization
 
     def progress(msg: str) -> None:
         print(f"  {msg}", file=sys.stderr, flush=True)
@@ -68,6 +66,7 @@ def _run(args) -> int:
     fv = FeatureVisualizer(
         model, param=args.param, steps=args.steps, lr=args.lr, size=args.size, seed=args.seed,
         input_range=args.input_range, mean=mean, std=std,
+        input_shape=None if info is None else tuple(info.input_shape),
     )
     vis = fv.visualize_channels(args.layer, _channels(args.channels), batching=args.batch_size, progress=progress)
     out = Path(args.out)
@@ -81,3 +80,7 @@ def _run(args) -> int:
     index = report.save(out / "index.html")
     print(f"{len(paths)} images and {index.name} written to {out.resolve()}")
     return 0
+
+
+def _tuple(values: list[float] | None) -> tuple[float, ...] | None:
+    return None if values is None else tuple(values)
