@@ -79,4 +79,7 @@ def test_errors_exit_with_status_2(tmp_path, factory, capsys):
                  "--out", str(tmp_path / "s")]) == 2
     assert "cannot read dissection labels" in capsys.readouterr().err
     assert main(["atlas", "--model", "mnist-cnn", "--data", "no/such/folder", "--out", str(tmp_path / "t")]) == 2
-    assert "unknown data" in capsys.readouterr().err
+    assert "'no/such/folder' does not exist" in capsys.readouterr().err
+    assert main(["atlas", "--model", "mnist-cnn", "--data", "shapez", "--out", str(tmp_path / "t")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown data 'shapez'" in err and "shapes" in err  # the bundled names are offered

@@ -120,7 +120,7 @@ def test_interrupted_shapes_atlas_resumes_and_renders(tmp_path, monkeypatch):
 def test_demo_report_section(tmp_path, monkeypatch):
     import torch
 
-    from seethrough.atlas import _report
+    from seethrough.app.demo import atlas as _report
     from seethrough.report.html import HtmlReport
 
     torch.set_num_threads(1)

@@ -346,8 +346,10 @@ def test_sources(tmp_path):
     assert open_source("shapes", n=4, size=32).get([3]).shape == (1, 3, 32, 32)
     norm = TensorSource(torch.zeros(2, 3, 4, 4), mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25])
     assert torch.allclose(norm.for_display(norm.get([0])), torch.full((1, 3, 4, 4), 0.5))
-    with pytest.raises(InputError, match="shapes"):
+    with pytest.raises(InputError, match="missing' does not exist"):
         open_source(tmp_path / "missing")
+    with pytest.raises(InputError, match="shapes"):  # an unknown name: the bundled names are offered
+        open_source("shapez")
     with pytest.raises(InputError, match="index 9"):
         src.get([9])
 

@@ -13,16 +13,19 @@
   every unit, the position of each maximum and its receptive-field box.
 * :class:`Atlas`: the static site (index -> layers -> units) with feature
   visualisations, dataset examples, patches and dissection labels; incremental.
-* Sources (:func:`open_source`): ``"shapes"``, ``"mnist"``, a folder of images, a
-  tensor file, a tensor or a map-style dataset.
+* Data: a tensor, a map-style dataset or an :class:`ImageSource` (these live in
+  ``seethrough._core.sources``); the application's ``seethrough.app.open_source`` opens
+  bundled data (``"shapes"``, ``"mnist"``), a folder of images or a tensor file as one.
+* :mod:`seethrough.atlas.views`: HTML pieces (receptive-field patches) and the most
+  selective units, for reports built on the atlas.
 
 See docs/atlas.md.
 """
 
+from .._core.sources import DatasetSource, FolderSource, ImageSource, TensorSource, as_source
 from .examples import DatasetExamples, UnitExamples, model_fingerprint, select_layers
 from .receptive import ReceptiveField
 from .site import Atlas, AtlasBuild
-from .._core.sources import DatasetSource, FolderSource, ImageSource, TensorSource, as_source
 
 __all__ = [
     "Atlas",

@@ -26,24 +26,25 @@ import hashlib
 import json
 import os
 import time
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from .._core.batching import Batching, as_batching, saved_bytes
-from .._core.engine import call_model
+from .._core.capture import forward_chunk_rows, resolve_layers, run_capture, stream_activations
 from .._core.errors import ConfigError, InputError, LayerError
-from .._core.hooks import StopForward
+from .._core.estimator import Estimator
 from .._core.layers import LayerRef, resolve_layer
+from .._core.result import Result
+from .._core.sources import ImageSource, as_source
 from .._core.state import model_guard
 from .._core.validation import model_device
 from .receptive import ReceptiveField, arithmetic_fields
-from .._core.sources import ImageSource, as_source
 
 __all__ = ["DatasetExamples", "UnitExamples", "select_layers", "model_fingerprint"]
 
@@ -114,7 +115,7 @@ def model_fingerprint(model: nn.Module) -> str:
 
 
 @dataclass(frozen=True, eq=False)
-class UnitExamples:
+class UnitExamples(Result):
     """The examples of one unit (ranked: ``top`` descending, ``bottom`` ascending).
 
     ``*_positions`` are ``(k, D)`` positions of the maximum in the layer output (``D =
@@ -219,53 +220,32 @@ class _Running:
             setattr(self, n, tensors[f"{prefix}.{n}"])
 
 
-@contextmanager
-def _reduce_hooks(modules: list[tuple[str, nn.Module]], store: dict) -> Iterator[dict]:
-    """Per chosen layer, reduce its output right in the forward hook (before a later
-    in-place operation can change it) to ``(max over positions, argmax position)`` per
-    unit; stop the forward pass once every layer has run."""
-    handles = []
+#: What the capture hook keeps of one layer's output: per unit ``(B, U)`` maxima over the
+#: positions, ``(B, U, D)`` their positions, and the per-sample output shape.
+_UnitMaxima = tuple[Tensor, Tensor, tuple[int, ...]]
 
-    def make(name: str, module: nn.Module):
-        def hook(_mod, _inp, out):
-            if isinstance(out, (tuple, list)):
-                out = out[0]
-            if not isinstance(out, Tensor):
-                raise LayerError(f"layer {name!r} returns {type(out).__name__}, not a tensor; pick another layer")
-            if name in store:
-                raise LayerError(
-                    f"layer {name!r} runs more than once per forward pass (a reused module), so "
-                    f"its activation is ambiguous; pick a module that runs once"
-                )
-            a = out.detach()
-            if isinstance(module, nn.Linear) and a.dim() > 2:
-                a = a.movedim(-1, 1)  # units are the last dimension of a linear layer
-            if a.dim() < 2:
-                raise LayerError(
-                    f"layer {name!r} gives output of shape {tuple(a.shape)}: no unit dimension; pick another layer"
-                )
-            B, U = a.shape[0], a.shape[1]
-            spatial = tuple(a.shape[2:])
-            if spatial:
-                flat = a.reshape(B, U, -1)
-                vals, arg = flat.max(dim=2)
-                pos = torch.stack(torch.unravel_index(arg, spatial), dim=-1) if len(spatial) > 1 else arg.unsqueeze(-1)
-            else:
-                vals = a
-                pos = torch.empty(B, U, 0, dtype=torch.long)
-            store[name] = (vals.float().cpu(), pos.cpu(), tuple(a.shape[1:]))
-            if len(store) == len(modules):
-                raise StopForward
 
-        return hook
-
-    try:
-        for name, m in modules:
-            handles.append(m.register_forward_hook(make(name, m)))
-        yield store
-    finally:
-        for h in handles:
-            h.remove()
+def _unit_maxima(name: str, module: nn.Module, out: Tensor) -> _UnitMaxima:
+    """Reduce a layer's output (a :func:`~seethrough._core.capture.capture` transform, so it
+    runs inside the hook, before a later in-place operation can change the output) to the
+    maximum over positions of every unit and the position of that maximum. Captured with
+    ``clone=False``: only the reduction is kept, so no copy of the output is needed."""
+    a = out
+    if isinstance(module, nn.Linear) and a.dim() > 2:
+        a = a.movedim(-1, 1)  # units are the last dimension of a linear layer
+    if a.dim() < 2:
+        raise LayerError(
+            f"layer {name!r} gives output of shape {tuple(a.shape)}: no unit dimension; pick another layer"
+        )
+    B, U = a.shape[0], a.shape[1]
+    spatial = tuple(a.shape[2:])
+    if spatial:
+        vals, arg = a.reshape(B, U, -1).max(dim=2)
+        pos = torch.stack(torch.unravel_index(arg, spatial), dim=-1) if len(spatial) > 1 else arg.unsqueeze(-1)
+    else:
+        vals = a.clone()  # the output itself: a later in-place operation must not change it
+        pos = torch.empty(B, U, 0, dtype=torch.long)
+    return vals.float().cpu(), pos.cpu(), tuple(a.shape[1:])
 
 
 def _atomic_save(tensors: dict[str, Tensor], meta: dict[str, str], path: Path) -> None:
@@ -281,7 +261,7 @@ def _frozen(d: dict) -> Mapping:
     return MappingProxyType(dict(d))
 
 
-class DatasetExamples:
+class DatasetExamples(Estimator):
     """Top-k and bottom-k dataset examples of every unit of the chosen layers.
 
     Parameters
@@ -328,14 +308,9 @@ class DatasetExamples:
         checkpoint_every: int = 20,
         progress: Callable[[str], None] | None = None,
     ) -> None:
-        self.model = model
-        self.layers = layers
-        self.top_k = top_k
-        self.bottom_k = bottom_k
-        self.batching = batching
-        self.checkpoint = checkpoint
-        self.checkpoint_every = checkpoint_every
-        self.progress = progress
+        self.model, self.layers, self.batching, self.progress = model, layers, batching, progress
+        self.top_k, self.bottom_k = top_k, bottom_k
+        self.checkpoint, self.checkpoint_every = checkpoint, checkpoint_every
 
     # -- settings ---------------------------------------------------------------------
     def _check(self) -> tuple[int, int]:
@@ -353,11 +328,8 @@ class DatasetExamples:
             raise ConfigError(f"checkpoint_every must be a positive number of batches, got {self.checkpoint_every!r}")
         return k_top, k_bot
 
-    def is_fitted(self) -> bool:
-        return hasattr(self, "top_values_")
-
     # -- fit --------------------------------------------------------------------------
-    def fit(self, data: Any) -> "DatasetExamples":
+    def fit(self, data: Any) -> DatasetExamples:
         """Stream over ``data`` (an :class:`~seethrough.atlas.ImageSource`, a
         tensor ``(N, ...)`` or a map-style dataset) once; returns ``self``."""
         k_top, k_bot = self._check()
@@ -372,7 +344,7 @@ class DatasetExamples:
         start_time = time.perf_counter()
         with model_guard(model, method="dataset examples"):
             names = select_layers(model, self.layers)
-            modules = [(nm, resolve_layer(model, nm)[1]) for nm in names]
+            modules = resolve_layers(model, names)
             device = model_device(model) or torch.device("cpu")
             x0 = self._read(source, slice(0, 1), device)
             shapes = self._probe(modules, x0)
@@ -391,14 +363,14 @@ class DatasetExamples:
                 done, chunk = self._resume(ckpt, config, state)
             resumed_from = done
             if chunk is None:
-                chunk = self._chunk_size(batching, x0, device)
-            batch_no = 0
-            while done < n:
-                stop = min(done + chunk, n)
-                x = self._read(source, slice(done, stop), device)
-                self._batch(modules, x, state, done)
-                done = stop
-                batch_no += 1
+                chunk = forward_chunk_rows(model, x0, batching)
+            # one batch of ``chunk`` images per forward pass, read by position from where the
+            # checkpoint stopped; only the per-unit maxima of a batch are ever alive
+            batches = (self._read(source, slice(b0, min(b0 + chunk, n)), device) for b0 in range(done, n, chunk))
+            stream = stream_activations(model, modules, batches, batching=chunk, transform=_unit_maxima, clone=False)
+            for batch_no, (rows, store) in enumerate(stream, start=1):
+                self._update(store, state, resumed_from + rows.start)
+                done = resumed_from + rows.stop
                 if self.progress is not None:
                     self.progress(f"examples: {done}/{n} images")
                 if ckpt is not None and (batch_no % self.checkpoint_every == 0) and done < n:
@@ -433,36 +405,16 @@ class DatasetExamples:
             )
         return x.to(device)
 
-    def _forward(self, modules, x: Tensor) -> dict:
-        store: dict = {}
-        with torch.no_grad(), _reduce_hooks(modules, store):
-            try:
-                call_model(self.model, x.clone())
-            except StopForward:
-                pass
-        missing = [nm for nm, _ in modules if nm not in store]
-        if missing:
-            raise LayerError(
-                f"layer(s) {', '.join(map(repr, missing))} did not run during the forward pass, "
-                f"so they have no activations; pick layers on the model's forward path"
-            )
-        return store
+    def _probe(self, modules: Mapping[str, nn.Module], x0: Tensor) -> dict[str, tuple[int, ...]]:
+        """The per-sample output shape of every layer, from one image."""
+        with torch.no_grad():
+            store, _ = run_capture(self.model, x0, modules, what="ranked by its activation",
+                                   transform=_unit_maxima, clone=False)
+        return {nm: store[nm][2] for nm in modules}
 
-    def _probe(self, modules, x0: Tensor) -> dict[str, tuple[int, ...]]:
-        store = self._forward(modules, x0)
-        return {nm: store[nm][2] for nm, _ in modules}
-
-    def _chunk_size(self, batching: Batching, x0: Tensor, device) -> int:
-        if batching.batch_size is not None:
-            return batching.batch_size
-        from .._core.forward import forward_row_bytes
-
-        return batching.forward_rows_per_chunk(forward_row_bytes(self.model, x0), x0.device)
-
-    def _batch(self, modules, x: Tensor, state: dict, start: int) -> None:
-        store = self._forward(modules, x)
-        for nm, _ in modules:
-            vals, pos, _shape = store[nm]
+    @staticmethod
+    def _update(store: Mapping[str, _UnitMaxima], state: dict, start: int) -> None:
+        for nm, (vals, pos, _shape) in store.items():
             if not bool(torch.isfinite(vals).all()):
                 bad = (~torch.isfinite(vals)).any(1).nonzero().reshape(-1)[:3] + start
                 raise InputError(
@@ -533,10 +485,12 @@ class DatasetExamples:
         self.receptive_field_ = _frozen(how)
         self.fields_ = _frozen({nm: fields[nm] for nm in names if how[nm] == "arithmetic"})
 
-    def _gradient_boxes(self, modules, source: ImageSource, device, batching: Batching) -> None:
+    def _gradient_boxes(
+        self, modules: Mapping[str, nn.Module], source: ImageSource, device: torch.device, batching: Batching
+    ) -> None:
         """Boxes of the non-zero input gradient of each recorded activation."""
         tb, bb = dict(self.top_boxes_), dict(self.bottom_boxes_)
-        for nm, module in modules:
+        for nm, module in modules.items():
             if self.receptive_field_[nm] != "gradient":
                 continue
             pos = torch.cat([self.top_positions_[nm], self.bottom_positions_[nm]], 1)  # (U, kt+kb, D)
@@ -569,8 +523,7 @@ class DatasetExamples:
 
     # -- views --------------------------------------------------------------------------
     def _require(self) -> None:
-        if not self.is_fitted():
-            raise ConfigError("DatasetExamples is not fitted yet; call fit(data) first")
+        self.check_fitted("call fit(data) first")
 
     def n_units(self, layer: str) -> int:
         self._require()
@@ -643,7 +596,7 @@ class DatasetExamples:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "DatasetExamples":
+    def load(cls, path: str | Path) -> DatasetExamples:
         """A fitted object from :meth:`save` (without a model: it cannot be refitted)."""
         from safetensors import safe_open
 
@@ -712,24 +665,11 @@ class DatasetExamples:
 def _grad_boxes(model: nn.Module, name: str, module: nn.Module, x: Tensor, units: Tensor, pos: Tensor) -> Tensor:
     """Per row: bounding box of the input pixels where the gradient of activation
     ``[unit, *pos]`` of ``module`` is non-zero (the whole image if it is zero)."""
-    store: dict = {}
-
-    def hook(_mod, _inp, out):
-        if isinstance(out, (tuple, list)):
-            out = out[0]
-        store["act"] = out
-        raise StopForward
-
     leaf = x.detach().clone().requires_grad_(True)
-    with ExitStack() as stack:
-        stack.enter_context(torch.enable_grad())
-        handle = module.register_forward_hook(hook)
-        stack.callback(handle.remove)
-        try:
-            call_model(model, leaf)
-        except StopForward:
-            pass
-    act = store["act"]
+    with torch.enable_grad():
+        store, _ = run_capture(model, leaf, {name: module}, detach=False, clone=False,
+                               what="given a receptive field by its gradient")
+    act = store[name]
     if isinstance(module, nn.Linear) and act.dim() > 2:
         act = act.movedim(-1, 1)
     rows = torch.arange(act.shape[0])

@@ -26,17 +26,26 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, fx, nn
 
+from .._core.result import Result
+
 __all__ = ["ReceptiveField", "arithmetic_fields"]
 
 
 @dataclass(frozen=True)
-class ReceptiveField:
+class ReceptiveField(Result):
     """Input interval ``[o * stride + offset, o * stride + offset + span - 1]`` per
-    spatial dimension for output position ``o`` (before clipping to the image)."""
+    spatial dimension for output position ``o`` (before clipping to the image).
+
+    A small value (compared and hashed by its fields, unlike most results)."""
 
     stride: tuple[int, ...]
     offset: tuple[int, ...]
     span: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("stride", "offset", "span"):  # tuples of ints, also when read back by load()
+            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
 
     def boxes(self, positions: Tensor, input_size: tuple[int, ...]) -> Tensor:
         """Clipped boxes ``(..., 2 D)`` = first positions then last positions (inclusive)
@@ -117,7 +126,7 @@ def arithmetic_fields(model: nn.Module, names: list[str], x_probe: Tensor) -> di
                     continue
                 lo = tuple(min(p[1][i] for p in parts) for i in range(D))
                 hi = tuple(max(p[1][i] + p[2][i] for p in parts) for i in range(D))
-                fields[node] = (parts[0][0], lo, tuple(h - l for h, l in zip(hi, lo)))
+                fields[node] = (parts[0][0], lo, tuple(h - a for h, a in zip(hi, lo)))
             deps.add(node)
             if node.op == "call_module" and node.target in wanted:
                 S, A, L = fields[node]

@@ -30,9 +30,10 @@ import json
 import os
 import re
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,8 +42,10 @@ from torch import Tensor, nn
 from .._core.batching import Batching
 from .._core.errors import ConfigError, InputError, SeethroughError
 from .._core.layers import LayerRef, resolve_layer
-from .examples import DatasetExamples, check_hookable, model_fingerprint, select_layers
+from .._core.result import Result
 from .._core.sources import ImageSource, as_source
+from .examples import DatasetExamples, check_hookable, model_fingerprint, select_layers
+from .views import crop_html
 
 __all__ = ["Atlas", "AtlasBuild", "UnitLabels", "FV_GROUP"]
 
@@ -135,21 +138,7 @@ def _page(title: str, crumbs: Sequence[tuple[str, str | None]], body: str) -> by
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>{_esc(title)}</title>"
         f"<style>{CSS}</style></head><body><main><nav class=\"crumbs\">{nav}</nav>{body}</main></body></html>\n"
-    ).encode("utf-8")
-
-
-def _crop_html(src: str, box: tuple[int, int, int, int], H: int, W: int, side: int, alt: str) -> str:
-    """The pixels ``box`` (first row, first col, last row, last col) of the image ``src``
-    shown at ``side`` pixels on their long side: the image itself, scaled and shifted
-    inside a clipping box (no separate patch file)."""
-    y0, x0, y1, x1 = box
-    h, w = y1 - y0 + 1, x1 - x0 + 1
-    k = side / max(h, w)
-    return (
-        f'<span class="patch" style="width:{w * k:.1f}px;height:{h * k:.1f}px">'
-        f'<img src="{_esc(src)}" alt="{_esc(alt)}" style="width:{W * k:.1f}px;height:{H * k:.1f}px;'
-        f'left:{-x0 * k:.1f}px;top:{-y0 * k:.1f}px"></span>'
-    )
+    ).encode()
 
 
 def _fmt(v: float) -> str:
@@ -170,8 +159,8 @@ def _labels_for(unit_labels: UnitLabels | None, layer: str) -> dict[int, str]:
     return out
 
 
-@dataclass(frozen=True)
-class AtlasBuild:
+@dataclass(frozen=True, eq=False)
+class AtlasBuild(Result):
     """What a build did. ``seconds_*`` are this run's times of the three stages (the
     index page also shows the totals over all runs on this folder)."""
 
@@ -244,22 +233,11 @@ class Atlas:
         title: str | None = None,
         progress: Callable[[str], None] | None = None,
     ) -> None:
-        self.model = model
-        self.layers = layers
-        self.top_k = top_k
-        self.steps = steps
-        self.visualize = visualize
-        self.unit_labels = unit_labels
-        self.batching = batching
-        self.seed = seed
-        self.size = size
-        self.input_range = input_range
-        self.mean = mean
-        self.std = std
-        self.featurevis_batch_size = featurevis_batch_size
-        self.checkpoint_every = checkpoint_every
-        self.title = title
-        self.progress = progress
+        self.model, self.layers, self.top_k, self.batching = model, layers, top_k, batching
+        self.steps, self.visualize, self.seed, self.size = steps, visualize, seed, size
+        self.input_range, self.mean, self.std = input_range, mean, std
+        self.featurevis_batch_size, self.checkpoint_every = featurevis_batch_size, checkpoint_every
+        self.unit_labels, self.title, self.progress = unit_labels, title, progress
 
     # -- entry point --------------------------------------------------------------------
     def build(self, data: Any, out_dir: str | Path) -> AtlasBuild:
@@ -508,7 +486,7 @@ class Atlas:
             H, W = ex.input_shape_[1], ex.input_shape_[2]
             boxes = ex.top_boxes_[nm]
             box = tuple(int(v) for v in boxes[u, 0]) if boxes is not None else (0, 0, H - 1, W - 1)
-            return _crop_html(f"../../examples/{i}.png", box, H, W, 96, f"unit {u}: top example {i}")
+            return crop_html(f"../../examples/{i}.png", box, H, W, 96, f"unit {u}: top example {i}")
         return ""
 
     def _unit_page(self, ldir: Path, ex, nm, u, labels, image_like, fv_entry) -> None:
@@ -576,7 +554,7 @@ class Atlas:
                         style = (f"left:{100 * x0 / W:.2f}%;top:{100 * y0 / H:.2f}%;"
                                  f"width:{100 * (x1 - x0 + 1) / W:.2f}%;height:{100 * (y1 - y0 + 1) / H:.2f}%")
                         frame += f'<span class="box" style="{style}"></span>'
-                        patch = _crop_html(f"../../examples/{i}.png", (y0, x0, y1, x1), H, W, 112,
+                        patch = crop_html(f"../../examples/{i}.png", (y0, x0, y1, x1), H, W, 112,
                                            f"receptive field patch of example {i}")
                         cap += f" · patch rows {y0}-{y1}, cols {x0}-{x1}"
                     parts.append(f'<figure class="ex"><div class="pair"><div class="frame">{frame}</div>{patch}</div>'

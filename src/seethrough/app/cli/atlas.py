@@ -6,53 +6,44 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from seethrough._core.errors import ConfigError, InputError
+from seethrough.app.specs import add_data_arguments, add_model_arguments, data_spec, model_spec
 
 __all__ = ["register"]
-
-
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}")
 
 
 def _progress(msg: str) -> None:
     print(f"  {msg}", file=sys.stderr, flush=True)
 
 
-def _data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="bundled name, TorchScript file, or package.module:factory")
-    p.add_argument("--weights", help="state dict for a factory model: .safetensors or a torch file (weights only)")
-    p.add_argument("--data", required=True,
-                   help="'shapes', 'mnist', a folder of images, or a tensor file (.npy, .safetensors, torch)")
-    p.add_argument("--n", type=int, help="images to use (shapes: generated, default 5000; others: the first N, default all)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the shapes data (default: 0)")
-    p.add_argument("--size", type=int, help="image size for shapes and folders (bundled models: their own)")
-    p.add_argument("--channels", type=int, choices=(1, 3), help="folder images: 1 (grayscale) or 3 (RGB)")
-    p.add_argument("--mean", type=_floats, help="per-channel mean the images are normalised with")
-    p.add_argument("--std", type=_floats, help="per-channel std the images are normalised with")
-    p.add_argument("--tensor-key", help="tensor name inside a .safetensors file")
+def _arguments(p: argparse.ArgumentParser) -> None:
+    """The model and data (the shared vocabulary), then what to record."""
+    add_model_arguments(p)
+    add_data_arguments(p, n_default=None, labels=False)
+    # the earlier name of --data-seed
+    p.add_argument("--seed", dest="data_seed", type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.add_argument("--layers", default="conv",
                    help="'conv' (every convolution, default), 'all' (convolutions and linear layers) or a,b,c")
     p.add_argument("--top-k", type=int, default=9, help="most and least activating examples per unit (default: 9)")
     p.add_argument("--batch-size", type=int, help="images per forward pass (default: sized from memory)")
 
 
-def register(sub) -> None:
+def register(sub: Any) -> None:
     a = sub.add_parser(
         "atlas",
         help="build a browsable static atlas of a model's units (dataset examples, feature visualisations)",
         description="Build a Microscope-style static site: index (layers) -> layer pages (grid of units) -> "
         "unit pages (feature visualisation, top-k and bottom-k dataset examples with receptive-field "
-        "patches). Opens offline from disk. An interrupted build continues where it stopped when run again.",
+        "patches). Opens offline from disk. An interrupted build continues where it stopped when run again. "
+        "Generated shapes data: 5,000 images unless --n says otherwise; other data: all of it.",
     )
-    _data_args(a)
+    _arguments(a)
     a.add_argument("--steps", type=int, default=256,
                    help="feature-visualisation steps per unit (default: 256; 0: none)")
-    a.add_argument("--labels", help="JSON file of dissection labels: {layer: {unit: label}}")
+    # dest differs from --labels of the data vocabulary (class labels), which the atlas does not take
+    a.add_argument("--labels", dest="unit_labels", help="JSON file of dissection labels: {layer: {unit: label}}")
     a.add_argument("--out", required=True, help="output folder (new, or one holding an unfinished atlas)")
     a.set_defaults(handler=_cmd_atlas)
 
@@ -62,49 +53,45 @@ def register(sub) -> None:
         description="One resumable pass over a data set; writes the examples table as .safetensors "
         "(seethrough.atlas.DatasetExamples.load) and optionally as CSV.",
     )
-    _data_args(e)
+    _arguments(e)
     e.add_argument("--out", required=True, help="output .safetensors file")
     e.add_argument("--csv", help="also write the table as CSV here")
     e.add_argument("--checkpoint", help="checkpoint file to resume an interrupted pass from")
     e.set_defaults(handler=_cmd_examples)
 
 
-def _load(args):
-    from seethrough import zoo
-    from seethrough.app.models import load_model
-    from seethrough.app.data import open_source
-
-    model = load_model(args.model, args.weights)
-    info = zoo.info(args.model) if args.model in zoo.available() else None
-    size = args.size or (info.input_shape[1] if info else None)
-    channels = args.channels or (info.input_shape[0] if info else None)
-    if args.n is not None and args.n < 0:
-        raise ConfigError(f"--n must be a non-negative number of images, got {args.n}")
-    source = open_source(args.data, n=args.n, seed=args.seed, size=size, channels=channels,
-                         mean=args.mean, std=args.std, tensor_key=args.tensor_key)
+def _load(args: argparse.Namespace) -> tuple[Any, Any, Any, str | None]:
+    """``(model spec, model, image source, layers)``: every image of the data (MNIST: all
+    5,000 digits), read by position."""
+    if args.n == 0:
+        raise InputError("--n 0 selects no images; give --n of at least 1, or leave it out to use all the data")
+    spec = model_spec(args)
+    model = spec.load()
+    source = data_spec(args, spec, split="all").image_source()
     if len(source) == 0:
-        raise InputError(f"the data {args.data!r} holds no images; give a data set with at least one image")
-    layers = None if args.layers == "conv" else args.layers
-    return model, source, layers
+        raise InputError(f"the data {' '.join(args.data)!r} holds no images; give a data set with at least one image")
+    return spec, model, source, None if args.layers == "conv" else args.layers
 
 
-def _cmd_atlas(args) -> int:
-    from seethrough.atlas.site import Atlas
+def _read_labels(path: str) -> dict:
+    try:
+        labels = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise InputError(f"cannot read dissection labels from {path!r}: {err}") from err
+    if not isinstance(labels, dict) or not all(isinstance(v, dict) for v in labels.values()):
+        raise InputError(f"{path!r} must hold a JSON object {{layer: {{unit: label}}}}")
+    return labels
 
-    model, source, layers = _load(args)
-    labels = None
-    if args.labels:
-        p = Path(args.labels)
-        try:
-            labels = json.loads(p.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            raise InputError(f"cannot read dissection labels from {args.labels!r}: {err}") from err
-        if not isinstance(labels, dict) or not all(isinstance(v, dict) for v in labels.values()):
-            raise InputError(f"{args.labels!r} must hold a JSON object {{layer: {{unit: label}}}}")
+
+def _cmd_atlas(args: argparse.Namespace) -> int:
+    from seethrough.atlas import Atlas
+
+    spec, model, source, layers = _load(args)
+    labels = _read_labels(args.unit_labels) if args.unit_labels else None
+    mean, std = spec.normalization
     build = Atlas(
         model, layers=layers, top_k=args.top_k, steps=args.steps, unit_labels=labels,
-        batching=args.batch_size, mean=args.mean, std=args.std, title=f"{args.model} atlas",
-        progress=_progress,
+        batching=args.batch_size, mean=mean, std=std, title=f"{args.model} atlas", progress=_progress,
     ).build(source, args.out)
     print(
         f"Atlas of {build.n_units} units in {len(build.layers)} layers written to {build.index.resolve()} "
@@ -114,13 +101,13 @@ def _cmd_atlas(args) -> int:
     return 0
 
 
-def _cmd_examples(args) -> int:
-    from seethrough.atlas.examples import DatasetExamples
+def _cmd_examples(args: argparse.Namespace) -> int:
+    from seethrough.atlas import DatasetExamples
 
-    model, source, layers = _load(args)
     out = Path(args.out)
     if out.suffix != ".safetensors":
         raise ConfigError(f"--out must be a .safetensors file, got {args.out!r}")
+    _, model, source, layers = _load(args)
     ex = DatasetExamples(model, layers=layers, top_k=args.top_k, batching=args.batch_size,
                          checkpoint=args.checkpoint, progress=_progress).fit(source)
     ex.save(out)

@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import base64
 import html as _html
+import json
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
-from ..report.html import HtmlReport
+from seethrough.report.html import HtmlReport
 
-__all__ = ["atlas_section"]
-
-
-def _uri(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+__all__ = ["atlas_section", "DEMO_IMAGES", "DEMO_STEPS", "DEMO_SEED"]
 
 #: Settings of the demo atlas (small enough for about a minute on one core).
 DEMO_IMAGES = 1000
 DEMO_STEPS = 16
 DEMO_SEED = 2024
+
+
+def _uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
 def atlas_section(
@@ -34,11 +35,10 @@ def atlas_section(
     feature visualisations) into ``out_dir/atlas/`` and add a section to ``report`` that
     links to it (a link relative to ``out_dir``, where the report is saved) and shows a
     few units. Returns the atlas's ``index.html``."""
-    import torch
-
-    from .. import zoo
-    from .site import Atlas, _crop_html
-    from ..app.data import open_source
+    from seethrough import zoo
+    from seethrough.app.data import open_source
+    from seethrough.atlas import Atlas, DatasetExamples
+    from seethrough.atlas.views import crop_html, selective_units
 
     out_dir = Path(out_dir)
     atlas_dir = out_dir / "atlas"
@@ -47,12 +47,8 @@ def atlas_section(
     steps = DEMO_STEPS
     t0 = time.perf_counter()
     build = Atlas(model, layers=layers, top_k=9, steps=steps, title="shapes-cnn atlas (demo)",
-                  unit_labels=unit_labels, progress=progress).build(
-        source, atlas_dir
-    )
+                  unit_labels=unit_labels, progress=progress).build(source, atlas_dir)
     seconds = time.perf_counter() - t0
-
-    from .examples import DatasetExamples
 
     ex = DatasetExamples.load(atlas_dir / "examples.safetensors")
     report.add_heading("Atlas of the shapes model's units")
@@ -75,10 +71,7 @@ def atlas_section(
     # a few units of the last layer: the most selective ones (highest top-1 over mean)
     layer = build.layers[-1]
     top = ex.top_values_[layer][:, 0]
-    score = (top - ex.mean_[layer]) / ex.std_[layer].clamp(min=1e-6)
-    units = torch.argsort(score, descending=True, stable=True)[:6].tolist()
-    import json
-
+    units = selective_units(ex, layer, 6)
     manifest = json.loads((atlas_dir / "manifest.json").read_text(encoding="utf-8"))
     slug = manifest["slugs"][layer]
     H, W = ex.input_shape_[1], ex.input_shape_[2]
@@ -89,10 +82,11 @@ def atlas_section(
         i = int(ex.top_indices_[layer][u, 0])
         pics = []
         if fv.is_file():
-            pics.append(f'<img class="st-img" src="{_uri(fv)}" alt="{_html.escape(layer)} unit {u}: feature visualisation">')
+            pics.append(f'<img class="st-img" src="{_uri(fv)}" '
+                        f'alt="{_html.escape(layer)} unit {u}: feature visualisation">')
         box = tuple(int(v) for v in ex.top_boxes_[layer][u, 0])
-        pics.append(_crop_html(_uri(atlas_dir / "examples" / f"{i}.png"), box, H, W, 128,
-                               f"{layer} unit {u}: receptive field of its top example #{i}"))
+        pics.append(crop_html(_uri(atlas_dir / "examples" / f"{i}.png"), box, H, W, 128,
+                              f"{layer} unit {u}: receptive field of its top example #{i}"))
         cells.append(
             f'<figure class="st-sample"><a class="st-pair" href="{_html.escape(page)}">{"".join(pics)}</a>'
             f"<figcaption>{_html.escape(layer)} unit {u}: "
