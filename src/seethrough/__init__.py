@@ -25,7 +25,19 @@ from ._core.layers import layer_names, resolve_layer
 from ._core.result import Explanation
 from ._core.state import model_guard
 from . import report as _report  # noqa: F401  (registers the views of Explanation)
-from ._core.targets import Channel, Class, ClassDifference, Custom, Neuron, Predicted, Target
+from ._core.targets import (
+    Channel,
+    Class,
+    ClassDifference,
+    Classify,
+    Custom,
+    Neuron,
+    Predicted,
+    Region,
+    SequenceLogProb,
+    Target,
+    TokenAt,
+)
 from .attribution import (
     METHODS,
     Attribution,
@@ -80,6 +92,10 @@ __all__ = [
     "Channel",
     "Custom",
     "Predicted",
+    "TokenAt",
+    "SequenceLogProb",
+    "Region",
+    "Classify",
     # layers and model state
     "layer_names",
     "resolve_layer",

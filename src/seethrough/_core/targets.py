@@ -16,6 +16,19 @@ Accepted forms wherever a method takes ``target=``:
 
 Scores are taken on the logits (pre-softmax) by default; ``Class(c, output="softmax")``
 or ``"log_softmax"`` explains the probability instead.
+
+Outputs beyond class scores:
+
+- sequence outputs ``(B, T, V)`` (language models): :class:`TokenAt` (the log-probability,
+  by default, of one token at one position, e.g. the next token after the prompt:
+  ``TokenAt(-1, token)``) and :class:`SequenceLogProb` (the teacher-forced log-probability
+  of a continuation: position ``t`` predicts token ``t + 1``). On a ``(B, T, V)`` output,
+  ``None``/:class:`Predicted` means the predicted next token at the last position,
+  ``TokenAt(-1, argmax)`` on the logits; an ``int`` still indexes the flattened output;
+- generated outputs such as images ``(B, C, H, W)`` from latent vectors ``(B, Z)``:
+  :class:`Region` (the mean or sum of the output over a boolean mask) and
+  :class:`Classify` (a target on a classifier's output on the generated image); any other
+  scalar function of the output is a :class:`Custom` callable.
 """
 
 from __future__ import annotations
@@ -38,8 +51,13 @@ __all__ = [
     "Channel",
     "Custom",
     "Predicted",
+    "TokenAt",
+    "SequenceLogProb",
+    "Region",
+    "Classify",
     "TargetLike",
     "as_target",
+    "resolve_target",
 ]
 
 _OUTPUTS = ("logit", "softmax", "log_softmax")
@@ -165,9 +183,15 @@ class Class(Target):
 
 
 class Predicted(Target):
-    """The class the model predicts on the clean input (argmax of the output)."""
+    """The class the model predicts on the clean input (argmax of the output).
+
+    On a sequence output ``(B, T, V)`` it is the token predicted at the last position,
+    i.e. ``TokenAt(-1, argmax)`` with this target's ``output`` (logits by default).
+    """
 
     def __init__(self, *, output: str = "logit") -> None:
+        if output not in _OUTPUTS:
+            raise TargetError(f"output must be one of {_OUTPUTS}, got {output!r}")
         self.output = output
 
     @property
@@ -176,6 +200,10 @@ class Predicted(Target):
 
     def resolve(self, model, output, n_samples):
         assert output is not None
+        if output.dim() == 3:  # (B, T, V): the predicted next token at the last position
+            if output.shape[1] == 0 or output.shape[2] == 0:
+                raise TargetError(f"cannot predict a token from a sequence output of shape {tuple(output.shape)}")
+            return TokenAt(-1, output[:, -1].argmax(dim=-1).cpu(), output=self.output)
         flat = _flat(output)
         if flat.shape[1] == 1:
             return Class(0, output="logit")
@@ -320,6 +348,316 @@ class Custom(Target):
         return f"Custom({self.name})"
 
 
+# -- sequence outputs (B, T, V) ------------------------------------------------------------
+
+
+def _per_row(index: Tensor, samples: Tensor) -> Tensor:
+    idx = index.to(samples.device)
+    if idx.dim() == 0 or idx.numel() == 1:
+        return idx.reshape(1).expand(samples.shape[0])
+    return idx[samples]
+
+
+def _check_count(index: Tensor, n_samples: int, what: str) -> None:
+    if index.dim() == 1 and index.numel() not in (1, n_samples):
+        raise TargetError(
+            f"got {index.numel()} {what} for {n_samples} samples; give one int for all samples or exactly one per sample"
+        )
+
+
+def _sequence_output(output: Tensor | None, what: str) -> Tensor:
+    if output is None or output.dim() != 3:
+        got = "no output" if output is None else f"an output of shape {tuple(output.shape)}"
+        raise TargetError(
+            f"{what} needs a sequence output (B, T, V): one score per vocabulary entry at each position; the model "
+            f"gives {got}"
+        )
+    return output
+
+
+class TokenAt(Target):
+    """The score of ``token`` at ``position`` of a sequence output ``(B, T, V)``.
+
+    ``position`` may be negative (``-1``: the last position, whose output predicts the token
+    after the input); ``position`` and ``token`` are each an int or one per sample. The score
+    is the ``output`` transform over the vocabulary at that position: ``"log_softmax"``
+    (default, the log-probability), ``"softmax"`` or ``"logit"``.
+    """
+
+    def __init__(
+        self,
+        position: int | Sequence[int] | Tensor,
+        token: int | Sequence[int] | Tensor,
+        *,
+        output: str = "log_softmax",
+    ) -> None:
+        if output not in _OUTPUTS:
+            raise TargetError(f"output must be one of {_OUTPUTS}, got {output!r}")
+        self.position = _index_tensor(position, "TokenAt position")
+        self.token = _index_tensor(token, "TokenAt token")
+        self.output = output
+
+    def resolve(self, model, output, n_samples):
+        _check_count(self.position, n_samples, "positions")
+        _check_count(self.token, n_samples, "tokens")
+        return self
+
+    @property
+    def per_sample(self) -> bool:
+        return any(t.dim() == 1 and t.numel() > 1 for t in (self.position, self.token))
+
+    def take(self, idx):
+        if not self.per_sample:
+            return self
+        return TokenAt(_take_index(self.position, idx), _take_index(self.token, idx), output=self.output)
+
+    def score(self, output, samples, activation=None):
+        out = _sequence_output(output, "TokenAt")
+        T, V = out.shape[1], out.shape[2]
+        pos = _per_row(self.position, samples).to(out.device)
+        bad = (pos < -T) | (pos >= T)
+        if bool(bad.any()):
+            raise TargetError(
+                f"position {pos[bad].tolist()[0]} is out of range for a sequence output of length {T} "
+                f"(valid: {-T}..{T - 1})"
+            )
+        tok = _per_row(self.token, samples).to(out.device)
+        bad = (tok < 0) | (tok >= V)
+        if bool(bad.any()):
+            raise TargetError(
+                f"token {tok[bad].tolist()[0]} is out of range for a sequence output with a vocabulary of {V} "
+                f"(valid: 0..{V - 1})"
+            )
+        rows = torch.arange(out.shape[0], device=out.device)
+        at = _transform(out[rows, pos % T], self.output)  # (rows, V)
+        return at[rows, tok]
+
+    def describe(self):
+        suffix = "" if self.output == "log_softmax" else f", output={self.output!r}"
+        return f"TokenAt({self.position.tolist()}, {self.token.tolist()}{suffix})"
+
+
+class SequenceLogProb(Target):
+    """Teacher-forced log-probability of a continuation, from a sequence output ``(B, T, V)``.
+
+    ``tokens``: the continuation, ``(L,)`` for every sample or ``(B, L)`` one per sample.
+    ``start``: the position of ``tokens[0]`` in the input sequence (negative counts from the
+    end); the output at position ``t`` predicts the token at ``t + 1``, so the score is
+    ``sum_j log_softmax(output[:, start + j - 1])[tokens[j]]``. The default ``start = T - L``
+    is a continuation that ends the input (the model was run on prompt + continuation);
+    ``start = T - L + 1`` scores a continuation whose last token is not in the input. A
+    continuation starting at position 0 has no prediction and is refused. ``reduce``:
+    ``"sum"`` (the log-probability, default) or ``"mean"`` (per token).
+    """
+
+    def __init__(
+        self, tokens: Sequence[int] | Sequence[Sequence[int]] | Tensor, *, start: int | None = None, reduce: str = "sum"
+    ) -> None:
+        from .reduce import check_reduce
+
+        t = torch.as_tensor(tokens)
+        if t.dtype.is_floating_point or t.dtype == torch.bool:
+            raise TargetError(f"SequenceLogProb tokens must be integer token ids, got dtype {t.dtype}")
+        if t.dim() == 0:
+            t = t.reshape(1)
+        if t.dim() not in (1, 2) or t.shape[-1] == 0:
+            raise TargetError(
+                f"SequenceLogProb tokens must have shape (L,) or (B, L) with L >= 1, got {tuple(t.shape)}"
+            )
+        if start is not None and (isinstance(start, bool) or not isinstance(start, int)):
+            raise TargetError(f"start must be an int position (or None), got {start!r}")
+        self.tokens = t.long()
+        self.start = start
+        self.reduce = check_reduce(reduce, ("sum", "mean"), what="SequenceLogProb reduce")
+
+    def resolve(self, model, output, n_samples):
+        if self.tokens.dim() == 2 and self.tokens.shape[0] not in (1, n_samples):
+            raise TargetError(
+                f"got continuations for {self.tokens.shape[0]} samples for {n_samples} samples; give one (L,) "
+                f"continuation for all samples or exactly one row per sample"
+            )
+        return self
+
+    @property
+    def per_sample(self) -> bool:
+        return self.tokens.dim() == 2 and self.tokens.shape[0] > 1
+
+    def take(self, idx):
+        if not self.per_sample:
+            return self
+        i = torch.as_tensor(idx, dtype=torch.long).reshape(-1).cpu()
+        if i.numel() and (int(i.max()) >= self.tokens.shape[0] or int(i.min()) < -self.tokens.shape[0]):
+            raise TargetError(
+                f"sample {int(i.max())} is out of range for a target with {self.tokens.shape[0]} continuations"
+            )
+        return SequenceLogProb(self.tokens[i], start=self.start, reduce=self.reduce)
+
+    def span(self, length: int) -> int:
+        """The position of the first continuation token in a sequence of ``length``."""
+        L = self.tokens.shape[-1]
+        s = length - L if self.start is None else (self.start + length if self.start < 0 else self.start)
+        if s < 1 or s + L - 1 > length:
+            where = "the default start (T - L)" if self.start is None else f"start={self.start}"
+            raise TargetError(
+                f"a continuation of {L} tokens at {where} does not fit a sequence output of length {length}: its "
+                f"tokens are predicted at positions {s - 1}..{s + L - 2}, which must lie in 0..{length - 1} (position "
+                f"t predicts token t + 1)"
+            )
+        return s
+
+    def score(self, output, samples, activation=None):
+        out = _sequence_output(output, "SequenceLogProb")
+        T, V = out.shape[1], out.shape[2]
+        L = self.tokens.shape[-1]
+        s = self.span(T)
+        tokens = self.tokens.to(out.device)
+        bad = (tokens < 0) | (tokens >= V)
+        if bool(bad.any()):
+            raise TargetError(
+                f"token {tokens[bad].tolist()[0]} is out of range for a sequence output with a vocabulary of {V} "
+                f"(valid: 0..{V - 1})"
+            )
+        tok = tokens.reshape(1, L).expand(out.shape[0], L) if tokens.dim() == 1 or tokens.shape[0] == 1 else (
+            tokens[samples]
+        )
+        logp = out[:, s - 1 : s - 1 + L].log_softmax(dim=-1)  # (rows, L, V)
+        picked = logp.gather(2, tok.unsqueeze(2)).squeeze(2)
+        return picked.sum(dim=1) if self.reduce == "sum" else picked.mean(dim=1)
+
+    def describe(self):
+        toks = self.tokens.tolist()
+        start = "" if self.start is None else f", start={self.start}"
+        red = "" if self.reduce == "sum" else f", reduce={self.reduce!r}"
+        return f"SequenceLogProb({toks}{start}{red})"
+
+
+# -- generated outputs ------------------------------------------------------------------------
+
+
+class Region(Target):
+    """The mean (or sum) of the model output over a boolean ``mask``: for a generator
+    ``z (B, Z) -> image (B, C, H, W)``, how bright a region of the generated image is.
+
+    ``mask`` is broadcast against one sample's output (``(H, W)`` covers every channel, ``(C,
+    H, W)`` picks channels too); with ``per_sample=True`` its first dimension is the batch,
+    one mask per sample. ``reduce``: ``"mean"`` (default) or ``"sum"`` (the core
+    :mod:`~seethrough._core.reduce` vocabulary).
+    """
+
+    def __init__(self, mask: Tensor, *, reduce: str = "mean", per_sample: bool = False) -> None:
+        from .reduce import check_reduce
+
+        m = torch.as_tensor(mask)
+        if m.dtype != torch.bool:
+            raise TargetError(f"Region mask must be a boolean tensor, got dtype {m.dtype}; use e.g. mask > 0.5")
+        if per_sample and m.dim() < 1:
+            raise TargetError("a per-sample Region mask needs a leading batch dimension")
+        self.mask = m.detach()
+        self.reduce = check_reduce(reduce, ("mean", "sum"), what="Region reduce")
+        self._per_sample = bool(per_sample)
+
+    def resolve(self, model, output, n_samples):
+        if self._per_sample and self.mask.shape[0] not in (1, n_samples):
+            raise TargetError(f"got {self.mask.shape[0]} per-sample Region masks for {n_samples} samples")
+        return self
+
+    @property
+    def per_sample(self) -> bool:
+        return self._per_sample and self.mask.shape[0] > 1
+
+    def take(self, idx):
+        if not self.per_sample:
+            return self
+        i = torch.as_tensor(idx, dtype=torch.long).reshape(-1).cpu()
+        return Region(self.mask[i], reduce=self.reduce, per_sample=True)
+
+    def score(self, output, samples, activation=None):
+        if output is None or output.dim() < 2:
+            got = "no output" if output is None else f"shape {tuple(output.shape)}"
+            raise TargetError(f"Region needs a model output with a batch dimension and per-sample values; got {got}")
+        sample_shape = tuple(output.shape[1:])
+        m = self.mask.to(output.device)
+        if not self._per_sample:
+            m = m.unsqueeze(0)
+        per = tuple(m.shape[1:])  # one sample's mask, aligned to the output's trailing dims
+        try:
+            if len(per) > len(sample_shape):
+                raise RuntimeError("the mask has more dimensions than a sample")
+            m = torch.broadcast_to(m.reshape((m.shape[0],) + (1,) * (len(sample_shape) - len(per)) + per),
+                                   (m.shape[0],) + sample_shape)
+        except RuntimeError as e:
+            raise TargetError(
+                f"a Region mask of per-sample shape {per} does not fit the model output's per-sample shape "
+                f"{sample_shape}; give a mask broadcastable to it (e.g. (H, W) for images (C, H, W))"
+            ) from e
+        m = m[samples] if m.shape[0] > 1 else m.expand((output.shape[0],) + sample_shape)
+        mf = m.to(output.dtype).reshape(output.shape[0], -1)
+        total = (output.reshape(output.shape[0], -1) * mf).sum(dim=1)
+        if self.reduce == "sum":
+            return total
+        count = mf.sum(dim=1)
+        if bool((count == 0).any()):
+            raise TargetError("the Region mask selects no element of the output; its mean is undefined")
+        return total / count
+
+    def describe(self):
+        kind = "per-sample mask" if self._per_sample else "mask"
+        return f"Region({kind}{tuple(self.mask.shape)} with {int(self.mask.sum())} on, reduce={self.reduce!r})"
+
+
+class Classify(Target):
+    """A target on ``classifier``'s output on the model output: for a generator, e.g.
+    ``Classify(classifier, 3)`` is the classifier's logit of class 3 on the generated image.
+
+    ``target`` takes every form a method's ``target=`` does on the classifier's output
+    (``None``: the class it predicts on the clean generated output). The classifier runs in
+    eval mode with frozen parameters, restored afterwards, like the explained model.
+    """
+
+    def __init__(self, classifier: nn.Module, target: Any = None) -> None:
+        if not isinstance(classifier, nn.Module):
+            raise TargetError(f"Classify needs a torch.nn.Module classifier, got {type(classifier).__name__}")
+        self.classifier = classifier
+        self.target = as_target(target)
+        if self.target.layer is not None:
+            raise TargetError("Classify takes a target on the classifier's output, not on one of its layers")
+
+    def _classify(self, generated: Tensor) -> Tensor:
+        from .call import call_model
+        from .state import model_guard
+
+        with model_guard(self.classifier, method="Classify target"):
+            return call_model(self.classifier, generated)
+
+    @property
+    def needs_clean_output(self) -> bool:
+        return self.target.needs_clean_output
+
+    def resolve(self, model, output, n_samples):
+        clean = None
+        if self.target.needs_clean_output:
+            if output is None:  # pragma: no cover - the method computes it
+                raise TargetError("Classify needs the clean output to resolve its target")
+            with torch.no_grad():
+                clean = self._classify(output)
+        return Classify(self.classifier, self.target.resolve(self.classifier, clean, n_samples))
+
+    @property
+    def per_sample(self) -> bool:
+        return self.target.per_sample
+
+    def take(self, idx):
+        return Classify(self.classifier, self.target.take(idx)) if self.per_sample else self
+
+    def score(self, output, samples, activation=None):
+        if output is None:
+            raise TargetError("Classify needs the model output")
+        return self.target.score(self._classify(output), samples)
+
+    def describe(self):
+        return f"Classify({type(self.classifier).__name__}, {self.target.describe()})"
+
+
 TargetLike = Union[None, int, Sequence[int], Tensor, Target, Callable[..., Tensor]]
 
 
@@ -337,5 +675,22 @@ def as_target(target: TargetLike) -> Target:
         return Custom(target)
     raise TargetError(
         f"cannot use {type(target).__name__} as a target; give an int, one index per sample, "
-        f"a seethrough Target (Class, ClassDifference, Neuron, Channel) or a callable"
+        f"a seethrough Target (Class, ClassDifference, Neuron, Channel, TokenAt, SequenceLogProb, Region, "
+        f"Classify) or a callable"
     )
+
+
+def resolve_target(model: nn.Module, x: Tensor, target: Target) -> tuple[Target, int]:
+    """``target`` bound to ``model`` and the batch ``x`` (:meth:`Target.resolve`), and the
+    number of rows the model evaluated for it: the clean output is computed (without
+    gradients, on a copy of ``x``) only for a target that needs it (``None``: the predicted
+    class), else 0. Run it inside :func:`~seethrough.model_guard`."""
+    clean = None
+    n_clean = 0
+    if target.needs_clean_output:
+        from .call import call_model
+
+        with torch.no_grad():
+            clean = call_model(model, x.clone())
+        n_clean = int(x.shape[0])
+    return target.resolve(model, clean, x.shape[0]), n_clean

@@ -11,9 +11,12 @@ from torch import Tensor, nn
 from .._core.batching import Batching
 from .._core.engine import ChunkResult, GradientRunner, forward_scores
 from .._core.errors import ConfigError
+from .._core.layers import LayerRef, layer_label, resolve_layer
+from .._core.substitution import layer_output, layer_space
 from .._core.targets import Target
+from .._core.validation import check_token_ids
 from ._base import Attribution, Computed
-from .baselines import BaselineLike, as_baselines
+from .baselines import Baseline, BaselineLike, Given, as_baselines
 
 __all__ = ["IntegratedGradients", "integration_points", "RULES"]
 
@@ -60,6 +63,14 @@ class IntegratedGradients(Attribution):
         The reference input(s): see :mod:`seethrough.attribution.baselines`. A list
         averages the attributions over several baselines. ``attribute(..., baseline=)``
         overrides it for one call.
+    layer:
+        Integrate at this layer's output instead of the input (Captum's
+        ``LayerIntegratedGradients``): the path runs from the baseline's layer output to the
+        input's, substituted into the forward pass at that layer; this is how token ids
+        ``(B, T)`` are explained at the embedding (``layer="embed"``). Baselines are then in
+        the layer's output space (``"zeros"``: the zero embedding), except an integer tensor,
+        which is baseline *token ids* (e.g. a padding token, one per position or per sample)
+        run through the model to the layer. The attributions have the layer's output shape.
 
     The result's ``extras["delta"]`` is the completeness error per sample,
     ``sum(attributions) - (F(x) - mean_b F(x'_b))``.
@@ -74,19 +85,35 @@ class IntegratedGradients(Attribution):
         steps: int = 50,
         rule: str = "gausslegendre",
         baseline: BaselineLike = "zeros",
+        layer: LayerRef | None = None,
         batching=None,
     ) -> None:
         super().__init__(model, batching=batching)
         self.steps = steps
         self.rule = rule
         self.baseline = baseline
+        self.layer = layer
 
     def settings(self):
-        return {
+        out = {
             "steps": self.steps,
             "rule": self.rule,
             "baseline": [b.describe() for b in as_baselines(self.baseline)],
         }
+        if self.layer is not None:
+            out["layer"] = layer_label(self.layer)
+        return out
+
+    def _token_layer(self):
+        return self.layer
+
+    def _layer_baseline(self, spec: Baseline, feed: Tensor, values: Tensor) -> Tensor:
+        """A baseline in the layer's output space: integer tensors are token ids run to the layer."""
+        if isinstance(spec, Given) and not spec.tensor.dtype.is_floating_point:
+            ids = torch.broadcast_to(spec.tensor.to(feed.device), feed.shape).clone()
+            ids = check_token_ids(self.model, ids, self.layer, name="baseline token ids")
+            return layer_output(self.model, ids, resolve_layer(self.model, self.layer)[1])
+        return spec(values)
 
     def _check_settings(self) -> None:
         integration_points(self.steps, self.rule)
@@ -96,7 +123,13 @@ class IntegratedGradients(Attribution):
         if kwargs:
             raise TypeError(f"IntegratedGradients.attribute() got unexpected arguments {sorted(kwargs)}")
         specs = as_baselines(self.baseline if baseline is None else baseline)
-        bases = torch.stack([b(x) for b in specs])  # (nb, B, ...)
+        feed = x
+        x, layer, _ = layer_space(self.model, feed, self.layer)  # x: what is integrated over
+        sub = None if layer is None else layer[1]
+        if layer is None:
+            bases = torch.stack([b(x) for b in specs])  # (nb, B, ...)
+        else:
+            bases = torch.stack([self._layer_baseline(b, feed, x) for b in specs])
         alphas_np, weights_np = integration_points(self.steps, self.rule)
         alphas = torch.as_tensor(alphas_np, dtype=x.dtype, device=x.device)
         weights = torch.as_tensor(weights_np, dtype=x.dtype, device=x.device)
@@ -119,17 +152,26 @@ class IntegratedGradients(Attribution):
             p, k = r // S, r % S
             acc.index_add_(0, p, chunk.grad * weights[k].reshape(bshape))
 
-        runner = GradientRunner(self.model, target, batching=batching)
+        runner = GradientRunner(
+            self.model, target, batching=batching, layer=layer, feed=None if layer is None else feed
+        )
         n_eval = runner.run(nb * B * S, rows, consume)
         attributions = (acc * flat_diff).reshape_as(diff).mean(dim=0)
 
         samples = torch.arange(B, device=x.device)
-        f_x = forward_scores(self.model, x, target, samples)
-        f_b = torch.stack([forward_scores(self.model, bases[j], target, samples) for j in range(nb)])
+
+        def score(values: Tensor) -> Tensor:
+            if sub is None:
+                return forward_scores(self.model, values, target, samples)
+            return forward_scores(self.model, feed, target, samples, substitute=(sub, values))
+
+        f_x = score(x)
+        f_b = torch.stack([score(bases[j]) for j in range(nb)])
         delta = attributions.reshape(B, -1).sum(dim=1) - (f_x - f_b.mean(dim=0))
         return Computed(
             attributions,
             n_eval + B * (nb + 1),
             scores=f_x,
             extras={"delta": delta, "baseline_scores": f_b.mean(dim=0)},
+            layer=None if layer is None else layer[0],
         )

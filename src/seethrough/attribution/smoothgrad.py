@@ -8,7 +8,9 @@ the mean of their squares (SmoothGrad-squared, Hooker et al., 2019) or their var
 
 For methods built on input gradients (saliency, input x gradient, guided backprop,
 deconvolution) all noisy copies of all samples are batched through the model together;
-any other method is called once per noise sample.
+any other method is called once per noise sample. A wrapped gradient method with
+``layer=`` (e.g. ``Saliency(model, layer="embed")`` for token ids) gets its noise at that
+layer's output, scaled by the range of that output.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from torch import Tensor, nn
 from .._core.batching import Batching
 from .._core.engine import ChunkResult, GradientRunner
 from .._core.errors import ConfigError
+from .._core.substitution import layer_space
 from .._core.targets import Target
 from ._base import Attribution, Computed
 from .gradient import GradientAttribution, Saliency
@@ -123,29 +126,41 @@ class SmoothGrad(Attribution):
         return x[samples] + sigma[samples] * self.noise(x, rows), samples
 
     # -- compute -----------------------------------------------------------------------
+    def _token_layer(self):
+        # A wrapped gradient method with layer= gets its noise at that layer's output.
+        inner = self._inner()
+        return inner.layer if isinstance(inner, GradientAttribution) else None
+
     def _attribute(self, x: Tensor, target: Target, batching: Batching, **kwargs) -> Computed:
         inner = self._inner()
-        total = torch.zeros_like(x)
-        total_sq = torch.zeros_like(x)
         n_rows = self.n_samples * x.shape[0]
         if isinstance(inner, GradientAttribution) and not kwargs:
-            runner = GradientRunner(self.model, target, batching=batching, relu_rule=inner.relu_rule)
+            values, layer, feed = layer_space(self.model, x, inner.layer)
+            total = torch.zeros_like(values)
+            total_sq = torch.zeros_like(values)
+            runner = GradientRunner(
+                self.model, target, batching=batching, relu_rule=inner.relu_rule, layer=layer, feed=feed
+            )
 
             def consume(chunk: ChunkResult) -> None:
                 a = inner.row_attribution(chunk)
                 total.index_add_(0, chunk.samples, a)
                 total_sq.index_add_(0, chunk.samples, a * a)
 
-            n_eval = runner.run(n_rows, lambda sl: self.noisy_rows(x, sl), consume)
-        else:
-            n_eval = 0
-            B = x.shape[0]
-            for k in range(self.n_samples):
-                xs, _ = self.noisy_rows(x, slice(k * B, (k + 1) * B))
-                out = inner._attribute(xs, target, batching, **kwargs)
-                total += out.attributions
-                total_sq += out.attributions * out.attributions
-                n_eval += out.n_evaluations
+            n_eval = runner.run(n_rows, lambda sl: self.noisy_rows(values, sl), consume)
+            return Computed(
+                self._aggregate(total, total_sq, self.n_samples), n_eval, layer=None if layer is None else layer[0]
+            )
+        total = torch.zeros_like(x)
+        total_sq = torch.zeros_like(x)
+        n_eval = 0
+        B = x.shape[0]
+        for k in range(self.n_samples):
+            xs, _ = self.noisy_rows(x, slice(k * B, (k + 1) * B))
+            out = inner._attribute(xs, target, batching, **kwargs)
+            total += out.attributions
+            total_sq += out.attributions * out.attributions
+            n_eval += out.n_evaluations
         return Computed(self._aggregate(total, total_sq, self.n_samples), n_eval)
 
 

@@ -6,6 +6,9 @@ from .models import (
     NoGradNet,
     ReusedReLUNet,
     TinyCNN,
+    TinyEncoder,
+    TinyGenerator,
+    TinyLM,
     TinyMLP,
     TinyResNet,
     seeded,
@@ -19,5 +22,8 @@ __all__ = [
     "ReusedReLUNet",
     "NoGradNet",
     "DeadBranchNet",
+    "TinyLM",
+    "TinyEncoder",
+    "TinyGenerator",
     "seeded",
 ]

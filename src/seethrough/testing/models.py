@@ -1,6 +1,11 @@
 """Tiny models for tests and examples: fast on a CPU, with the structures that break
 naive implementations (BatchNorm, residual adds, in-place ReLU, functional ReLU, one ReLU
-module reused, a branch off the output path, no-grad forward)."""
+module reused, a branch off the output path, no-grad forward).
+
+Beyond images: :class:`TinyLM` (token ids ``(B, T)`` -> next-token logits ``(B, T, V)``,
+a causal transformer), :class:`TinyEncoder` (token ids -> class logits ``(B, K)``) and
+:class:`TinyGenerator` (latent vectors ``(B, Z)`` -> images ``(B, C, H, W)``). The token
+models name their embedding ``embed``, the layer to attribute token ids at."""
 
 from __future__ import annotations
 
@@ -16,6 +21,9 @@ __all__ = [
     "ReusedReLUNet",
     "NoGradNet",
     "DeadBranchNet",
+    "TinyLM",
+    "TinyEncoder",
+    "TinyGenerator",
     "seeded",
 ]
 
@@ -162,3 +170,100 @@ class DeadBranchNet(nn.Module):
     def forward(self, x):
         _ = self.side(x)
         return self.main(x)
+
+
+# -- beyond images: token ids in, sequences out; latent vectors in, images out -------------
+
+
+class _Attention(nn.Module):
+    """Causal multi-head self-attention, written out (no fused kernel) so that every
+    intermediate is an ordinary autograd op."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim {dim} is not divisible by {heads} heads")
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, D = x.shape
+        q, k, v = self.qkv(x).reshape(B, T, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
+        att = (q @ k.transpose(-2, -1)) / (D // self.heads) ** 0.5
+        causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
+        att = att.masked_fill(~causal, float("-inf")).softmax(dim=-1)
+        return self.proj((att @ v).transpose(1, 2).reshape(B, T, D))
+
+
+class _TransformerBlock(nn.Module):
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(dim)
+        self.attn = _Attention(dim, heads)
+        self.ln2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x))
+        return x + self.mlp(self.ln2(x))
+
+
+class TinyLM(nn.Module):
+    """A causal transformer language model: ``embed`` (token embedding) plus a learned
+    position embedding, ``n_layers`` pre-norm blocks (``blocks.0``, ...), a final norm and
+    ``unembed``. Token ids ``(B, T)`` with ``T <= max_len`` give logits ``(B, T, vocab_size)``;
+    the output at position ``t`` predicts the token at ``t + 1``."""
+
+    def __init__(
+        self, vocab_size: int = 16, dim: int = 16, n_layers: int = 2, heads: int = 2, max_len: int = 32
+    ) -> None:
+        super().__init__()
+        self.max_len = max_len
+        self.embed = nn.Embedding(vocab_size, dim)
+        self.pos = nn.Parameter(0.1 * torch.randn(max_len, dim))
+        self.blocks = nn.Sequential(*[_TransformerBlock(dim, heads) for _ in range(n_layers)])
+        self.ln_f = nn.LayerNorm(dim)
+        self.unembed = nn.Linear(dim, vocab_size)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        if ids.dim() != 2 or ids.shape[1] > self.max_len:
+            raise ValueError(f"TinyLM takes token ids (B, T) with T <= {self.max_len}, got shape {tuple(ids.shape)}")
+        h = self.embed(ids) + self.pos[: ids.shape[1]]
+        return self.unembed(self.ln_f(self.blocks(h)))
+
+
+class TinyEncoder(nn.Module):
+    """Token ids ``(B, T)`` -> ``embed`` -> a per-token MLP (``mix``) -> mean over positions
+    -> ``head``: class logits ``(B, num_classes)``."""
+
+    def __init__(self, vocab_size: int = 16, dim: int = 12, num_classes: int = 3) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, dim)
+        self.mix = nn.Sequential(nn.Linear(dim, dim), nn.Tanh())
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.head(self.mix(self.embed(ids)).mean(dim=1))
+
+
+class TinyGenerator(nn.Module):
+    """A DCGAN-style generator: latent ``z (B, latent_dim)`` -> ``fc`` -> (16, 2, 2) ->
+    ``deconv`` (conv-transpose, BatchNorm, ReLU, conv-transpose) -> ``tanh`` images
+    ``(B, channels, 8, 8)``."""
+
+    def __init__(self, latent_dim: int = 8, channels: int = 3) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.fc = nn.Linear(latent_dim, 16 * 2 * 2)
+        self.deconv = nn.Sequential(
+            nn.ConvTranspose2d(16, 8, 4, stride=2, padding=1),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),
+            nn.ConvTranspose2d(8, channels, 4, stride=2, padding=1),
+        )
+        for m in (self.fc, self.deconv[0], self.deconv[3]):  # He init: images that vary with z
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.deconv(self.fc(z).reshape(-1, 16, 2, 2)))
