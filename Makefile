@@ -53,6 +53,7 @@ bench: $(TSTAMP)
 	$(PY) bench/bench_perturbation.py --out docs/bench-perturbation.md
 	$(PY) bench/bench_shapley.py --out docs/bench-shapley.md
 	$(PY) bench/bench_incremental.py --out docs/bench-incremental.md
+	$(PY) bench/bench_single_pass.py --out docs/bench-single-pass.md
 
 clean:
 	rm -rf $(VENV) reports build src/*.egg-info

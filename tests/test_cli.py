@@ -137,7 +137,7 @@ def test_demo_end_to_end(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_demo_trust_section_writes_linked_reports(tmp_path):
-    from seethrough.evaluation._report import trust_section
+    from seethrough.app.demo.trust import trust_section
     from seethrough.report.html import HtmlReport
 
     rep = HtmlReport()

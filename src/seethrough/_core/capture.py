@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from .batching import Batching, as_batching
-from .engine import call_model
+from .call import call_model
 from .errors import InputError, LayerError
 from .hooks import StopForward
 from .layers import LayerRef, resolve_layer
@@ -81,6 +81,7 @@ def capture(
     clone: bool = True,
     reuse: str = "error",
     transform: Transform | None = None,
+    any_output: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """Record each named module's output into ``store[name]`` during forward passes.
 
@@ -100,6 +101,9 @@ def capture(
         ``"first"`` (keep the first output) or ``"last"``.
     transform:
         ``transform(name, module, output)`` applied in the hook; its value is stored.
+    any_output:
+        Accept outputs that are not tensors (stored as they are), e.g. to record which
+        modules ran and in which order (the store's insertion order).
     """
     if reuse not in ("error", "first", "last"):
         raise ValueError(f"reuse must be 'error', 'first' or 'last', got {reuse!r}")
@@ -108,9 +112,9 @@ def capture(
 
     def make(name: str, module: nn.Module):
         def hook(_mod, _inp, out):
-            if isinstance(out, (tuple, list)):
+            if isinstance(out, (tuple, list)) and out and not any_output:
                 out = out[0]
-            if not isinstance(out, Tensor):
+            if not isinstance(out, Tensor) and not any_output:
                 raise LayerError(f"layer {name!r} returns {type(out).__name__}, not a tensor; pick another layer")
             if name in store:
                 if reuse == "error":
@@ -121,8 +125,8 @@ def capture(
                 if reuse == "first":
                     return
             last = stop and (len(store) + (name not in store)) == n
-            value = out.detach() if detach else out
-            if clone and not last:
+            value = out.detach() if detach and isinstance(out, Tensor) else out
+            if clone and not last and isinstance(value, Tensor):
                 value = value.clone()
             store[name] = value if transform is None else transform(name, module, value)
             if last:
@@ -203,12 +207,15 @@ def stream_activations(
     transform: Transform | None = None,
     stop: bool = True,
     reuse: str = "error",
+    clone: bool = True,
 ) -> Iterator[tuple[slice, dict[str, Any]]]:
     """``(rows, {layer: activation})`` chunk after chunk, without gradients.
 
     ``data`` is one batch or an iterable of batches (a DataLoader, a generator of shards):
     only one chunk's activations are alive at a time. ``rows`` counts over the whole
-    stream. ``transform`` (see :func:`capture`) reduces each activation inside the hook.
+    stream. ``transform`` (see :func:`capture`) reduces each activation inside the hook;
+    ``clone=False`` skips copying the output first (safe when the transform's value does
+    not share memory with it, e.g. a reduction).
     """
     b = as_batching(batching)
     start = 0
@@ -220,7 +227,9 @@ def stream_activations(
             size = forward_chunk_rows(model, batch, b, extra_row_bytes=extra_row_bytes)
         for sl in Batching.chunks(batch.shape[0], size):
             with torch.no_grad():
-                store, _ = run_capture(model, batch[sl], layers, stop=stop, transform=transform, reuse=reuse)
+                store, _ = run_capture(
+                    model, batch[sl], layers, stop=stop, transform=transform, reuse=reuse, clone=clone
+                )
             yield slice(start + sl.start, start + sl.stop), store
         start += batch.shape[0]
 

@@ -19,9 +19,11 @@ from torch import Tensor, nn
 from .batching import Batching, saved_bytes
 from .errors import GradientError, InputError, LayerError
 from .hooks import StopForward, capture_activation, relu_backward_override
+from .substitution import substitute_output
 from .targets import Target
+from .call import ForwardFailed, call_model
 
-__all__ = ["GradientRunner", "ChunkResult", "ForwardFailed", "call_model", "forward_scores"]
+__all__ = ["GradientRunner", "ChunkResult", "ForwardFailed", "call_model", "find_layer", "forward_scores"]
 
 MakeRows = Callable[[slice], tuple[Tensor, Tensor]]
 
@@ -36,46 +38,55 @@ class ChunkResult:
     activation: Tensor | None  # the layer activation (detached) when attributing to a layer
 
 
-class ForwardFailed(InputError):
-    """The model's forward pass raised on the inputs (``attribute`` adds their shape)."""
-
-
 _ROW_BYTES: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+_LAYER_NAMES: weakref.WeakKeyDictionary[nn.Module, dict[int, str]] = weakref.WeakKeyDictionary()
 
 
-def call_model(model: nn.Module, x: Tensor) -> Tensor:
-    """Run ``model`` on ``x``; its output as one tensor (the first of a tuple, ``.logits`` of a
-    Hugging Face output). A forward pass that raises becomes :class:`ForwardFailed`."""
-    try:
-        out = model(x)
-    except (StopForward, GradientError, LayerError):
-        raise
-    except (RuntimeError, ValueError, IndexError, TypeError) as e:
-        raise ForwardFailed(
-            f"the model's forward pass failed on inputs with per-sample shape "
-            f"{tuple(x.shape[1:])} and dtype {x.dtype}: {e}. Check that the inputs have the shape the model expects "
-            f"(batch first) and the preprocessing it was trained with."
-        ) from e
-    if isinstance(out, (tuple, list)):
-        out = out[0]
-    if hasattr(out, "logits") and not isinstance(out, Tensor):
-        out = out.logits
-    if not isinstance(out, Tensor):
-        raise InputError(
-            f"the model returned {type(out).__name__}; seethrough needs a tensor output "
-            f"(or a tuple whose first element is one). Wrap the model to return a tensor."
-        )
-    return out
+def _walk(model: nn.Module, name: str) -> nn.Module | None:
+    """The submodule at dotted path ``name`` (following ``_modules``), or None."""
+    module: nn.Module | None = model
+    for part in name.split("."):
+        module = module._modules.get(part) if module is not None else None
+        if module is None:
+            return None
+    return module
 
 
+def find_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Module]:
+    """:func:`~seethrough._core.layers.resolve_layer` without a ``named_modules()`` scan per
+    call: a dotted name is followed down the module tree, and the name of a module given as
+    an object is remembered per model (and checked by following it). Anything the fast path
+    does not find goes to ``resolve_layer``, which gives the same answer or the error."""
+    if isinstance(layer, str):
+        module = _walk(model, layer) if layer else None
+        if module is not None:
+            return layer, module
+    elif isinstance(layer, nn.Module):
+        names = _LAYER_NAMES.get(model)
+        name = None if names is None else names.get(id(layer))
+        if name is not None and _walk(model, name) is layer:
+            return name, layer
+    from .layers import resolve_layer
+
+    name, module = resolve_layer(model, layer)
+    if isinstance(layer, nn.Module) and name:
+        _LAYER_NAMES.setdefault(model, {})[id(layer)] = name
+    return name, module
 
 
 def forward_scores(
-    model: nn.Module, x: Tensor, target: Target, samples: Tensor, *, module: nn.Module | None = None
+    model: nn.Module,
+    x: Tensor,
+    target: Target,
+    samples: Tensor,
+    *,
+    module: nn.Module | None = None,
+    substitute: tuple[nn.Module, Tensor] | None = None,
 ) -> Tensor:
     """Scores of ``target`` on ``x`` without gradients. For a target on a layer, the
     forward pass stops at that layer (``module``: the layer, if already resolved); the
-    target is scored after the capture hook is gone."""
+    target is scored after the capture hook is gone. ``substitute=(layer, values)``
+    replaces that layer's output by ``values`` (attribution at a layer's output)."""
     store: dict = {}
     if target.layer is not None and module is None:
         from .layers import resolve_layer
@@ -83,6 +94,8 @@ def forward_scores(
         module = resolve_layer(model, target.layer)[1]
     with torch.no_grad():
         with ExitStack() as stack:
+            if substitute is not None:
+                stack.enter_context(substitute_output(substitute[0], substitute[1]))
             if module is not None:
                 stack.enter_context(capture_activation(module, store, stop=True))
             try:
@@ -96,8 +109,11 @@ class GradientRunner:
     """Runs forward + backward over rows in chunks and hands each chunk to ``consume``.
 
     ``layer`` (a resolved ``(name, module)``) makes the gradient and the activation be
-    those of that layer's output instead of the input. ``relu_rule`` ("guided" or
-    "deconv") overrides ReLU backward passes.
+    those of that layer's output instead of the input. With ``feed`` as well, rows are
+    values of that layer's output: the model runs on ``feed[samples]`` (e.g. token ids)
+    and the layer's output is replaced by the row, the leaf the gradient is taken with
+    respect to (attribution at a layer's output, see :mod:`~seethrough._core.substitution`).
+    ``relu_rule`` ("guided" or "deconv") overrides ReLU backward passes.
     """
 
     def __init__(
@@ -108,12 +124,16 @@ class GradientRunner:
         batching: Batching,
         layer: tuple[str, nn.Module] | None = None,
         relu_rule: str | None = None,
+        feed: Tensor | None = None,
     ) -> None:
+        if feed is not None and layer is None:
+            raise ValueError("GradientRunner(feed=...) substitutes a layer's output: it needs layer=")
         self.model = model
         self.target = target
         self.batching = batching
         self.layer = layer
         self.relu_rule = relu_rule
+        self.feed = feed
         self.target_module: nn.Module | None = None
         if target.layer is not None:
             from .layers import resolve_layer
@@ -126,7 +146,8 @@ class GradientRunner:
         store: dict = {}
         # The gradient is taken with respect to a leaf; the model gets a copy, so a
         # forward pass that writes into its input never touches the caller's tensor.
-        leaf = x.detach().requires_grad_(self.layer is None)
+        substituted = self.feed is not None
+        leaf = x.detach().requires_grad_(self.layer is None or substituted)
         with torch.enable_grad():
             # Hooks and the ReLU override live only for the forward pass: the target is
             # scored outside them, so a target that runs the model again is unaffected.
@@ -134,7 +155,9 @@ class GradientRunner:
                 stop_at_target = self.target_module is not None and (
                     self.layer is None or self.layer[1] is not self.target_module
                 )
-                if self.layer is not None:
+                if substituted:
+                    stack.enter_context(substitute_output(self.layer[1], leaf, store))  # type: ignore[index]
+                elif self.layer is not None:
                     stack.enter_context(_capture_for_grad(self.layer[1], store))
                 if self.target_module is not None:
                     stack.enter_context(
@@ -142,8 +165,9 @@ class GradientRunner:
                     )
                 if self.relu_rule is not None:
                     stack.enter_context(relu_backward_override(self.relu_rule))
+                model_input = self.feed[samples.to(self.feed.device)] if substituted else leaf  # type: ignore[index]
                 try:
-                    out = call_model(self.model, leaf.clone())
+                    out = call_model(self.model, model_input.clone())
                 except StopForward:
                     out = None
             if self.target_module is not None and "target" not in store:
@@ -184,7 +208,8 @@ class GradientRunner:
     def _row_bytes(self, x_row: Tensor, samples: Tensor) -> int:
         key = (tuple(x_row.shape[1:]), x_row.dtype, str(x_row.device),
                None if self.layer is None else self.layer[0], self.relu_rule,
-               None if self.target_module is None else id(self.target_module))
+               None if self.target_module is None else id(self.target_module),
+               None if self.feed is None else (tuple(self.feed.shape[1:]), self.feed.dtype))
         cache = _ROW_BYTES.setdefault(self.model, {})
         if key in cache:
             return cache[key]
@@ -204,6 +229,8 @@ class GradientRunner:
             return 0
         if self.batching.batch_size is not None:
             size = self.batching.batch_size
+        elif n_rows == 1:
+            size = 1  # one row is one chunk whatever it keeps alive: no probe pass to size it
         else:
             x0, s0 = make_rows(slice(0, 1))
             row_bytes = self._row_bytes(x0, s0)

@@ -77,7 +77,8 @@ def _view(result: Any, kind: str) -> Callable[..., Any]:
 # -- persistence: tensors go to the safetensors body, everything else into JSON ------------
 def _encode(v: Any, key: str, tensors: dict[str, Tensor]) -> Any:
     if isinstance(v, Tensor):
-        tensors[key] = v.detach().cpu().contiguous()
+        # a copy with its own storage: safetensors refuses tensors that share memory (views, shared inputs)
+        tensors[key] = v.detach().cpu().clone(memory_format=torch.contiguous_format)
         return {"__tensor__": key}
     if isinstance(v, Result):
         return {"__result__": f"{type(v).__module__}:{type(v).__qualname__}", "fields": v._encode_fields(key, tensors)}
@@ -165,7 +166,8 @@ class Result:
             if f.name in self._transient:
                 continue
             key = f"{prefix}.{f.name}" if prefix else f.name
-            out[f.name] = _encode(_thaw(getattr(self, f.name)), key, tensors)
+            v = getattr(self, f.name)  # a tuple field stays a tuple; frozen mappings are thawed
+            out[f.name] = _encode(_thaw(v) if isinstance(v, Mapping) else v, key, tensors)
         return out
 
     def save(self, path: str | Path) -> Path:

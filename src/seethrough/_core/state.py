@@ -9,8 +9,8 @@ memory); on exit, successful or not, every module's train/eval flag, every param
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 from torch import nn
@@ -29,50 +29,126 @@ _HOOK_DICTS = (
     "_backward_pre_hooks",
 )
 
+_NO_HOOKS = (None,) * len(_HOOK_DICTS)
+
+
+def _all_modules(model: nn.Module) -> list[nn.Module]:
+    """Every module of ``model`` once (``model.modules()``'s set, breadth first), without
+    the generator machinery of ``named_modules``."""
+    out = [model]
+    seen = {id(model)}
+    i = 0
+    while i < len(out):
+        for child in out[i]._modules.values():
+            if child is not None and id(child) not in seen:
+                seen.add(id(child))
+                out.append(child)
+        i += 1
+    return out
+
 
 class ModelSnapshot:
-    """What ``model_guard`` restores: modes, ``requires_grad`` flags, buffers and hooks."""
+    """What ``model_guard`` restores: modes, ``requires_grad`` flags, buffers and hooks.
+
+    Taken once per explanation, so it is built in one pass over the modules: the buffers
+    are copied with one flat copy per dtype and device (a buffer written in place bumps its
+    version counter, and only those are compared and copied back), and only non-empty hook
+    dictionaries keep a set of their keys.
+    """
 
     def __init__(self, model: nn.Module) -> None:
-        self.modules = list(model.modules())
+        self.modules = _all_modules(model)
         self.training = [m.training for m in self.modules]
-        self.params = list(model.parameters())
+        self.params: list[nn.Parameter] = []
+        #: (module, buffer name, buffer, its version counter) for every buffer slot
+        self.buffers: list[tuple[nn.Module, str, torch.Tensor | None, int]] = []
+        #: per module, None when all its hook dictionaries are empty, else the key set of
+        #: each of them in ``_HOOK_DICTS`` order (None for an empty or missing one)
+        self.hooks: list[tuple[set | None, ...] | None] = []
+        seen: set[int] = set()
+        unique: dict[int, torch.Tensor] = {}
+        for m in self.modules:
+            d = m.__dict__
+            for p in d.get("_parameters", {}).values():
+                if p is not None and id(p) not in seen:
+                    seen.add(id(p))
+                    self.params.append(p)
+            for name, buf in d.get("_buffers", {}).items():
+                self.buffers.append((m, name, buf, -1 if buf is None else buf._version))
+                if buf is not None:
+                    unique.setdefault(id(buf), buf)
+            hooks = tuple(map(d.get, _HOOK_DICTS))
+            self.hooks.append(tuple(set(h) if h else None for h in hooks) if any(hooks) else None)
         self.requires_grad = [p.requires_grad for p in self.params]
         self.param_versions = [p._version for p in self.params]
-        # (module, name, buffer, its version counter, a copy): a buffer written in place
-        # bumps its version, so restore() compares and copies back only those.
-        self.buffers: list[tuple[nn.Module, str, torch.Tensor | None, int, torch.Tensor | None]] = []
-        for m in self.modules:
-            for name, buf in m._buffers.items():
-                copy = None if buf is None else buf.detach().clone()
-                self.buffers.append((m, name, buf, -1 if buf is None else buf._version, copy))
-        self.hooks = [
-            {attr: set(getattr(m, attr, {}).keys()) for attr in _HOOK_DICTS} for m in self.modules
-        ]
+        self._copies = _BufferCopies(list(unique.values()))
 
     def restore(self) -> None:
         with torch.no_grad():
-            for m, name, buf, version, copy in self.buffers:
-                if m._buffers.get(name) is not buf:
-                    m._buffers[name] = buf
-                if buf is not None and copy is not None and buf._version != version and not torch.equal(buf, copy):
-                    buf.copy_(copy)
+            for m, name, buf, version in self.buffers:
+                slots = m._buffers
+                if slots.get(name) is not buf:
+                    slots[name] = buf
+                if buf is not None and buf._version != version:
+                    copy = self._copies.of(buf)
+                    if copy is not None and not torch.equal(buf, copy):
+                        buf.copy_(copy)
         for p, flag in zip(self.params, self.requires_grad):
             if p.requires_grad != flag:
                 p.requires_grad_(flag)
         for m, flag in zip(self.modules, self.training):
             if m.training != flag:
                 m.__dict__["training"] = flag
-        for m, keys in zip(self.modules, self.hooks):
-            for attr, before in keys.items():
-                d = getattr(m, attr, None)
-                if d is None:
+        for m, before in zip(self.modules, self.hooks):
+            hooks = tuple(map(m.__dict__.get, _HOOK_DICTS))
+            if not any(hooks):
+                continue
+            for h, keys in zip(hooks, before or _NO_HOOKS):
+                if not h:
                     continue
-                for k in [k for k in d.keys() if k not in before]:
-                    del d[k]
+                if keys is None:
+                    h.clear()
+                elif len(h) != len(keys) or any(k not in keys for k in h):
+                    for k in [k for k in h if k not in keys]:
+                        del h[k]
 
     def parameters_changed(self) -> bool:
         return any(p._version != v for p, v in zip(self.params, self.param_versions))
+
+
+class _BufferCopies:
+    """Copies of buffers taken at once: plain dense tensors in one flat copy per (dtype,
+    device), which costs one call instead of one clone per buffer; anything else (meta,
+    sparse, tensor subclasses) cloned on its own."""
+
+    def __init__(self, buffers: list[torch.Tensor]) -> None:
+        self._where: dict[int, tuple[int, int]] = {}  # id(buffer) -> (flat copy index, offset)
+        self._flat: list[torch.Tensor] = []
+        self._single: dict[int, torch.Tensor] = {}
+        groups: dict[tuple[torch.dtype, torch.device], list[torch.Tensor]] = {}
+        with torch.no_grad():
+            for b in buffers:
+                if type(b) is torch.Tensor and b.layout == torch.strided and not b.is_meta:
+                    groups.setdefault((b.dtype, b.device), []).append(b)
+                else:
+                    self._single[id(b)] = b.detach().clone()
+            for group in groups.values():
+                offset = 0
+                for b in group:
+                    self._where[id(b)] = (len(self._flat), offset)
+                    offset += b.numel()
+                flat = torch._C._nn.flatten_dense_tensors(group) if len(group) > 1 else group[0].flatten().clone()
+                self._flat.append(flat)
+
+    def of(self, buf: torch.Tensor) -> torch.Tensor | None:
+        """The copy of ``buf`` (its shape, contiguous), or None if it was not copied."""
+        if id(buf) in self._single:
+            return self._single[id(buf)]
+        where = self._where.get(id(buf))
+        if where is None:
+            return None
+        flat, offset = self._flat[where[0]], where[1]
+        return flat.narrow(0, offset, buf.numel()).view(buf.shape)
 
 
 @contextmanager
@@ -98,7 +174,8 @@ def model_guard(model: nn.Module, *, method: str = "explanation") -> Iterator[nn
         for m in snap.modules:  # model.eval(), without Module.__setattr__ per module
             m.__dict__["training"] = False
         for p in snap.params:
-            p.requires_grad_(False)
+            if p.requires_grad:
+                p.requires_grad_(False)
         yield model
     finally:
         snap.restore()

@@ -17,11 +17,11 @@ import torch
 from torch import Tensor, nn
 
 from .._core.batching import Batching, as_batching
-from .._core.engine import ForwardFailed, call_model, forward_scores
+from .._core.engine import ForwardFailed, forward_scores
 from .._core.errors import InputError, ZeroAttributionWarning
 from .._core.result import Explanation
 from .._core.state import model_guard
-from .._core.targets import Class, Target, TargetLike, as_target
+from .._core.targets import Class, Target, TargetLike, as_target, resolve_target
 from .._core.validation import check_inputs
 
 __all__ = ["Attribution", "Computed", "check_layer"]
@@ -58,9 +58,10 @@ class Attribution(ABC):
 
         ``target`` is an int, one index per sample, a :class:`~seethrough.Target`
         (``ClassDifference``, ``Neuron``, ``Channel``, ...), a callable on the output,
-        or None for the predicted class.
+        or None for the predicted class. Integer token ids ``(B, T)`` are accepted by a
+        method that attributes at a layer's output (``layer=``, e.g. the embedding).
         """
-        x = check_inputs(self.model, inputs)
+        x = check_inputs(self.model, inputs, token_layer=self._token_layer())
         t = as_target(target)
         batching = as_batching(self.batching)
         self._check_settings()
@@ -75,13 +76,7 @@ class Attribution(ABC):
     def _guarded(self, x: Tensor, t: Target, batching: Batching, **kwargs: Any) -> Explanation:
         with model_guard(self.model, method=self.name):
             start = time.perf_counter()
-            n_clean = 0
-            clean = None
-            if t.needs_clean_output:
-                with torch.no_grad():
-                    clean = call_model(self.model, x.clone())
-                n_clean = x.shape[0]
-            t = t.resolve(self.model, clean, x.shape[0])
+            t, n_clean = resolve_target(self.model, x, t)
             out = self._attribute(x, t, batching, **kwargs)
             seconds = time.perf_counter() - start
         self._warn_if_zero(out.attributions)
@@ -105,6 +100,11 @@ class Attribution(ABC):
         return {}
 
     # -- for subclasses ------------------------------------------------------------
+    def _token_layer(self) -> Any:
+        """The layer at whose output the method attributes integer inputs (token ids), or
+        None when it needs floating inputs (the default)."""
+        return None
+
     def _check_settings(self) -> None:
         """Raise ConfigError on settings that cannot work (called before any compute)."""
 
@@ -118,6 +118,11 @@ class Attribution(ABC):
 
     def _warn_if_zero(self, attributions: Tensor) -> None:
         flat = attributions.reshape(attributions.shape[0], -1)
+        if flat.shape[1] and flat.dtype.is_floating_point:
+            # one reduction (the largest magnitude per sample) in the common no-warning case
+            peak = torch.linalg.vector_norm(flat, float("inf"), dim=1)
+            if float(peak.min()) > 0:  # NaN compares False: the exact check below
+                return
         zero = (flat == 0).all(dim=1)
         if bool(zero.any()):
             idx = zero.nonzero().flatten().tolist()
@@ -136,12 +141,12 @@ class Attribution(ABC):
 
 def check_layer(model: nn.Module, layer, method: str) -> None:
     """Refuse a missing layer, and resolve (so an unknown name lists close names)."""
+    from .._core.engine import find_layer
     from .._core.errors import ConfigError
-    from .._core.layers import resolve_layer
 
     if layer is None:
         raise ConfigError(f"{method} needs layer=: the dotted name (or module) of a layer of the model")
-    resolve_layer(model, layer)
+    find_layer(model, layer)
 
 
 def _target_indices(t: Target, n: int) -> Tensor | None:

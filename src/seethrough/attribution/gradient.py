@@ -7,6 +7,8 @@ from torch import Tensor, nn
 
 from .._core.batching import Batching
 from .._core.engine import ChunkResult, GradientRunner
+from .._core.layers import LayerRef, layer_label
+from .._core.substitution import layer_space
 from .._core.targets import Target
 from ._base import Attribution, Computed
 
@@ -24,9 +26,24 @@ class GradientAttribution(Attribution):
 
     Subclasses override :meth:`row_attribution` (and ``relu_rule`` for modified
     backward passes); :class:`~seethrough.SmoothGrad` reuses both to batch noisy copies.
+
+    ``layer=`` (a module or its dotted name, usually the embedding) attributes at that
+    layer's output instead of the input: the "input" is the layer's output, which is how
+    integer token ids ``(B, T)`` are explained. The attributions then have the layer's
+    output shape, e.g. ``(B, T, D)``; ``.sum(-1)`` gives one value per token.
     """
 
     relu_rule: str | None = None
+
+    def __init__(self, model: nn.Module, *, layer: LayerRef | None = None, batching=None) -> None:
+        super().__init__(model, batching=batching)
+        self.layer = layer
+
+    def _token_layer(self):
+        return self.layer
+
+    def settings(self):
+        return {} if self.layer is None else {"layer": layer_label(self.layer)}
 
     def row_attribution(self, chunk: ChunkResult) -> Tensor:
         return chunk.grad
@@ -34,20 +51,21 @@ class GradientAttribution(Attribution):
     def _attribute(self, x: Tensor, target: Target, batching: Batching, **kwargs) -> Computed:
         if kwargs:
             raise TypeError(f"{type(self).__name__}.attribute() got unexpected arguments {sorted(kwargs)}")
-        runner = GradientRunner(self.model, target, batching=batching, relu_rule=self.relu_rule)
-        attributions = torch.empty_like(x)
-        scores = torch.empty(x.shape[0], device=x.device)
+        values, layer, feed = layer_space(self.model, x, self.layer)
+        runner = GradientRunner(self.model, target, batching=batching, relu_rule=self.relu_rule, layer=layer, feed=feed)
+        parts: list[Tensor] = []
+        scores: list[Tensor] = []
         samples = torch.arange(x.shape[0], device=x.device)
 
         def rows(sl: slice):
-            return x[sl], samples[sl]
+            return values[sl], samples[sl]
 
-        def consume(chunk: ChunkResult) -> None:
-            attributions[chunk.rows] = self.row_attribution(chunk)
-            scores[chunk.rows] = chunk.scores
+        def consume(chunk: ChunkResult) -> None:  # chunks come in row order
+            parts.append(self.row_attribution(chunk))
+            scores.append(chunk.scores)
 
         n = runner.run(x.shape[0], rows, consume)
-        return Computed(attributions, n, scores=scores)
+        return Computed(_joined(parts), n, scores=_joined(scores), layer=None if layer is None else layer[0])
 
 
 class Saliency(GradientAttribution):
@@ -58,8 +76,8 @@ class Saliency(GradientAttribution):
 
     name = "saliency"
 
-    def __init__(self, model: nn.Module, *, abs: bool = True, batching=None) -> None:
-        super().__init__(model, batching=batching)
+    def __init__(self, model: nn.Module, *, abs: bool = True, layer: LayerRef | None = None, batching=None) -> None:
+        super().__init__(model, layer=layer, batching=batching)
         self.abs = abs
 
     @property
@@ -70,7 +88,7 @@ class Saliency(GradientAttribution):
         return chunk.grad.abs() if self.abs else chunk.grad
 
     def settings(self):
-        return {"abs": self.abs}
+        return {"abs": self.abs, **super().settings()}
 
 
 class InputXGradient(GradientAttribution):
@@ -100,3 +118,8 @@ class Deconvolution(GradientAttribution):
 
     name = "deconvolution"
     relu_rule = "deconv"
+
+
+def _joined(parts: list[Tensor]) -> Tensor:
+    """The chunks' tensors as one: the only one as is (a job in one chunk copies nothing)."""
+    return parts[0] if len(parts) == 1 else torch.cat(parts)

@@ -6,11 +6,11 @@ import torch
 from torch import Tensor, nn
 
 from .._core.batching import Batching
-from .._core.engine import ChunkResult, GradientRunner
-from .._core.layers import LayerRef, resolve_layer
+from .._core.engine import ChunkResult, GradientRunner, find_layer
+from .._core.layers import LayerRef, layer_label
 from .._core.targets import Target
-from .._core.layers import layer_label
 from ._base import Attribution, Computed, check_layer
+from .gradient import _joined
 
 __all__ = ["LayerGradientXActivation"]
 
@@ -19,7 +19,8 @@ class LayerGradientXActivation(Attribution):
     """Activation times gradient at ``layer``'s output, elementwise.
 
     ``multiply_by_activation=False`` returns the plain layer gradient. The attributions
-    have the layer's output shape ``(B, *layer_shape)``.
+    have the layer's output shape ``(B, *layer_shape)``. Integer token ids ``(B, T)`` are
+    accepted as inputs (at the embedding layer this is input x gradient of the embedding).
     """
 
     name = "layer_gradient_x_activation"
@@ -35,10 +36,14 @@ class LayerGradientXActivation(Attribution):
     def _check_settings(self) -> None:
         check_layer(self.model, self.layer, type(self).__name__)
 
+    def _token_layer(self):
+        # Token ids are fine: the gradient is taken at the layer's output.
+        return self.layer
+
     def _attribute(self, x: Tensor, target: Target, batching: Batching, **kwargs) -> Computed:
         if kwargs:
             raise TypeError(f"LayerGradientXActivation.attribute() got unexpected arguments {sorted(kwargs)}")
-        name, module = resolve_layer(self.model, self.layer)
+        name, module = find_layer(self.model, self.layer)
         runner = GradientRunner(self.model, target, batching=batching, layer=(name, module))
         parts: list[Tensor] = []
         scores: list[Tensor] = []
@@ -50,4 +55,4 @@ class LayerGradientXActivation(Attribution):
             scores.append(chunk.scores)
 
         n = runner.run(x.shape[0], lambda sl: (x[sl], samples[sl]), consume)
-        return Computed(torch.cat(parts), n, scores=torch.cat(scores), layer=name)
+        return Computed(_joined(parts), n, scores=_joined(scores), layer=name)

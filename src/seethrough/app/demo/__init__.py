@@ -77,11 +77,11 @@ def demo_report(
 def _model_sections(report: HtmlReport, out: Path, *, progress=None) -> None:
     """The demo beyond single maps: the trust reports, then the model itself (feature
     visualization, the atlas, influence, concepts)."""
-    from seethrough.atlas._report import atlas_section
-    from seethrough.concepts._report import dissection_section, tcav_section
-    from seethrough.evaluation._report import trust_section
-    from seethrough.featurevis._report import featurevis_section
-    from seethrough.influence._report import influence_section
+    from seethrough.app.demo.atlas import atlas_section
+    from seethrough.app.demo.concepts import dissection_section, tcav_section
+    from seethrough.app.demo.trust import trust_section
+    from seethrough.app.demo.featurevis import featurevis_section
+    from seethrough.app.demo.influence import influence_section
 
     say = progress or (lambda _s: None)
     trust_section(report, out, progress=say)

@@ -16,12 +16,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..._core.batching import Batching
-from ..._core.engine import ChunkResult, GradientRunner
+from ..._core.engine import ChunkResult, GradientRunner, find_layer
 from ..._core.errors import ConfigError, LayerError
-from ..._core.layers import LayerRef, resolve_layer
+from ..._core.layers import LayerRef, layer_label
 from ..._core.targets import Target
-from ..._core.layers import layer_label
 from .._base import Attribution, Computed, check_layer
+from ..gradient import _joined
 
 __all__ = ["BaseCAM", "upsample_map"]
 
@@ -87,7 +87,7 @@ class BaseCAM(Attribution):
 
     def layer_map(self, x: Tensor, target: Target, batching: Batching) -> tuple[Tensor, Tensor, str, int]:
         """The map at layer resolution ``(B, 1, *spatial)``, scores and layer name."""
-        name, module = resolve_layer(self.model, self.layer)
+        name, module = find_layer(self.model, self.layer)
         runner = GradientRunner(self.model, target, batching=batching, layer=(name, module))
         maps: list[Tensor] = []
         scores: list[Tensor] = []
@@ -107,7 +107,7 @@ class BaseCAM(Attribution):
             scores.append(chunk.scores)
 
         n = runner.run(x.shape[0], lambda sl: (x[sl], samples[sl]), consume)
-        return torch.cat(maps), torch.cat(scores), name, n
+        return _joined(maps), _joined(scores), name, n
 
     def _attribute(self, x: Tensor, target: Target, batching: Batching, **kwargs) -> Computed:
         if kwargs:
