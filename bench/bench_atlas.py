@@ -84,10 +84,24 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     if args.quick:
         args.n, args.steps = 300, 8
-    print(f"# torch {torch.__version__}, {args.threads} thread(s), {os.cpu_count()} CPUs, "
-          f"{platform.processor() or platform.machine()}; load average {os.getloadavg()[0]:.1f} at start")
-    header = ("model", "images", "units", "steps", "data_s", "examples_s", "featurevis_s", "writing_s",
-              "build_s", "rebuild_finished_s", "files", "mib")
+    print(
+        f"# torch {torch.__version__}, {args.threads} thread(s), {os.cpu_count()} CPUs, "
+        f"{platform.processor() or platform.machine()}; load average {os.getloadavg()[0]:.1f} at start"
+    )
+    header = (
+        "model",
+        "images",
+        "units",
+        "steps",
+        "data_s",
+        "examples_s",
+        "featurevis_s",
+        "writing_s",
+        "build_s",
+        "rebuild_finished_s",
+        "files",
+        "mib",
+    )
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for name in args.models.split(","):

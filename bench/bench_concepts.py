@@ -67,8 +67,15 @@ def part_null(trials: int, out: list[str]) -> None:
         model = zoo.load(name)
         x, y = _inputs(name, 100)
         for protocol, runs in (("shared", 10), ("shared", 20), ("disjoint", 10), ("disjoint", 20)):
-            tcav = TCAV(model, layer="features.13", protocol=protocol, random_runs=runs, min_effect=0.0,
-                        min_accuracy=0.0, seed=0)
+            tcav = TCAV(
+                model,
+                layer="features.13",
+                protocol=protocol,
+                random_runs=runs,
+                min_effect=0.0,
+                min_accuracy=0.0,
+                seed=0,
+            )
             t0 = time.perf_counter()
             res = run_null_check(tcav, x, labels=y, trials=trials)
             secs = time.perf_counter() - t0
@@ -102,7 +109,8 @@ def part_power(seeds: int, out: list[str]) -> None:
         f"(10 tests, Bonferroni), seeds 0..{seeds - 1}: share of seeds in which each (concept, class) is "
         "called significant (default rule). By construction only stripes decide the class.",
         "",
-        "| protocol | runs | " + " | ".join(f"{c} plain / striped" for c in concepts)
+        "| protocol | runs | "
+        + " | ".join(f"{c} plain / striped" for c in concepts)
         + " | mean CAV accuracy (stripes) |",
         "|---|---|" + "---|" * len(concepts) + "---|",
     ]
@@ -110,15 +118,21 @@ def part_power(seeds: int, out: list[str]) -> None:
         hits = np.zeros((len(concepts), 2))
         acc = []
         for seed in range(seeds):
-            r = run_tcav(TCAV(model, layer="features.13", protocol=protocol, random_runs=runs, seed=seed),
-                         x, concepts, labels=y)
+            r = run_tcav(
+                TCAV(model, layer="features.13", protocol=protocol, random_runs=runs, seed=seed), x, concepts, labels=y
+            )
             hits += r.significant.numpy()
             acc.append(float(r.cav_accuracy[0].mean()))
         cells = [f"{hits[i, 0] / seeds:.1f} / {hits[i, 1] / seeds:.1f}" for i in range(len(concepts))]
         out.append(f"| {protocol} | {runs} | " + " | ".join(cells) + f" | {np.mean(acc):.3f} |")
         print(out[-1], file=sys.stderr, flush=True)
-    out += ["", "Agreement of the 20 `stripes` CAVs (seed 0, mean pairwise cosine) by the classifier's C:", "",
-            "| C | mean pairwise cosine | mean held-out accuracy |", "|---|---|---|"]
+    out += [
+        "",
+        "Agreement of the 20 `stripes` CAVs (seed 0, mean pairwise cosine) by the classifier's C:",
+        "",
+        "| C | mean pairwise cosine | mean held-out accuracy |",
+        "|---|---|---|",
+    ]
     for c in (1.0, 0.1):
         r = run_tcav(TCAV(model, layer="features.13", C=c, seed=0), x, ["stripes"], labels=y)
         v = r.cavs["stripes"].double()
@@ -149,19 +163,18 @@ def part_speed(out: list[str], quick: bool) -> None:
     concepts = ["stripes", "dots", "red"]
     tcav = TCAV(model, layer="features.13", seed=0)
     n_c = tcav.random_runs * tcav.n_examples
-    t_gen = _timed(lambda: ([concept_images(c, n_c, seed=0) for c in concepts],
-                            random_images(2 * n_c, seed=0)))
+    t_gen = _timed(lambda: ([concept_images(c, n_c, seed=0) for c in concepts], random_images(2 * n_c, seed=0)))
     t_tcav = _timed(lambda: run_tcav(tcav, x, concepts, labels=y))
     imgs = torch.cat([concept_images(c, n_c, seed=0) for c in concepts] + [random_images(2 * n_c, seed=0)])
 
     def floor_tcav():
         with torch.no_grad():
             for i in range(0, len(imgs), 256):
-                model(imgs[i:i + 256])
+                model(imgs[i : i + 256])
         for k in (0, 1):
             xk = x[y == k].clone().requires_grad_(True)
             for i in range(0, len(xk), 256):
-                model(xk[i:i + 256])[:, k].sum().backward()
+                model(xk[i : i + 256])[:, k].sum().backward()
 
     t_floor = _timed(floor_tcav)
     out += [
@@ -185,7 +198,7 @@ def part_speed(out: list[str], quick: bool) -> None:
         with torch.no_grad():
             for _ in range(2):
                 for i in range(0, n, 256):
-                    shapes(scenes.images[i:i + 256])
+                    shapes(scenes.images[i : i + 256])
 
     t_floor = _timed(floor_dis)
     out.append(

@@ -81,13 +81,28 @@ def speed(args) -> list[str]:
         ours_s = min(ours_s, time.perf_counter() - t0)
     ours_rows = res.n_evaluations
 
-    q = quantus.PixelFlipping(features_in_step=x.shape[1] * P // args.steps, normalise=False, abs=False,
-                              perturb_baseline=0.0, disable_warnings=True)
+    q = quantus.PixelFlipping(
+        features_in_step=x.shape[1] * P // args.steps,
+        normalise=False,
+        abs=False,
+        perturb_baseline=0.0,
+        disable_warnings=True,
+    )
     q_s = float("inf")
     for _ in range(args.repeat):
         t0 = time.perf_counter()
-        out = np.array(q(model=model, x_batch=x.numpy(), y_batch=y.numpy(), a_batch=maps.numpy(), channel_first=True,
-                         softmax=True, device="cpu", batch_size=len(x)))
+        out = np.array(
+            q(
+                model=model,
+                x_batch=x.numpy(),
+                y_batch=y.numpy(),
+                a_batch=maps.numpy(),
+                channel_first=True,
+                softmax=True,
+                device="cpu",
+                batch_size=len(x),
+            )
+        )
         q_s = min(q_s, time.perf_counter() - t0)
     q_rows = len(x) * out.shape[1]
 
@@ -171,7 +186,9 @@ def table(args) -> list[str]:
     out.append("|---|" + "---:|" * len(methods))
     sens = {k: R.max_sensitivity(model, xs, m) for k, m in methods.items()}
     out.append("| max_sensitivity | " + " | ".join(f"{r.mean:.3g}" for r in sens.values()) + " |")
-    out.append("| avg_sensitivity | " + " | ".join(f"{float(r.extras['mean'].mean()):.3g}" for r in sens.values()) + " |")
+    out.append(
+        "| avg_sensitivity | " + " | ".join(f"{float(r.extras['mean'].mean()):.3g}" for r in sens.values()) + " |"
+    )
     out.append("")
     out.append(f"Total {time.perf_counter() - t_all:.0f} s.")
     print("\n".join(out[-6:]), flush=True)

@@ -121,6 +121,7 @@ def bench_model(label, model, layer, size, args) -> dict:
                     xx = x.clone().requires_grad_(True)
                     acts, _ = _forward(model, xx, plan64)
                     acts[name].sum().backward()
+
             return fn
 
         floor64, floor1 = floor(x64), floor(x64[:1])
@@ -200,8 +201,7 @@ def main() -> None:
         f"machine shared with other jobs (timings are contended and vary between runs). Every "
         f"channel of a 64-channel layer, 64x64 images.",
         "",
-        "One optimisation step against its floor (fastest of "
-        f"{args.rounds} alternating rounds; median in brackets):",
+        f"One optimisation step against its floor (fastest of {args.rounds} alternating rounds; median in brackets):",
         "",
         "| model | step, 64 images | floor, 64 | step / floor | step, 1 image | floor, 1 | step / floor "
         "| batching speedup per step | attainable (floor) |",

@@ -105,7 +105,9 @@ def captum(method: str, model, x, t, layer, n_samples: int):
 
 
 def rows_needed(method: str, batch: int, n_samples: int) -> int:
-    return {"integrated_gradients": 50 * batch, "smoothgrad": n_samples * batch, "guided_gradcam": 2 * batch}.get(method, batch)
+    return {"integrated_gradients": 50 * batch, "smoothgrad": n_samples * batch, "guided_gradcam": 2 * batch}.get(
+        method, batch
+    )
 
 
 # -- timing ------------------------------------------------------------------------------
@@ -196,12 +198,16 @@ _MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "0"
 
 
 def _child(spec: str, env: dict | None) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--memory-child", spec], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})})
+    proc = subprocess.run(
+        [sys.executable, __file__, "--memory-child", spec],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
     for line in proc.stdout.splitlines()[::-1]:
         if line.startswith("{"):
             return json.loads(line)
-    return {"error": f"exit {proc.returncode}: {proc.stderr.strip().splitlines()[-1:] }"}
+    return {"error": f"exit {proc.returncode}: {proc.stderr.strip().splitlines()[-1:]}"}
 
 
 def measure_memory(model: str, method: str, impl: str, quick: bool, n_samples: int, cap_gib: float) -> dict:
@@ -218,8 +224,16 @@ def measure_memory(model: str, method: str, impl: str, quick: bool, n_samples: i
 
 # -- main -------------------------------------------------------------------------------
 METHODS = [
-    "saliency", "input_x_gradient", "guided_backprop", "deconvolution", "integrated_gradients",
-    "smoothgrad", "gradcam", "gradcam_pp", "guided_gradcam", "layer_gradient_x_activation",
+    "saliency",
+    "input_x_gradient",
+    "guided_backprop",
+    "deconvolution",
+    "integrated_gradients",
+    "smoothgrad",
+    "gradcam",
+    "gradcam_pp",
+    "guided_gradcam",
+    "layer_gradient_x_activation",
 ]
 
 
@@ -253,7 +267,9 @@ def main() -> None:
         mem = {}
         if "integrated_gradients" in methods:
             for impl in ("ours", "captum"):
-                mem[impl] = measure_memory(model_name, "integrated_gradients", impl, args.quick, args.n_samples, args.cap_gib)
+                mem[impl] = measure_memory(
+                    model_name, "integrated_gradients", impl, args.quick, args.n_samples, args.cap_gib
+                )
                 print(f"  IG {impl}: {mem[impl]}", flush=True)
         for method in methods:
             if method == "integrated_gradients":
@@ -261,7 +277,11 @@ def main() -> None:
                 tf = rows / rate
                 to = mem["ours"].get("seconds", float("nan"))
                 tc = mem["captum"].get("seconds", float("nan"))
-                cs = f"{tc:.3f} | {to / tc:.2f}" if "seconds" in mem["captum"] else f"{mem['captum'].get('error', 'failed')} | n/a"
+                cs = (
+                    f"{tc:.3f} | {to / tc:.2f}"
+                    if "seconds" in mem["captum"]
+                    else f"{mem['captum'].get('error', 'failed')} | n/a"
+                )
                 line = f"| {model_name} | {method} | {rows} | {to:.3f} | {cs} | {tf:.3f} | {to / tf:.2f} |"
                 print(line, flush=True)
                 lines.append(line)
@@ -276,9 +296,11 @@ def main() -> None:
             tc = timed(c, args.repeat) if c else float("nan")
             rows = rows_needed(method, len(x), args.n_samples)
             tf = rows / rate
-            line = (f"| {model_name} | {method} | {rows} | {to:.3f} | "
-                    + (f"{tc:.3f} | {to / tc:.2f}" if c else "n/a | n/a")
-                    + f" | {tf:.3f} | {to / tf:.2f} |")
+            line = (
+                f"| {model_name} | {method} | {rows} | {to:.3f} | "
+                + (f"{tc:.3f} | {to / tc:.2f}" if c else "n/a | n/a")
+                + f" | {tf:.3f} | {to / tf:.2f} |"
+            )
             print(line, flush=True)
             lines.append(line)
         if "integrated_gradients" in methods:
@@ -297,7 +319,14 @@ def main() -> None:
         f"shapes-cnn at 64x64; best of at least {args.repeat} runs (more, up to 30, until 1 s has passed) after a two-sample warm-up; SmoothGrad with {args.n_samples} samples.\n\n"
         f"Command: `python bench/bench_gradient.py {' '.join(sys.argv[1:])}`\n"
     )
-    text = header + "\n### Time\n\n" + "\n".join(lines) + "\n\n### Integrated gradients (50 steps), peak extra memory\n\n" + "\n".join(mem_lines) + "\n"
+    text = (
+        header
+        + "\n### Time\n\n"
+        + "\n".join(lines)
+        + "\n\n### Integrated gradients (50 steps), peak extra memory\n\n"
+        + "\n".join(mem_lines)
+        + "\n"
+    )
     print(text)
     if args.out:
         with open(args.out, "w") as f:

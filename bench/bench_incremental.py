@@ -113,8 +113,18 @@ def breakdown(model, x, window, strides, rows: int) -> dict:
     }
 
 
-def run_case(model, x, target, window, strides, *, repeats: int, captum_repeats: int, ppe_sweep,
-             sweep_by_throughput: bool = False) -> dict:
+def run_case(
+    model,
+    x,
+    target,
+    window,
+    strides,
+    *,
+    repeats: int,
+    captum_repeats: int,
+    ppe_sweep,
+    sweep_by_throughput: bool = False,
+) -> dict:
     import captum.attr as ca
 
     from seethrough.attribution.incremental import IncrementalOcclusion
@@ -137,8 +147,9 @@ def run_case(model, x, target, window, strides, *, repeats: int, captum_repeats:
 
     def captum(ppe, xx=x, ss=full_strides, tt=tgt):
         with torch.no_grad():
-            return occ.attribute(xx, sliding_window_shapes=full_window, strides=ss, baselines=0.0, target=tt,
-                                 perturbations_per_eval=ppe)
+            return occ.attribute(
+                xx, sliding_window_shapes=full_window, strides=ss, baselines=0.0, target=tt, perturbations_per_eval=ppe
+            )
 
     res["captum ppe=1"] = timed(lambda: captum(1), captum_repeats)
     cap = res["captum ppe=1"][2]
@@ -197,8 +208,16 @@ def main() -> None:
     for (window, strides), n in itertools.product(settings, batches):
         x = images[:n]
         print(f"shapes-cnn {window} stride {strides}, {n} image(s)", file=sys.stderr, flush=True)
-        res = run_case(shapes, x, None, window, strides, repeats=reps, captum_repeats=reps,
-                       ppe_sweep=[16, 64, 256] if n == 1 else [8, 32, 128])
+        res = run_case(
+            shapes,
+            x,
+            None,
+            window,
+            strides,
+            repeats=reps,
+            captum_repeats=reps,
+            ppe_sweep=[16, 64, 256] if n == 1 else [8, 32, 128],
+        )
         cases.append((shapes_name, "3x64x64", window, strides, n, res))
         print({k: (v[:2] if isinstance(v, tuple) else v) for k, v in res.items()}, file=sys.stderr, flush=True)
     breaks = [(shapes_name, "4x4 stride 2", breakdown(shapes, images[:1], (4, 4), 2, 256))]
@@ -209,11 +228,25 @@ def main() -> None:
         x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(1))
         window, strides = ((16, 16), 8) if not args.quick else ((8, 8), 8)
         print(f"resnet18 {size} {window} stride {strides}, 1 image", file=sys.stderr, flush=True)
-        res = run_case(resnet, x, None, window, strides, repeats=1, captum_repeats=1, ppe_sweep=[4, 16, 64],
-                       sweep_by_throughput=not args.quick)
+        res = run_case(
+            resnet,
+            x,
+            None,
+            window,
+            strides,
+            repeats=1,
+            captum_repeats=1,
+            ppe_sweep=[4, 16, 64],
+            sweep_by_throughput=not args.quick,
+        )
         cases.append(("ResNet18 (random weights, seed 0)", f"3x{size}x{size}", window, strides, 1, res))
-        breaks.append((f"ResNet18 {size}x{size}", f"{window[0]}x{window[1]} stride {strides}",
-                       breakdown(resnet, x, window, strides, 32 if not args.quick else 16)))
+        breaks.append(
+            (
+                f"ResNet18 {size}x{size}",
+                f"{window[0]}x{window[1]} stride {strides}",
+                breakdown(resnet, x, window, strides, 32 if not args.quick else 16),
+            )
+        )
 
     total = time.perf_counter() - t_start
     load_end = os.getloadavg()
@@ -241,16 +274,20 @@ def main() -> None:
         "largest attribution and `|score|` the largest clean score: the attributions are "
         "score differences, equal up to float rounding of the scores.\n"
     )
-    lines.append("Summary: `IncrementalOcclusion` against full `Occlusion` (wall clock): " + "; ".join(
-        f"{name.split(' (')[0]} {shape.split('x', 1)[1]}, {window[0]}x{window[1]} windows stride {strides}, "
-        f"{n} image(s): {res['occlusion'][0] / res['incremental'][0]:.2f}x"
-        for name, shape, window, strides, n, res in cases
-    ) + ".\n")
+    lines.append(
+        "Summary: `IncrementalOcclusion` against full `Occlusion` (wall clock): "
+        + "; ".join(
+            f"{name.split(' (')[0]} {shape.split('x', 1)[1]}, {window[0]}x{window[1]} windows stride {strides}, "
+            f"{n} image(s): {res['occlusion'][0] / res['incremental'][0]:.2f}x"
+            for name, shape, window, strides, n, res in cases
+        )
+        + ".\n"
+    )
     lines.append(
         "| model | input | window | stride | images | method | wall | cpu | speed-up |\n"
         "|---|---|---|---|---|---|---|---|---|"
     )
-    for name, shape, window, strides, n, res in cases:
+    for name, shape, window, strides, n, res in cases:  # noqa: B007 (shape is read after the loop)
         base_w, base_c = res["occlusion"][0], res["occlusion"][1]
         for method in ["occlusion", "incremental", "captum ppe=1", "captum best"]:
             w, c = res[method][0], res[method][1]
@@ -265,39 +302,53 @@ def main() -> None:
             )
     lines.append("")
     lines.append("Exactness (incremental vs full occlusion; Captum vs full occlusion):\n")
-    lines.append("| model | window | stride | images | diff | captum diff | \\|attr\\| | \\|score\\| |\n|---|---|---|---|---|---|---|---|")
-    for name, shape, window, strides, n, res in cases:
+    lines.append(
+        "| model | window | stride | images | diff | captum diff | \\|attr\\| | \\|score\\| |\n|---|---|---|---|---|---|---|---|"
+    )
+    for name, _shape, window, strides, n, res in cases:
         lines.append(
             f"| {name} | {window[0]}x{window[1]} | {strides} | {n} | {res['max_diff']:.1e} | "
             f"{res['captum_diff']:.1e} | {res['max_attr']:.3g} | {res['max_score']:.3g} |"
         )
     lines.append("")
-    lines.append("Captum `perturbations_per_eval` sweeps (seconds for the whole run, one run each; "
-                 "on ResNet18 224, where one run takes minutes, milliseconds of forward time per row "
-                 "at a batch of ppe rows instead):\n")
+    lines.append(
+        "Captum `perturbations_per_eval` sweeps (seconds for the whole run, one run each; "
+        "on ResNet18 224, where one run takes minutes, milliseconds of forward time per row "
+        "at a batch of ppe rows instead):\n"
+    )
     for name, shape, window, strides, n, res in cases:
         big = "224" in shape
-        sw = ", ".join(f"{k}: {1000 * v:.1f} ms/row" if big else f"{k}: {v:.2f}" for k, v in res["captum_sweep"].items())
+        sw = ", ".join(
+            f"{k}: {1000 * v:.1f} ms/row" if big else f"{k}: {v:.2f}" for k, v in res["captum_sweep"].items()
+        )
         lines.append(f"- {name}, {window[0]}x{window[1]} stride {strides}, {n} image(s): {sw}")
     lines.append("")
-    lines.append("Where the incremental time goes (milliseconds per perturbed row, CPU time, rows "
-                 "from the middle of the window grid):\n")
-    lines.append("| model | window | split | regions up to split | rest of network | incremental total | "
-                 "full forward (NCHW) | full forward (channels-last input) |\n|---|---|---|---|---|---|---|---|")
+    lines.append(
+        "Where the incremental time goes (milliseconds per perturbed row, CPU time, rows "
+        "from the middle of the window grid):\n"
+    )
+    lines.append(
+        "| model | window | split | regions up to split | rest of network | incremental total | "
+        "full forward (NCHW) | full forward (channels-last input) |\n|---|---|---|---|---|---|---|---|"
+    )
     for name, wdesc, br in breaks:
         lines.append(
             f"| {name} | {wdesc} | `{br['split']}` | {br['prefix']:.3f} | {br['suffix']:.3f} | "
             f"{br['prefix'] + br['suffix']:.3f} | {br['full']:.3f} | {br['full_cl']:.3f} |"
         )
     lines.append("")
-    lines.append("Reading the breakdown: the memory format alone (full forward NCHW / channels-last) "
-                 "accounts for part of the gain on this CPU; the rest is the work saved by "
-                 "recomputing regions (full forward channels-last / incremental). The convolution "
-                 "multiply-adds per row give the ceiling of the region recomputation: the layers "
-                 "from the split on run in full, and where a window's receptive-field cone already "
-                 "spans most of a map, recomputing a region saves little.\n")
-    lines.append("| model | memory format share | region recomputation share | total vs NCHW forward | "
-                 "conv MACs per row: full / incremental (ratio) |\n|---|---|---|---|---|")
+    lines.append(
+        "Reading the breakdown: the memory format alone (full forward NCHW / channels-last) "
+        "accounts for part of the gain on this CPU; the rest is the work saved by "
+        "recomputing regions (full forward channels-last / incremental). The convolution "
+        "multiply-adds per row give the ceiling of the region recomputation: the layers "
+        "from the split on run in full, and where a window's receptive-field cone already "
+        "spans most of a map, recomputing a region saves little.\n"
+    )
+    lines.append(
+        "| model | memory format share | region recomputation share | total vs NCHW forward | "
+        "conv MACs per row: full / incremental (ratio) |\n|---|---|---|---|---|"
+    )
     for name, wdesc, br in breaks:
         inc_t = br["prefix"] + br["suffix"]
         lines.append(

@@ -31,7 +31,9 @@ def make(model_name: str):
     if model_name == "shapes-cnn":
         return zoo.load("shapes-cnn"), st.data.make_shapes(8, seed=5).images
     if model_name == "small-vgg":
-        return zoo.SmallVGG(num_classes=10, seed=0).eval(), torch.rand(8, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+        return zoo.SmallVGG(num_classes=10, seed=0).eval(), torch.rand(
+            8, 3, 64, 64, generator=torch.Generator().manual_seed(0)
+        )
     raise SystemExit(f"unknown model {model_name}")
 
 
@@ -53,7 +55,6 @@ def floor_rate(model, x) -> tuple[float, int]:
 
 def methods(model, x):
     """name -> (seethrough callable returning an Explanation, captum callables or None)."""
-    import seethrough as st
     from seethrough.attribution.masks import grid_mask
     from seethrough.attribution.perturbation import FeatureAblation, Occlusion
 
@@ -61,27 +62,52 @@ def methods(model, x):
     out = {
         "occlusion 8x8 s4": (
             lambda xx: Occlusion(model, window=(3, 8, 8), strides=(1, 4, 4)).attribute(xx, 0),
-            lambda xx, ppe: __import__("captum.attr", fromlist=["Occlusion"]).Occlusion(model).attribute(
-                xx, sliding_window_shapes=(3, 8, 8), strides=(1, 4, 4), baselines=0.0, target=0, perturbations_per_eval=ppe),
+            lambda xx, ppe: (
+                __import__("captum.attr", fromlist=["Occlusion"])
+                .Occlusion(model)
+                .attribute(
+                    xx,
+                    sliding_window_shapes=(3, 8, 8),
+                    strides=(1, 4, 4),
+                    baselines=0.0,
+                    target=0,
+                    perturbations_per_eval=ppe,
+                )
+            ),
         ),
         "feature ablation 64 cells": (
             lambda xx: FeatureAblation(model).attribute(xx, 0, feature_mask=fm),
-            lambda xx, ppe: __import__("captum.attr", fromlist=["FeatureAblation"]).FeatureAblation(model).attribute(
-                xx, baselines=0.0, target=0, feature_mask=fm.unsqueeze(0), perturbations_per_eval=ppe),
+            lambda xx, ppe: (
+                __import__("captum.attr", fromlist=["FeatureAblation"])
+                .FeatureAblation(model)
+                .attribute(xx, baselines=0.0, target=0, feature_mask=fm.unsqueeze(0), perturbations_per_eval=ppe)
+            ),
         ),
     }
     optional = [
         ("rise 2000 masks", "seethrough.attribution.rise", "RISE", dict(n_masks=2000), {}),
         ("lime 200 samples", "seethrough.attribution.surrogate", "Lime", dict(n_samples=200), {"feature_mask": fm}),
-        ("kernelshap 200 samples", "seethrough.attribution.shapley", "KernelSHAP", dict(n_samples=200), {"feature_mask": fm}),
-        ("shapley sampling 4 perms", "seethrough.attribution.shapley", "ShapleyValueSampling", dict(n_permutations=4), {"feature_mask": fm}),
+        (
+            "kernelshap 200 samples",
+            "seethrough.attribution.shapley",
+            "KernelSHAP",
+            dict(n_samples=200),
+            {"feature_mask": fm},
+        ),
+        (
+            "shapley sampling 4 perms",
+            "seethrough.attribution.shapley",
+            "ShapleyValueSampling",
+            dict(n_permutations=4),
+            {"feature_mask": fm},
+        ),
     ]
     for name, mod, cls, init, kw in optional:
         try:
             C = getattr(__import__(mod, fromlist=[cls]), cls)
         except (ImportError, AttributeError):
             continue
-        out[name] = ((lambda C=C, init=init, kw=kw: (lambda xx: C(model, **init).attribute(xx, 0, **kw)))(), None)
+        out[name] = ((lambda C=C, init=init, kw=kw: lambda xx: C(model, **init).attribute(xx, 0, **kw))(), None)
     return out
 
 
@@ -99,8 +125,10 @@ def main() -> None:
     ap.add_argument("--models", default="shapes-cnn,small-vgg")
     ap.add_argument("--out")
     args = ap.parse_args()
-    lines = ["| model | method | images | rows | ours s | ours rows/s | / floor | captum default s | captum best s (ppe) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | method | images | rows | ours s | ours rows/s | / floor | captum default s | captum best s (ppe) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for model_name in args.models.split(","):
         model, x = make(model_name)
         rate, fb = floor_rate(model, x)
@@ -115,16 +143,20 @@ def main() -> None:
                 if capt is not None:
                     td, _ = best_of(lambda: capt(xx, 1), repeat=1)
                     cd = f"{td:.2f}"
-                    best = min(((best_of(lambda p=p: capt(xx, p), repeat=1)[0], p) for p in (16, 64, 256)))
+                    best = min((best_of(lambda p=p: capt(xx, p), repeat=1)[0], p) for p in (16, 64, 256))
                     cb = f"{best[0]:.2f} ({best[1]})"
-                line = (f"| {model_name} | {name} | {n_img} | {rows} | {t:.2f} | {rows / t:.0f} | "
-                        f"{rows / t / rate:.2f} | {cd} | {cb} |")
+                line = (
+                    f"| {model_name} | {name} | {n_img} | {rows} | {t:.2f} | {rows / t:.0f} | "
+                    f"{rows / t / rate:.2f} | {cd} | {cb} |"
+                )
                 print(line, flush=True)
                 lines.append(line)
         lines.append(f"| {model_name} | *floor* | | | | {rate:.0f} (batch {fb}) | 1.00 | | |")
-    text = (f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()}, {os.cpu_count()} cores, "
-            f"torch {torch.__version__}, {torch.get_num_threads()} threads; best of 2 after a warm-up.\n\n"
-            f"Command: `python bench/bench_perturbation.py {' '.join(sys.argv[1:])}`\n\n" + "\n".join(lines) + "\n")
+    text = (
+        f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; best of 2 after a warm-up.\n\n"
+        f"Command: `python bench/bench_perturbation.py {' '.join(sys.argv[1:])}`\n\n" + "\n".join(lines) + "\n"
+    )
     print(text)
     if args.out:
         with open(args.out, "w") as f:

@@ -66,7 +66,9 @@ def main() -> None:
 
     sizes = [16, 32, 64, 128, 256, 512]
     rate, best, rates = floor_rate(model, x, sizes, budget_s=0.5 if args.quick else 2.0)
-    print(f"floor: {rate:.0f} rows/s at chunk {best} ({', '.join(f'{s}: {r:.0f}' for s, r in rates.items())})", flush=True)
+    print(
+        f"floor: {rate:.0f} rows/s at chunk {best} ({', '.join(f'{s}: {r:.0f}' for s, r in rates.items())})", flush=True
+    )
 
     masks_s = time.perf_counter()
     RISE(model, n_masks=args.n_masks).masks(args.n_masks, tuple(x.shape[2:]))
@@ -97,19 +99,29 @@ def main() -> None:
         f"best of {args.repeat} after a warm-up. The machine may be shared: compare ratios, not seconds.\n\n"
         f"Command: `python bench/bench_rise.py {' '.join(sys.argv[1:])}`\n"
     )
-    table = [
-        "| RISE batching | rows (forward) | ours s | ours rows/s | floor s | floor rows/s (chunk) | ours / floor |",
-        "|---|---|---|---|---|---|---|",
-    ] + [
-        f"| {label} | {rows} | {s:.2f} | {rows / s:.0f} | {floor_s:.2f} | {rate:.0f} ({best}) | {s / floor_s:.2f} |"
-        for label, s in results
-    ] + ["", f"Drawing all {args.n_masks} masks alone: {masks_s:.2f} s (RISE draws each chunk's masks on demand; "
-           f"the final weighted sum redraws only the low-resolution grids)."]
+    table = (
+        [
+            "| RISE batching | rows (forward) | ours s | ours rows/s | floor s | floor rows/s (chunk) | ours / floor |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        + [
+            f"| {label} | {rows} | {s:.2f} | {rows / s:.0f} | {floor_s:.2f} | {rate:.0f} ({best}) | {s / floor_s:.2f} |"
+            for label, s in results
+        ]
+        + [
+            "",
+            f"Drawing all {args.n_masks} masks alone: {masks_s:.2f} s (RISE draws each chunk's masks on demand; "
+            f"the final weighted sum redraws only the low-resolution grids).",
+        ]
+    )
     floor_rows = ["| chunk | rows/s |", "|---|---|"] + [f"| {s} | {r:.0f} |" for s, r in rates.items()]
     text = (
         header
-        + "\n### RISE vs the forward floor\n\n" + "\n".join(table)
-        + "\n\n### Floor: no-grad forward throughput per chunk size\n\n" + "\n".join(floor_rows) + "\n"
+        + "\n### RISE vs the forward floor\n\n"
+        + "\n".join(table)
+        + "\n\n### Floor: no-grad forward throughput per chunk size\n\n"
+        + "\n".join(floor_rows)
+        + "\n"
     )
     print(text)
     if args.out:

@@ -99,8 +99,12 @@ def accuracy(model, x, t, budgets, seeds):
 
             torch.manual_seed(seed)
             a = ca.KernelShap(model).attribute(
-                x, baselines=0.0, target=t, feature_mask=mask.unsqueeze(0).expand(1, 3, 64, 64),
-                n_samples=budget, perturbations_per_eval=64,
+                x,
+                baselines=0.0,
+                target=t,
+                feature_mask=mask.unsqueeze(0).expand(1, 3, 64, 64),
+                n_samples=budget,
+                perturbations_per_eval=64,
             )
             res["captum"].append(nmae(per_feature(a, mask[0])))
             evals["captum"].append(budget)
@@ -153,18 +157,26 @@ def timings(model, x, t, n_samples: int, repeat: int, ppe_grid):
 
     def captum(method, cls):
         for ppe in [1] + list(ppe_grid):
-            configs.append((
-                method, "captum", f"n_samples={n_samples}, perturbations_per_eval={ppe}",
-                lambda ppe=ppe: cls(model).attribute(
-                    x, target=t, feature_mask=mask3, n_samples=n_samples, baselines=0.0, perturbations_per_eval=ppe
-                ),
-                B * n_samples,
-                1 if ppe == 1 else repeat,  # one row per model call: many times slower, one run is enough
-            ))
+            configs.append(
+                (
+                    method,
+                    "captum",
+                    f"n_samples={n_samples}, perturbations_per_eval={ppe}",
+                    lambda ppe=ppe: cls(model).attribute(
+                        x, target=t, feature_mask=mask3, n_samples=n_samples, baselines=0.0, perturbations_per_eval=ppe
+                    ),
+                    B * n_samples,
+                    1 if ppe == 1 else repeat,  # one row per model call: many times slower, one run is enough
+                )
+            )
 
     # LIME
     ours("LIME", lambda: Lime(model, n_samples=n_samples), f"n_samples={n_samples}")
-    ours("LIME", lambda: Lime(model, n_samples=n_samples, batching=Batching(batch_size=64)), f"n_samples={n_samples}, batching=64")
+    ours(
+        "LIME",
+        lambda: Lime(model, n_samples=n_samples, batching=Batching(batch_size=64)),
+        f"n_samples={n_samples}, batching=64",
+    )
     captum("LIME", ca.Lime)
 
     def classifier(images: np.ndarray) -> np.ndarray:
@@ -179,16 +191,25 @@ def timings(model, x, t, n_samples: int, repeat: int, ppe_grid):
         with contextlib.redirect_stderr(io.StringIO()):  # lime's progress bars
             for i in range(B):
                 explainer.explain_instance(
-                    hwc[i], classifier, labels=(int(t[i]),), top_labels=None, hide_color=0,
-                    num_samples=n_samples, segmentation_fn=lambda img: seg, random_seed=0,
+                    hwc[i],
+                    classifier,
+                    labels=(int(t[i]),),
+                    top_labels=None,
+                    hide_color=0,
+                    num_samples=n_samples,
+                    segmentation_fn=lambda img: seg,
+                    random_seed=0,
                 )
 
-    configs.append(("LIME", "lime", f"num_samples={n_samples}, batch_size=10 (default)", run_lime, B * n_samples, repeat))
+    configs.append(
+        ("LIME", "lime", f"num_samples={n_samples}, batch_size=10 (default)", run_lime, B * n_samples, repeat)
+    )
 
     # Kernel SHAP
     ours("KernelSHAP", lambda: KernelSHAP(model, n_samples=n_samples), f"n_samples={n_samples}")
     ours(
-        "KernelSHAP", lambda: KernelSHAP(model, n_samples=n_samples, batching=Batching(batch_size=64)),
+        "KernelSHAP",
+        lambda: KernelSHAP(model, n_samples=n_samples, batching=Batching(batch_size=64)),
         f"n_samples={n_samples}, batching=64",
     )
     captum("KernelSHAP", ca.KernelShap)
@@ -199,11 +220,13 @@ def timings(model, x, t, n_samples: int, repeat: int, ppe_grid):
             ex = shap.KernelExplainer(fns[i], np.zeros((1, M)))
             ex.shap_values(np.ones((1, M)), nsamples=n_samples - 2, l1_reg=False, silent=True)
 
-    configs.append(("KernelSHAP", "shap", f"nsamples={n_samples - 2} (+ input and background)", run_shap, B * n_samples, repeat))
+    configs.append(
+        ("KernelSHAP", "shap", f"nsamples={n_samples - 2} (+ input and background)", run_shap, B * n_samples, repeat)
+    )
 
     best = [float("inf")] * len(configs)
     for r in range(repeat):
-        for i, (method, lib, settings, fn, n, runs) in enumerate(configs):
+        for i, (method, lib, settings, fn, _n, runs) in enumerate(configs):
             if r >= runs:
                 continue
             t0 = time.perf_counter()
@@ -255,14 +278,20 @@ def main() -> None:
         "|---|---|---|---|",
     ]
     for budget, row in rows:
-        cells = [f"{row[k][0]:.4f}" + ("" if abs(row[k][1] - budget) < 0.5 else f" ({row[k][1]:.0f})") for k in ("ours", "captum", "shap")]
+        cells = [
+            f"{row[k][0]:.4f}" + ("" if abs(row[k][1] - budget) < 0.5 else f" ({row[k][1]:.0f})")
+            for k in ("ours", "captum", "shap")
+        ]
         acc_lines.append(f"| {budget} | " + " | ".join(cells) + " |")
 
     ours = {}
     for m, lib, _, s, _ in times:
         if lib == "seethrough":
             ours.setdefault(m, s)  # the default settings come first
-    time_lines = ["| method | library | settings | seconds | model evaluations | time / seethrough |", "|---|---|---|---|---|---|"]
+    time_lines = [
+        "| method | library | settings | seconds | model evaluations | time / seethrough |",
+        "|---|---|---|---|---|---|",
+    ]
     for method, lib, config, s, n in times:
         time_lines.append(f"| {method} | {lib} | {config} | {s:.2f} | {n} | {s / ours[method]:.1f}x |")
 

@@ -44,8 +44,14 @@ from bench_perturbation import make  # noqa: E402
 warnings.filterwarnings("ignore")
 
 METHODS = [
-    "saliency", "input_x_gradient", "guided_backprop", "deconvolution",
-    "gradcam", "gradcam_pp", "guided_gradcam", "layer_gradient_x_activation",
+    "saliency",
+    "input_x_gradient",
+    "guided_backprop",
+    "deconvolution",
+    "gradcam",
+    "gradcam_pp",
+    "guided_gradcam",
+    "layer_gradient_x_activation",
 ]
 LAYER_METHODS = {"gradcam", "gradcam_pp", "guided_gradcam", "layer_gradient_x_activation"}
 
@@ -108,7 +114,7 @@ def interleaved(fns: dict[str, Callable[[], object]], repeat: int, warmup: int =
             fns[n]()
     times: dict[str, list[float]] = {n: [] for n in names}
     for r in range(repeat):
-        for n in names[r % len(names):] + names[: r % len(names)]:
+        for n in names[r % len(names) :] + names[: r % len(names)]:
             t0 = time.perf_counter()
             fns[n]()
             times[n].append(time.perf_counter() - t0)
@@ -157,8 +163,10 @@ def main() -> None:
                 else:
                     vs_captum, spread, cms = "n/a", "n/a", "n/a"
                 vs_floor = statistics.median(o / f for o, f in zip(times["ours"], times["floor"]))
-                line = (f"| {model_name} | {batch} | {method} | {1e3 * med['ours']:.2f} | {cms} | "
-                        f"{1e3 * med['floor']:.2f} | {vs_captum} | {spread} | {vs_floor:.2f} |")
+                line = (
+                    f"| {model_name} | {batch} | {method} | {1e3 * med['ours']:.2f} | {cms} | "
+                    f"{1e3 * med['floor']:.2f} | {vs_captum} | {spread} | {vs_floor:.2f} |"
+                )
                 print(line, flush=True)
                 lines.append(line)
 

@@ -30,8 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from seethrough.zoo import WEIGHTS_DIR
-    from seethrough.zoo.train import save_weights
-    from seethrough.zoo.train import train_stripes
+    from seethrough.zoo.train import save_weights, train_stripes
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from seethrough.app.cli import build_parser, main
+from seethrough.app.cli import main
 
 
 @pytest.mark.parametrize("cmd", ["demo", "explain", "methods", "models"])
@@ -50,12 +50,33 @@ def test_explain_factory_model_with_weights(tmp_path, capsys):
     save_file(model.state_dict(), str(weights))
     maps = tmp_path / "maps.safetensors"
     html = tmp_path / "r.html"
-    code = main([
-        "explain", "--model", "seethrough.testing.models:TinyCNN", "--weights", str(weights),
-        "--images", *_images(tmp_path), "--size", "16", "--mean", "0.5", "--std", "0.25",
-        "--methods", "saliency,gradcam,integrated_gradients", "--layer", "features.3",
-        "--target", "1", "--html", str(html), "--maps", str(maps),
-    ])
+    code = main(
+        [
+            "explain",
+            "--model",
+            "seethrough.testing.models:TinyCNN",
+            "--weights",
+            str(weights),
+            "--images",
+            *_images(tmp_path),
+            "--size",
+            "16",
+            "--mean",
+            "0.5",
+            "--std",
+            "0.25",
+            "--methods",
+            "saliency,gradcam,integrated_gradients",
+            "--layer",
+            "features.3",
+            "--target",
+            "1",
+            "--html",
+            str(html),
+            "--maps",
+            str(maps),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     saved = load_file(str(maps))
     assert set(saved) == {"saliency", "gradcam", "integrated_gradients"}
@@ -82,8 +103,24 @@ def test_explain_tensor_file_and_npy_maps(tmp_path):
     x = torch.randn(3, 10)
     np.save(tmp_path / "x.npy", x.numpy())
     out = tmp_path / "maps"
-    assert main(["explain", "--model", str(ts), "--tensor", str(tmp_path / "x.npy"),
-                 "--methods", "saliency,input_x_gradient", "--target", "0-2", "--maps", str(out)]) == 0
+    assert (
+        main(
+            [
+                "explain",
+                "--model",
+                str(ts),
+                "--tensor",
+                str(tmp_path / "x.npy"),
+                "--methods",
+                "saliency,input_x_gradient",
+                "--target",
+                "0-2",
+                "--maps",
+                str(out),
+            ]
+        )
+        == 0
+    )
     m = np.load(out / "input_x_gradient.npy")
     assert m.shape == (3, 10)
 
@@ -112,8 +149,7 @@ def test_pickled_weights_are_refused(tmp_path, capsys):
     p = tmp_path / "evil.pt"
     with open(p, "wb") as f:
         pickle.dump({"x": object()}, f)
-    code = main(["explain", "--model", "seethrough.testing.models:TinyMLP", "--weights", str(p),
-                 "--tensor", str(p)])
+    code = main(["explain", "--model", "seethrough.testing.models:TinyMLP", "--weights", str(p), "--tensor", str(p)])
     assert code == 2
     assert "never arbitrary pickles" in capsys.readouterr().err
 
@@ -154,8 +190,8 @@ def test_explain_perturbation_methods_with_a_feature_mask(tmp_path):
     from safetensors.torch import load_file, save_file
 
     import seethrough as st
-    from seethrough.attribution.masks import grid_mask
     from seethrough._core.files import load_images
+    from seethrough.attribution.masks import grid_mask
     from seethrough.testing import TinyCNN, seeded
 
     model = seeded(TinyCNN)
@@ -163,11 +199,30 @@ def test_explain_perturbation_methods_with_a_feature_mask(tmp_path):
     save_file(model.state_dict(), str(weights))
     maps = tmp_path / "maps.safetensors"
     imgs = _images(tmp_path)
-    assert main([
-        "explain", "--model", "seethrough.testing.models:TinyCNN", "--weights", str(weights),
-        "--images", *imgs, "--size", "16", "--methods", "feature_ablation,occlusion",
-        "--feature-mask", "grid:4", "--target", "2", "--maps", str(maps),
-    ]) == 0
+    assert (
+        main(
+            [
+                "explain",
+                "--model",
+                "seethrough.testing.models:TinyCNN",
+                "--weights",
+                str(weights),
+                "--images",
+                *imgs,
+                "--size",
+                "16",
+                "--methods",
+                "feature_ablation,occlusion",
+                "--feature-mask",
+                "grid:4",
+                "--target",
+                "2",
+                "--maps",
+                str(maps),
+            ]
+        )
+        == 0
+    )
     saved = load_file(str(maps))
     x = load_images(imgs, size=16)
     ref = st.FeatureAblation(model).attribute(x, 2, feature_mask=grid_mask((3, 16, 16), 4)).attributions

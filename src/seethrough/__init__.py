@@ -9,6 +9,7 @@ Quick start::
     expl.plot(0)
 """
 
+from . import report as _report  # noqa: F401  (registers the views of Explanation)
 from ._core.batching import Batching
 from ._core.errors import (
     ConfigError,
@@ -24,7 +25,6 @@ from ._core.errors import (
 from ._core.layers import layer_names, resolve_layer
 from ._core.result import Explanation
 from ._core.state import model_guard
-from . import report as _report  # noqa: F401  (registers the views of Explanation)
 from ._core.targets import (
     Channel,
     Class,
@@ -40,6 +40,7 @@ from ._core.targets import (
 )
 from .attribution import (
     METHODS,
+    RISE,
     Attribution,
     BaseCAM,
     Blur,
@@ -62,7 +63,6 @@ from .attribution import (
     Lime,
     MeaningfulPerturbation,
     Occlusion,
-    RISE,
     Saliency,
     ShapleyValueSampling,
     SmoothGrad,
@@ -150,7 +150,18 @@ __all__ = [
 ]
 
 
-_SUBPACKAGES = ("zoo", "data", "report", "attribution", "cli", "evaluation", "featurevis", "atlas", "concepts", "influence")
+_SUBPACKAGES = (
+    "zoo",
+    "data",
+    "report",
+    "attribution",
+    "cli",
+    "evaluation",
+    "featurevis",
+    "atlas",
+    "concepts",
+    "influence",
+)
 
 
 def __getattr__(name: str):

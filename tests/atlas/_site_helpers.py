@@ -19,8 +19,21 @@ class FakeVisualize:
         self.calls: list[tuple[str, tuple[int, ...]]] = []
         self.fail_on_call = fail_on_call
 
-    def __call__(self, model, layer, channels=None, *, size=None, steps=256, seed=0, batch_size=None,
-                 progress=None, input_range=None, mean=None, std=None):
+    def __call__(
+        self,
+        model,
+        layer,
+        channels=None,
+        *,
+        size=None,
+        steps=256,
+        seed=0,
+        batch_size=None,
+        progress=None,
+        input_range=None,
+        mean=None,
+        std=None,
+    ):
         if self.fail_on_call is not None and len(self.calls) + 1 == self.fail_on_call:
             raise KeyboardInterrupt("interrupted by the test")
         self.calls.append((str(layer), tuple(channels)))

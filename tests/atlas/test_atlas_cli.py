@@ -30,7 +30,14 @@ def factory(tmp_path):
     save_file(seeded(TinyCNN).state_dict(), str(weights))
     x = torch.rand(20, 3, 16, 16, generator=torch.Generator().manual_seed(0)).numpy()
     np.save(tmp_path / "x.npy", x)
-    return ["--model", "seethrough.testing.models:TinyCNN", "--weights", str(weights), "--data", str(tmp_path / "x.npy")]
+    return [
+        "--model",
+        "seethrough.testing.models:TinyCNN",
+        "--weights",
+        str(weights),
+        "--data",
+        str(tmp_path / "x.npy"),
+    ]
 
 
 def test_atlas_builds_and_resumes(tmp_path, factory, capsys):
@@ -75,8 +82,10 @@ def test_errors_exit_with_status_2(tmp_path, factory, capsys):
     bad = [a if not a.endswith("x.npy") else str(tmp_path / "bad.npy") for a in factory]
     assert main(["examples", *bad, "--out", str(tmp_path / "e.safetensors")]) == 2
     assert "per-sample shape (4, 16, 16)" in capsys.readouterr().err
-    assert main(["atlas", *factory, "--steps", "0", "--labels", str(tmp_path / "none.json"),
-                 "--out", str(tmp_path / "s")]) == 2
+    assert (
+        main(["atlas", *factory, "--steps", "0", "--labels", str(tmp_path / "none.json"), "--out", str(tmp_path / "s")])
+        == 2
+    )
     assert "cannot read dissection labels" in capsys.readouterr().err
     assert main(["atlas", "--model", "mnist-cnn", "--data", "no/such/folder", "--out", str(tmp_path / "t")]) == 2
     assert "'no/such/folder' does not exist" in capsys.readouterr().err

@@ -117,8 +117,23 @@ def test_cli_takes_the_shared_data_seed(tmp_path, capsys):
 
     weights = tmp_path / "w.safetensors"
     save_file(seeded(TinyCNN).state_dict(), str(weights))
-    common = ["examples", "--model", "seethrough.testing.models:TinyCNN", "--weights", str(weights),
-              "--data", "shapes", "--n", "6", "--size", "32", "--layers", "features.0", "--top-k", "2"]
+    common = [
+        "examples",
+        "--model",
+        "seethrough.testing.models:TinyCNN",
+        "--weights",
+        str(weights),
+        "--data",
+        "shapes",
+        "--n",
+        "6",
+        "--size",
+        "32",
+        "--layers",
+        "features.0",
+        "--top-k",
+        "2",
+    ]
     tables = {}
     for name, extra in (("new", ["--data-seed", "3"]), ("old", ["--seed", "3"]), ("zero", [])):
         out = tmp_path / f"{name}.safetensors"

@@ -133,8 +133,18 @@ def test_interrupted_pass_resumes_to_the_identical_result(tmp_path):
     assert again.rows_read == 1 + 20  # the probe image, then only the 20 images not done
     assert not ckpt.exists()  # removed once complete
     for layer in full.layers_:
-        for key in ("top_values_", "top_indices_", "top_positions_", "top_boxes_", "bottom_values_",
-                    "bottom_indices_", "bottom_boxes_", "mean_", "std_", "frac_positive_"):
+        for key in (
+            "top_values_",
+            "top_indices_",
+            "top_positions_",
+            "top_boxes_",
+            "bottom_values_",
+            "bottom_indices_",
+            "bottom_boxes_",
+            "mean_",
+            "std_",
+            "frac_positive_",
+        ):
             assert torch.equal(getattr(full, key)[layer], getattr(resumed, key)[layer]), (layer, key)
 
 
@@ -194,8 +204,14 @@ def test_residual_model_fields_contain_the_gradient_support():
     for layer in ex.layers_:
         U, k = ex.top_indices_[layer].shape
         rows = ex.top_indices_[layer].reshape(-1)
-        grad = _grad_boxes(model, layer, module[layer], x[rows], torch.arange(U).repeat_interleave(k),
-                           ex.top_positions_[layer].reshape(U * k, -1))
+        grad = _grad_boxes(
+            model,
+            layer,
+            module[layer],
+            x[rows],
+            torch.arange(U).repeat_interleave(k),
+            ex.top_positions_[layer].reshape(U * k, -1),
+        )
         arith = ex.top_boxes_[layer].reshape(U * k, -1)
         assert bool((grad[:, :2] >= arith[:, :2]).all() and (grad[:, 2:] <= arith[:, 2:]).all()), layer
     # layer2's downsampling branch and 3x3 path meet: stride 2, 11 pixels seen by a position

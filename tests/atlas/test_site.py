@@ -51,7 +51,9 @@ def test_structure_links_and_content(tmp_path, small_groups):
     vis = FakeVisualize()
     labels = {"features.3": {2: "stripes (IoU 0.31)", 7: "red <blob>"}}
     snap = snapshot(model)
-    build = Atlas(model, top_k=3, steps=5, visualize=vis, unit_labels=labels, batching=5).build(_images(), tmp_path / "a")
+    build = Atlas(model, top_k=3, steps=5, visualize=vis, unit_labels=labels, batching=5).build(
+        _images(), tmp_path / "a"
+    )
     assert_unchanged(model, snap)
     out = build.out_dir
     assert build.layers == ("features.0", "features.3") and build.n_units == 8 + 12
@@ -59,7 +61,8 @@ def test_structure_links_and_content(tmp_path, small_groups):
     assert not build.resumed
     # every channel visualised exactly once, in groups of FV_GROUP
     assert sorted((layer, c) for layer, chans in vis.calls for c in chans) == (
-        [("features.0", c) for c in range(8)] + [("features.3", c) for c in range(12)])
+        [("features.0", c) for c in range(8)] + [("features.3", c) for c in range(12)]
+    )
     pages, links = check_links(out)
     assert pages == 1 + 2 + 20
     index = (out / "index.html").read_text()
@@ -138,7 +141,8 @@ def test_interrupted_page_writing_resumes_where_it_stopped(tmp_path, small_group
     model = seeded(TinyResNet)
     with pytest.raises(KeyboardInterrupt):
         _DyingPages(model, top_k=2, steps=3, visualize=FakeVisualize(), batching=4, fail_at=11).build(
-            _images(), tmp_path / "c")
+            _images(), tmp_path / "c"
+        )
     vis = FakeVisualize()
     build = Atlas(model, top_k=2, steps=3, visualize=vis, batching=4).build(_images(), tmp_path / "c")
     assert vis.calls == []  # feature visualisations were all done before
@@ -164,10 +168,12 @@ def test_interrupted_examples_pass_resumes(tmp_path, small_groups):
     model = seeded(TinyResNet)
     with pytest.raises(KeyboardInterrupt):
         Atlas(model, top_k=2, steps=3, visualize=FakeVisualize(), batching=4, checkpoint_every=1).build(
-            _DyingSource(_images(), fail_after=4), tmp_path / "d")
+            _DyingSource(_images(), fail_after=4), tmp_path / "d"
+        )
     assert (tmp_path / "d" / "examples.ckpt").is_file()
     build = Atlas(model, top_k=2, steps=3, visualize=FakeVisualize(), batching=4, checkpoint_every=1).build(
-        _images(), tmp_path / "d")
+        _images(), tmp_path / "d"
+    )
     assert build.resumed and not (tmp_path / "d" / "examples.ckpt").exists()
     assert _files(tmp_path / "d") == reference
 
@@ -247,7 +253,8 @@ def test_new_labels_rewrite_pages_only(tmp_path, small_groups):
     fv = (tmp_path / "a/layers/features.3/img/u1_fv.png").stat().st_mtime_ns
     vis = FakeVisualize()
     build = Atlas(model, top_k=2, steps=3, visualize=vis, unit_labels={"features.3": {1: "corner"}}).build(
-        _images(), tmp_path / "a")
+        _images(), tmp_path / "a"
+    )
     assert vis.calls == [] and build.pages_written == 12  # the labelled layer's pages only
     assert "corner" in (tmp_path / "a/layers/features.3/u1.html").read_text()
     assert "corner" in (tmp_path / "a/layers/features.3/index.html").read_text()

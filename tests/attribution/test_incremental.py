@@ -95,7 +95,9 @@ def test_every_split_equals_full_occlusion(cls):
     assert len(splits) >= 3
     ref = Occlusion(model, window=(3, 5, 5), strides=(1, 3, 3), baseline=0.25).attribute(x, 0)
     for split in splits:
-        out = IncrementalOcclusion(model, window=(3, 5, 5), strides=(1, 3, 3), baseline=0.25, split=split).attribute(x, 0)
+        out = IncrementalOcclusion(model, window=(3, 5, 5), strides=(1, 3, 3), baseline=0.25, split=split).attribute(
+            x, 0
+        )
         _assert_same(out, ref)
 
 
@@ -142,8 +144,12 @@ class _Net1d(nn.Module):
     def __init__(self):
         super().__init__()
         self.f = nn.Sequential(
-            nn.Conv1d(2, 5, 5, stride=2, padding=2), nn.BatchNorm1d(5), nn.ReLU(),
-            nn.MaxPool1d(2), nn.Conv1d(5, 5, 3, padding=1), nn.GELU(),
+            nn.Conv1d(2, 5, 5, stride=2, padding=2),
+            nn.BatchNorm1d(5),
+            nn.ReLU(),
+            nn.MaxPool1d(2),
+            nn.Conv1d(5, 5, 3, padding=1),
+            nn.GELU(),
         )
         self.fc = nn.Linear(5, 2)
 
@@ -189,7 +195,9 @@ def test_layer_targets():
         ref, out, inc = _both(model, x, target, window=(3, 4, 4), strides=3)
         _assert_same(out, ref)
     with pytest.raises(ConfigError, match="not in the local part"):
-        IncrementalOcclusion(model, window=(4, 4), strides=4, split="layer2").attribute(x, st.Channel("layer1.conv2", 1))
+        IncrementalOcclusion(model, window=(4, 4), strides=4, split="layer2").attribute(
+            x, st.Channel("layer1.conv2", 1)
+        )
 
 
 def _shapes_cnn_or_skip():

@@ -57,7 +57,12 @@ def test_input_x_gradient(setup):
 
 @pytest.mark.parametrize(
     "rule,captum_rule",
-    [("gausslegendre", "gausslegendre"), ("left", "riemann_left"), ("right", "riemann_right"), ("middle", "riemann_middle")],
+    [
+        ("gausslegendre", "gausslegendre"),
+        ("left", "riemann_left"),
+        ("right", "riemann_right"),
+        ("middle", "riemann_middle"),
+    ],
 )
 def test_integrated_gradients(setup, rule, captum_rule):
     model, x, t, _ = setup
@@ -181,7 +186,6 @@ def test_neuron_saliency_and_integrated_gradients(setup):
     layer = layer or "net.2"
     mod = _layer(model, layer)
     with torch.no_grad():
-        shape = None
         h = mod.register_forward_hook(lambda m, i, o: globals().__setitem__("_shape", o.shape))
         try:
             model(x)

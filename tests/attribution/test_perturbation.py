@@ -11,7 +11,7 @@ captum_attr = pytest.importorskip("captum.attr")
 import seethrough as st
 from seethrough.attribution.masks import as_feature_mask, grid_mask
 from seethrough.attribution.perturbation import FeatureAblation, FeaturePermutation, Occlusion
-from seethrough.testing import TinyCNN, TinyMLP, TinyResNet, seeded
+from seethrough.testing import TinyMLP, TinyResNet, seeded
 
 
 @pytest.fixture
@@ -33,7 +33,9 @@ T = torch.tensor([0, 1, 2])
 )
 def test_occlusion_equals_captum(model, x, window, strides, baseline):
     ours = Occlusion(model, window=window, strides=strides, baseline=baseline).attribute(x, T)
-    ref = captum_attr.Occlusion(model).attribute(x, sliding_window_shapes=window, strides=strides, baselines=baseline, target=T)
+    ref = captum_attr.Occlusion(model).attribute(
+        x, sliding_window_shapes=window, strides=strides, baselines=baseline, target=T
+    )
     assert torch.allclose(ours.attributions, ref, rtol=1e-5, atol=1e-7)
     _, _, counts = Occlusion(model, window=window, strides=strides).geometry((3, 16, 16))
     n_windows = counts[0] * counts[1] * counts[2]
@@ -43,11 +45,15 @@ def test_occlusion_equals_captum(model, x, window, strides, baseline):
 def test_occlusion_tensor_and_mean_baselines(model, x):
     base = torch.rand_like(x)
     ours = Occlusion(model, window=(3, 4, 4), strides=4, baseline=base).attribute(x, T).attributions
-    ref = captum_attr.Occlusion(model).attribute(x, sliding_window_shapes=(3, 4, 4), strides=4, baselines=base, target=T)
+    ref = captum_attr.Occlusion(model).attribute(
+        x, sliding_window_shapes=(3, 4, 4), strides=4, baselines=base, target=T
+    )
     assert torch.allclose(ours, ref, rtol=1e-5, atol=1e-7)
     mean = x.mean(dim=(2, 3), keepdim=True).expand_as(x)
     ours = Occlusion(model, window=(3, 4, 4), strides=4, baseline="mean").attribute(x, T).attributions
-    ref = captum_attr.Occlusion(model).attribute(x, sliding_window_shapes=(3, 4, 4), strides=4, baselines=mean, target=T)
+    ref = captum_attr.Occlusion(model).attribute(
+        x, sliding_window_shapes=(3, 4, 4), strides=4, baselines=mean, target=T
+    )
     assert torch.allclose(ours, ref, rtol=1e-5, atol=1e-7)
 
 

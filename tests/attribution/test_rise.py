@@ -53,10 +53,12 @@ def test_equals_naive_reference_on_the_same_masks():
     assert torch.allclose(out.extras["rise_map"], ref, rtol=1e-4, atol=1e-5)
     # the centred map: the same sum with each score minus the mean score over the masks
     with torch.no_grad():
-        f = torch.stack([
-            torch.stack([model((x[b] * masks[i] + base * (1 - masks[i])).unsqueeze(0))[0, t[b]] for i in range(n)])
-            for b in range(3)
-        ])  # (B, n)
+        f = torch.stack(
+            [
+                torch.stack([model((x[b] * masks[i] + base * (1 - masks[i])).unsqueeze(0))[0, t[b]] for i in range(n)])
+                for b in range(3)
+            ]
+        )  # (B, n)
     centred = ((f - f.mean(1, keepdim=True))[:, :, None, None, None] * masks[None]).sum(1) / (n * p)
     assert torch.allclose(out.attributions, centred, rtol=1e-4, atol=1e-5)
     assert out.n_evaluations == n * 3 + 3  # every mask for every sample, plus f(x)

@@ -104,7 +104,9 @@ def test_efficiency_on_nonlinear_models(arch, x):
     s = ShapleyValueSampling(model, n_permutations=6, baseline=0.2).attribute(x, T, feature_mask=fm)
     assert _efficiency_gap(s) < 1e-4
     # the attribution map is the feature values spread over their elements
-    assert torch.allclose(e.attributions.sum(dim=(1, 2, 3)), e.extras["shapley_values"].sum(1) * 48, rtol=1e-5, atol=1e-6)
+    assert torch.allclose(
+        e.attributions.sum(dim=(1, 2, 3)), e.extras["shapley_values"].sum(1) * 48, rtol=1e-5, atol=1e-6
+    )
 
 
 # -- exact Shapley values --------------------------------------------------------------

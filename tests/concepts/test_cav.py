@@ -62,7 +62,7 @@ def test_directional_derivatives():
 def test_errors():
     pos, neg, _ = _data()
     with pytest.raises(InputError, match=f"at least {MIN_EXAMPLES}"):
-        CAV().fit(pos[:MIN_EXAMPLES - 1], neg)
+        CAV().fit(pos[: MIN_EXAMPLES - 1], neg)
     with pytest.raises(InputError, match="at least"):
         CAV().fit(pos, neg[:3])
     with pytest.raises(InputError, match="features"):

@@ -33,8 +33,12 @@ from _concept_models import PlantedDetectors, RednessNet  # noqa: E402
 
 @pytest.fixture(scope="module")
 def tcav_result():
-    return run_tcav(TCAV(RednessNet().eval(), layer="features.1", random_runs=4, n_examples=10),
-                    random_images(6, seed=0, size=32), ["red", "dots"], classes=[0, 1])
+    return run_tcav(
+        TCAV(RednessNet().eval(), layer="features.1", random_runs=4, n_examples=10),
+        random_images(6, seed=0, size=32),
+        ["red", "dots"],
+        classes=[0, 1],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +76,12 @@ def test_unit_examples_outline_where_the_unit_fires(planted):
 
 def test_html_of_results(tcav_result, planted):
     model, scenes, result = planted
-    null = run_null_check(TCAV(RednessNet().eval(), layer="features.1", random_runs=4, n_examples=10),
-                          random_images(6, seed=0, size=32), classes=[0], trials=2)
+    null = run_null_check(
+        TCAV(RednessNet().eval(), layer="features.1", random_runs=4, n_examples=10),
+        random_images(6, seed=0, size=32),
+        classes=[0],
+        trials=2,
+    )
     report = HtmlReport("t")
     add_tcav(report, tcav_result, null=null)
     add_dissection(report, result, model=model, scenes=scenes, examples=2)
@@ -97,8 +105,12 @@ def test_results_plot_and_html_through_their_registered_views(tcav_result, plant
     d_html = result.to_html(model=model, scenes=scenes, examples=2)
     assert "strongest scenes" in d_html and d_html.count("data:image/png;base64,") >= 2
     assert "strongest scenes" not in dissection_html(result)  # no model: no unit strips
-    null = run_null_check(TCAV(RednessNet().eval(), layer="features.1", random_runs=4, n_examples=10),
-                          random_images(6, seed=0, size=32), classes=[0], trials=2)
+    null = run_null_check(
+        TCAV(RednessNet().eval(), layer="features.1", random_runs=4, n_examples=10),
+        random_images(6, seed=0, size=32),
+        classes=[0],
+        trials=2,
+    )
     assert isinstance(null.plot(), Figure) and "false-positive rate" in null.to_html()
     # the dissection (nested LayerDissection results) and the null check save and load
     back = DissectionResult.load(result.save(tmp_path / "d.safetensors"))

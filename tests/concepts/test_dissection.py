@@ -43,7 +43,7 @@ def test_planted_detectors_are_labelled(planted):
     # each planted unit beats every other concept by far
     for unit, concept in ((PlantedDetectors.RED, "red"), (PlantedDetectors.HSTRIPES, "horizontal_stripes")):
         ious = d.iou[unit]
-        others = torch.cat([ious[: planted.concepts.index(concept)], ious[planted.concepts.index(concept) + 1:]])
+        others = torch.cat([ious[: planted.concepts.index(concept)], ious[planted.concepts.index(concept) + 1 :]])
         assert float(others.max()) < 0.5 * float(d.best_iou[unit])
     labels = planted.unit_labels()
     assert labels["relu2"][PlantedDetectors.RED].startswith("red (IoU 0.")
@@ -93,9 +93,7 @@ def test_thresholds_and_ious_are_exact_and_batch_independent(scenes):
     model = seeded(TinyCNN)
     small = scenes.subset(slice(0, 40))
     thr, iou = _brute_force(model, "features.1", small, 0.01)
-    results = [
-        Dissection(model, layers="features.1", quantile=0.01, batching=b).dissect(small) for b in (None, 7, 40)
-    ]
+    results = [Dissection(model, layers="features.1", quantile=0.01, batching=b).dissect(small) for b in (None, 7, 40)]
     for r in results:
         assert torch.equal(r["features.1"].thresholds, thr)
         assert torch.allclose(r["features.1"].iou, iou, atol=2e-3)  # F.interpolate rounds differently
@@ -106,16 +104,28 @@ def test_bad_input_is_reported_and_model_untouched(scenes):
     model = seeded(TinyCNN)
     snap = snapshot(model, scenes.images)
     cases = [
-        (LayerError, "needs \\(units, height, width\\)", lambda: Dissection(model, layers="classifier").dissect(scenes)),
+        (
+            LayerError,
+            "needs \\(units, height, width\\)",
+            lambda: Dissection(model, layers="classifier").dissect(scenes),
+        ),
         (LayerError, "closest names", lambda: Dissection(model, layers="features.9").dissect(scenes)),
         (LayerError, "no layers", lambda: Dissection(model, layers=[]).dissect(scenes)),
         (ConfigError, "quantile", lambda: Dissection(model, layers="features.1", quantile=0).dissect(scenes)),
         (ConfigError, "iou_threshold", lambda: Dissection(model, layers="features.1", iou_threshold=2).dissect(scenes)),
         (InputError, "ConceptScenes", lambda: Dissection(model, layers="features.1").dissect(scenes.images)),
         (InputError, "no images", lambda: Dissection(model, layers="features.1").dissect(scenes.subset([]))),
-        (InputError, "NaN", lambda: Dissection(model, layers="features.1").dissect(
-            ConceptScenes(images=torch.full((2, 3, 32, 32), float("nan")),
-                          masks={"x": torch.zeros(2, 32, 32, dtype=torch.bool)}, concepts=("x",)))),
+        (
+            InputError,
+            "NaN",
+            lambda: Dissection(model, layers="features.1").dissect(
+                ConceptScenes(
+                    images=torch.full((2, 3, 32, 32), float("nan")),
+                    masks={"x": torch.zeros(2, 32, 32, dtype=torch.bool)},
+                    concepts=("x",),
+                )
+            ),
+        ),
     ]
     for exc, text, call in cases:
         with pytest.raises(exc, match=text):

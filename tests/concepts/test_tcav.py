@@ -95,15 +95,19 @@ def test_labels_select_class_inputs_and_user_concepts(tmp_path):
         Image.fromarray((imgs[i].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(folder / f"{i:03d}.png")
     r = run_tcav(
         TCAV(model, layer="features.3", random_runs=5, n_examples=10),
-        x, {"mine": folder, "tensor": concept_images("dots", 60, seed=0, size=32), "red": None},
-        labels=labels, classes=[2, 0], class_names=["a", "b", "c"],
+        x,
+        {"mine": folder, "tensor": concept_images("dots", 60, seed=0, size=32), "red": None},
+        labels=labels,
+        classes=[2, 0],
+        class_names=["a", "b", "c"],
     )
     assert r.classes == (2, 0) and r.n_inputs == {2: 3, 0: 3}
     assert r.examples_per_run == {"mine": 10, "tensor": 10, "red": 10}
     assert r.class_label(0) == "2 (c)"
     assert r.cavs["mine"].shape == (5, 12)  # channel means of features.3
-    flat = run_tcav(TCAV(model, layer="features.3", random_runs=5, n_examples=10, pooling="flatten"),
-                    x, ["red"], labels=labels)
+    flat = run_tcav(
+        TCAV(model, layer="features.3", random_runs=5, n_examples=10, pooling="flatten"), x, ["red"], labels=labels
+    )
     assert flat.cavs["red"].shape == (5, 12 * 16 * 16) and flat.classes == (0, 1, 2)
 
 
@@ -111,10 +115,10 @@ def test_labels_select_class_inputs_and_user_concepts(tmp_path):
 def test_null_check_shared_protocol_is_inflated_disjoint_is_not(inputs):
     model = RednessNet().eval()
     plain = dict(min_effect=0.0, min_accuracy=0.0, n_examples=10, seed=0)  # the t-test alone
-    shared = run_null_check(TCAV(model, layer="features.1", protocol="shared", random_runs=10, **plain),
-                            inputs, classes=[0], trials=40)
-    disjoint = run_null_check(TCAV(model, layer="features.1", random_runs=20, **plain),
-                              inputs, classes=[0], trials=40)
+    shared = run_null_check(
+        TCAV(model, layer="features.1", protocol="shared", random_runs=10, **plain), inputs, classes=[0], trials=40
+    )
+    disjoint = run_null_check(TCAV(model, layer="features.1", random_runs=20, **plain), inputs, classes=[0], trials=40)
     assert isinstance(shared, NullCheckResult) and shared.trials == 40
     assert shared.settings["protocol"] == "shared" and disjoint.settings["protocol"] == "disjoint"
     # random sets posed as concepts: the paper's test calls many significant, ours about 5%
@@ -162,10 +166,16 @@ def test_bad_input_is_reported_and_model_untouched(inputs):
         (InputError, "no concepts", lambda: ok.test(x, {}, classes=[0], random=pool)),
         (InputError, "no concepts", lambda: run_tcav(ok, x, [], classes=[0])),
         (InputError, "NaN", lambda: ok.test(torch.full_like(x, float("nan")), red, classes=[0], random=pool)),
-        (ConfigError, "protocol", lambda: run_tcav(TCAV(model, layer="features.3", protocol="x"), x, ["red"],
-                                                   classes=[0])),
-        (ConfigError, "random_runs", lambda: run_tcav(TCAV(model, layer="features.3", random_runs=1), x, ["red"],
-                                                      classes=[0])),
+        (
+            ConfigError,
+            "protocol",
+            lambda: run_tcav(TCAV(model, layer="features.3", protocol="x"), x, ["red"], classes=[0]),
+        ),
+        (
+            ConfigError,
+            "random_runs",
+            lambda: run_tcav(TCAV(model, layer="features.3", random_runs=1), x, ["red"], classes=[0]),
+        ),
         (ConfigError, "random_runs", lambda: TCAV(model, layer="features.3", random_runs=0).test(x, red, classes=[0])),
         (ConfigError, "pooling", lambda: TCAV(model, layer="features.3", pooling="max").test(x, red, classes=[0])),
         (ConfigError, "seed", lambda: TCAV(model, layer="features.3", seed=1.5).test(x, red, classes=[0])),

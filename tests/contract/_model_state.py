@@ -25,9 +25,7 @@ HOOK_ATTRS = (
 )
 
 GLOBAL_HOOKS = tuple(
-    name
-    for name in dir(torch_module)
-    if name.startswith("_global_") and isinstance(getattr(torch_module, name), dict)
+    name for name in dir(torch_module) if name.startswith("_global_") and isinstance(getattr(torch_module, name), dict)
 )
 assert {"_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks"} <= set(GLOBAL_HOOKS)
 

@@ -12,13 +12,12 @@ import warnings
 
 import pytest
 import torch
+from _model_state import assert_unchanged, freeze_some, snapshot
 from torch import nn
 
 import seethrough as st
 from seethrough.attribution.registry import METHODS, build_method
 from seethrough.testing import TinyCNN, TinyMLP, TinyResNet, seeded
-
-from _model_state import assert_unchanged, freeze_some, snapshot
 
 # model name -> (class, input shape, layer for layer methods, wrong input shape)
 MODELS = {
@@ -58,7 +57,9 @@ def _applies(spec, model: str) -> bool:
 
 CASES = [(name, model) for name, spec in METHODS.items() for model in MODELS if _applies(spec, model)]
 INAPPLICABLE = [
-    (name, model) for name, spec in METHODS.items() for model in MODELS
+    (name, model)
+    for name, spec in METHODS.items()
+    for model in MODELS
     if not _applies(spec, model) and not spec.needs_layer
 ]
 assert len(CASES) + len(INAPPLICABLE) == 2 * len(METHODS) + sum(not s.needs_layer for s in METHODS.values())
@@ -240,7 +241,6 @@ def test_failure_after_state_change_restores_everything():
 # -- nested calls see a clean model: no outer hook or ReLU override leaks into them ------
 
 
-
 @pytest.mark.parametrize(
     "outer",
     [
@@ -289,11 +289,7 @@ class InplaceInputCNN(nn.Module):
 
 @pytest.mark.parametrize(
     "method,target",
-    [
-        pytest.param(m, t)
-        for m in METHODS
-        for t in (0, None)
-    ],
+    [pytest.param(m, t) for m in METHODS for t in (0, None)],
 )
 def test_model_writing_into_its_input_leaves_caller_inputs_untouched(method, target):
     model = InplaceInputCNN().eval()

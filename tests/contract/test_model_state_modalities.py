@@ -33,8 +33,15 @@ FAST = {
 
 #: Methods that explain token ids at the embedding's output (``layer=``).
 TOKEN_METHODS = [
-    "saliency", "input_x_gradient", "guided_backprop", "deconvolution", "integrated_gradients",
-    "smoothgrad", "smoothgrad_sq", "vargrad", "layer_gradient_x_activation",
+    "saliency",
+    "input_x_gradient",
+    "guided_backprop",
+    "deconvolution",
+    "integrated_gradients",
+    "smoothgrad",
+    "smoothgrad_sq",
+    "vargrad",
+    "layer_gradient_x_activation",
 ]
 assert set(TOKEN_METHODS) <= set(METHODS)
 
@@ -61,30 +68,45 @@ _CLASSIFIER = seeded(TinyCNN)  # TinyCNN also takes the generator's (3, 8, 8) im
 
 # model -> (class, make inputs, layer, scenarios: name -> (target, make inputs or None, expected error))
 MODELS = {
-    "lm": (TinyLM, lambda: _ids((2, 6)), "embed", {
-        "success": (st.TokenAt(-1, 1), None, None),
-        "success_predicted": (None, None, None),
-        "success_sequence": (st.SequenceLogProb([3, 4]), None, None),
-        "target_out_of_range": (st.TokenAt(-1, 99), None, st.TargetError),
-        "target_raises": (_boom, None, Boom),
-        "ids_out_of_range": (st.TokenAt(-1, 1), lambda: _ids((2, 6)) + 16, st.InputError),
-        "forward_fails": (st.TokenAt(-1, 1), lambda: _ids((2, 40)), st.InputError),
-    }),
-    "encoder": (TinyEncoder, lambda: _ids((2, 5)), "embed", {
-        "success": (1, None, None),
-        "success_predicted": (None, None, None),
-        "target_out_of_range": (7, None, st.TargetError),
-        "target_raises": (_boom, None, Boom),
-        "ids_out_of_range": (1, lambda: _ids((2, 5)) - 1 - 16, st.InputError),
-    }),
-    "generator": (TinyGenerator, lambda: torch.randn(2, 8, generator=torch.Generator().manual_seed(0)), "fc", {
-        "success": (st.Region(_corner()), None, None),
-        "success_predicted": (None, None, None),
-        "success_classify": (st.Classify(_CLASSIFIER, 2), None, None),
-        "target_out_of_range": (st.Region(torch.ones(5, 5, dtype=torch.bool)), None, st.TargetError),
-        "target_raises": (_boom, None, Boom),
-        "forward_fails": (st.Region(_corner()), lambda: torch.randn(2, 5), st.InputError),
-    }),
+    "lm": (
+        TinyLM,
+        lambda: _ids((2, 6)),
+        "embed",
+        {
+            "success": (st.TokenAt(-1, 1), None, None),
+            "success_predicted": (None, None, None),
+            "success_sequence": (st.SequenceLogProb([3, 4]), None, None),
+            "target_out_of_range": (st.TokenAt(-1, 99), None, st.TargetError),
+            "target_raises": (_boom, None, Boom),
+            "ids_out_of_range": (st.TokenAt(-1, 1), lambda: _ids((2, 6)) + 16, st.InputError),
+            "forward_fails": (st.TokenAt(-1, 1), lambda: _ids((2, 40)), st.InputError),
+        },
+    ),
+    "encoder": (
+        TinyEncoder,
+        lambda: _ids((2, 5)),
+        "embed",
+        {
+            "success": (1, None, None),
+            "success_predicted": (None, None, None),
+            "target_out_of_range": (7, None, st.TargetError),
+            "target_raises": (_boom, None, Boom),
+            "ids_out_of_range": (1, lambda: _ids((2, 5)) - 1 - 16, st.InputError),
+        },
+    ),
+    "generator": (
+        TinyGenerator,
+        lambda: torch.randn(2, 8, generator=torch.Generator().manual_seed(0)),
+        "fc",
+        {
+            "success": (st.Region(_corner()), None, None),
+            "success_predicted": (None, None, None),
+            "success_classify": (st.Classify(_CLASSIFIER, 2), None, None),
+            "target_out_of_range": (st.Region(torch.ones(5, 5, dtype=torch.bool)), None, st.TargetError),
+            "target_raises": (_boom, None, Boom),
+            "forward_fails": (st.Region(_corner()), lambda: torch.randn(2, 5), st.InputError),
+        },
+    ),
 }
 
 

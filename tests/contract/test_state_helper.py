@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _model_state import assert_unchanged, snapshot
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from seethrough.testing import TinyResNet, seeded
-
-from _model_state import assert_unchanged, snapshot
 
 
 class _Mode(TorchFunctionMode):

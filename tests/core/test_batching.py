@@ -63,7 +63,9 @@ def test_results_do_not_depend_on_batching(method, model_cls, x):
     results = {k: make(method, model, b).attribute(x, target=[0, 2, 4]) for k, b in BATCHINGS.items()}
     ref = results["auto"]
     for key, expl in results.items():
-        torch.testing.assert_close(expl.attributions, ref.attributions, rtol=1e-6, atol=1e-6, msg=lambda m: f"{key}: {m}")
+        torch.testing.assert_close(
+            expl.attributions, ref.attributions, rtol=1e-6, atol=1e-6, msg=lambda m: f"{key}: {m}"
+        )
         if expl.scores is not None:
             torch.testing.assert_close(expl.scores, ref.scores, rtol=1e-6, atol=1e-6)
     if method == "integrated_gradients":
@@ -137,7 +139,15 @@ def test_max_rows_caps_automatic_chunks(x):
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"batch_size": 0}, {"batch_size": -1}, {"batch_size": 2.5}, {"batch_size": "4"}, {"memory_budget": 0}, {"memory_budget": -5}]
+    "kwargs",
+    [
+        {"batch_size": 0},
+        {"batch_size": -1},
+        {"batch_size": 2.5},
+        {"batch_size": "4"},
+        {"memory_budget": 0},
+        {"memory_budget": -5},
+    ],
 )
 def test_invalid_batching_settings(kwargs):
     with pytest.raises(st.ConfigError, match=next(iter(kwargs))):
@@ -205,5 +215,8 @@ def test_smoothgrad_seed(x):
 def test_smoothgrad_wrapping_non_gradient_method_does_not_depend_on_batching(x):
     model = seeded(TinyCNN)
     inner = st.IntegratedGradients(model, steps=4)
-    results = [st.SmoothGrad(model, method=inner, n_samples=3, batching=b).attribute(x, target=1).attributions for b in (1, None)]
+    results = [
+        st.SmoothGrad(model, method=inner, n_samples=3, batching=b).attribute(x, target=1).attributions
+        for b in (1, None)
+    ]
     torch.testing.assert_close(results[0], results[1], rtol=1e-6, atol=1e-6)

@@ -17,16 +17,21 @@ pytestmark = [pytest.mark.filterwarnings("ignore::seethrough.ZeroAttributionWarn
 
 ROWS = torch.arange(2)
 # out[b, c, h, w] = 100 b + 10 c + 2 h + w, on (2, 2, 2, 2)
-OUT = (100 * torch.arange(2).reshape(2, 1, 1, 1) + 10 * torch.arange(2).reshape(1, 2, 1, 1)
-       + 2 * torch.arange(2).reshape(1, 1, 2, 1) + torch.arange(2).reshape(1, 1, 1, 2)).double()
+OUT = (
+    100 * torch.arange(2).reshape(2, 1, 1, 1)
+    + 10 * torch.arange(2).reshape(1, 2, 1, 1)
+    + 2 * torch.arange(2).reshape(1, 1, 2, 1)
+    + torch.arange(2).reshape(1, 1, 1, 2)
+).double()
 TOP_ROW = torch.tensor([[True, True], [False, False]])
 
 
 def test_region_mean_and_sum_exact():
     # top row, every channel: values 0, 1, 10, 11 (+ 100 for sample 1)
     torch.testing.assert_close(Region(TOP_ROW).score(OUT, ROWS), torch.tensor([5.5, 105.5], dtype=torch.float64))
-    torch.testing.assert_close(Region(TOP_ROW, reduce="sum").score(OUT, ROWS), torch.tensor([22.0, 422.0],
-                                                                                           dtype=torch.float64))
+    torch.testing.assert_close(
+        Region(TOP_ROW, reduce="sum").score(OUT, ROWS), torch.tensor([22.0, 422.0], dtype=torch.float64)
+    )
     one = torch.zeros(2, 2, 2, dtype=torch.bool)
     one[1, 1, 0] = True  # channel 1, row 1, column 0: 10 + 2 = 12
     torch.testing.assert_close(Region(one).score(OUT, ROWS), torch.tensor([12.0, 112.0], dtype=torch.float64))

@@ -143,7 +143,9 @@ def test_class_output_transform_matches_captum_on_wrapped_model(cnn, x, output, 
 def test_predicted_with_softmax_output(cnn, x):
     pred = cnn(x).argmax(1)
     got = st.Saliency(cnn).attribute(x, target=Predicted(output="softmax")).attributions
-    torch.testing.assert_close(got, st.Saliency(cnn).attribute(x, target=Class(pred, output="softmax")).attributions, rtol=0, atol=0)
+    torch.testing.assert_close(
+        got, st.Saliency(cnn).attribute(x, target=Class(pred, output="softmax")).attributions, rtol=0, atol=0
+    )
 
 
 # -- internal targets -------------------------------------------------------------------
@@ -228,8 +230,10 @@ def test_custom_two_parameters_gets_sample_index_per_row(cnn, x):
 
     assert Custom(fn)._takes_samples
     ig = st.IntegratedGradients(cnn, steps=6, batching=4)
-    torch.testing.assert_close(ig.attribute(x, target=fn).attributions, ig.attribute(x, target=idx).attributions, rtol=0, atol=0)
-    rows = torch.cat(seen[: -2])  # the last calls are the clean and baseline scores
+    torch.testing.assert_close(
+        ig.attribute(x, target=fn).attributions, ig.attribute(x, target=idx).attributions, rtol=0, atol=0
+    )
+    rows = torch.cat(seen[:-2])  # the last calls are the clean and baseline scores
     assert rows.numel() == 3 * 6
     assert sorted(rows.tolist()) == sorted([0, 1, 2] * 6)
 

@@ -155,8 +155,11 @@ def test_input_methods_on_token_ids_say_to_pass_layer(lm, ids, method):
 )
 @pytest.mark.parametrize("method", ["saliency", "integrated_gradients", "layer_gradient_x_activation"])
 def test_bad_token_ids(lm, bad, words, method):
-    m = {"saliency": st.Saliency, "integrated_gradients": st.IntegratedGradients,
-         "layer_gradient_x_activation": st.LayerGradientXActivation}[method](lm, layer="embed")
+    m = {
+        "saliency": st.Saliency,
+        "integrated_gradients": st.IntegratedGradients,
+        "layer_gradient_x_activation": st.LayerGradientXActivation,
+    }[method](lm, layer="embed")
     with pytest.raises(st.InputError) as info:
         m.attribute(bad, target=st.TokenAt(-1, 0))
     for w in words:

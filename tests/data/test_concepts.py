@@ -53,12 +53,15 @@ def test_vocabulary():
     assert [CONCEPT_KINDS[c] for c in ("red", "dots", "circle")] == ["color", "texture", "shape"]
 
 
-@pytest.mark.parametrize("fn", [
-    lambda n, **kw: concept_images("stripes", n, **kw),
-    lambda n, **kw: random_images(n, **kw),
-    lambda n, **kw: concept_scenes(n, **kw).images,
-    lambda n, **kw: concept_dataset(n, "dots", **kw)[0],
-])
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda n, **kw: concept_images("stripes", n, **kw),
+        lambda n, **kw: random_images(n, **kw),
+        lambda n, **kw: concept_scenes(n, **kw).images,
+        lambda n, **kw: concept_dataset(n, "dots", **kw)[0],
+    ],
+)
 def test_shapes_ranges_and_determinism(fn):
     a = fn(6, seed=3, size=40)
     assert a.shape == (6, 3, 40, 40) and a.dtype == torch.float32

@@ -132,7 +132,9 @@ def test_deletion_on_tabular_inputs_removes_one_feature_per_step():
     res = deletion(model, x, contrib, target=0, output="logit")
     assert res.settings["steps"] == 6
     sorted_c, _ = contrib.sort(dim=1, descending=True)
-    expected = contrib.sum(1, keepdim=True) - torch.cat([torch.zeros(4, 1, dtype=torch.float64), sorted_c.cumsum(1)], 1) + 0.3
+    expected = (
+        contrib.sum(1, keepdim=True) - torch.cat([torch.zeros(4, 1, dtype=torch.float64), sorted_c.cumsum(1)], 1) + 0.3
+    )
     assert torch.allclose(res.curves["scores"], expected, atol=1e-12)
 
 
@@ -162,7 +164,10 @@ def test_integrated_gradients_beats_a_random_map_on_the_shapes_model():
     # Measured with exactly these settings: deletion to blur 0.383 (IG) vs 0.581 (random),
     # insertion 0.744 vs 0.563, ROAD 0.305 vs -0.024. With the default black baseline the
     # random map wins deletion on these 8 images (docs/evaluation-faithfulness.md).
-    d_ig, d_rand = deletion(model, x, ig, baseline="blur", steps=16), deletion(model, x, rand, baseline="blur", steps=16)
+    d_ig, d_rand = (
+        deletion(model, x, ig, baseline="blur", steps=16),
+        deletion(model, x, rand, baseline="blur", steps=16),
+    )
     i_ig, i_rand = insertion(model, x, ig, steps=16), insertion(model, x, rand, steps=16)
     assert d_ig.mean < d_rand.mean - 0.1
     assert i_ig.mean > i_rand.mean + 0.1
@@ -207,7 +212,11 @@ def test_pixel_flipping_is_region_perturbation_with_one_pixel_regions():
     model = LinearScore(x.shape[1:]).eval()
     contrib = (x * model.w.detach()).sum(1)
     res = region_perturbation(model, x, contrib, target=0, patch_size=1, steps=9, perturbation=0.0, output="logit")
-    expected = float(contrib.sum()) + 0.3 - torch.cat([torch.zeros(1, dtype=torch.float64), contrib.flatten().sort(descending=True).values.cumsum(0)])
+    expected = (
+        float(contrib.sum())
+        + 0.3
+        - torch.cat([torch.zeros(1, dtype=torch.float64), contrib.flatten().sort(descending=True).values.cumsum(0)])
+    )
     assert torch.allclose(res.curves["morf"][0], expected, atol=1e-12)
 
 
@@ -233,7 +242,9 @@ def test_imputation_of_one_pixel_is_the_weighted_mean_of_its_neighbours():
 
 
 def test_imputation_reproduces_a_linear_ramp_inside_a_hole():
-    r, c = torch.meshgrid(torch.arange(12.0, dtype=torch.float64), torch.arange(10.0, dtype=torch.float64), indexing="ij")
+    r, c = torch.meshgrid(
+        torch.arange(12.0, dtype=torch.float64), torch.arange(10.0, dtype=torch.float64), indexing="ij"
+    )
     img = (0.3 * r - 0.2 * c + 1.0).unsqueeze(0)
     removed = torch.zeros(12, 10, dtype=torch.bool)
     removed[3:9, 2:7] = True  # a block of unknowns, each with unknown neighbours
@@ -303,9 +314,9 @@ def test_infidelity_matches_a_direct_monte_carlo_computation():
     res = infidelity(model, x, phi, target=0, n_perturbations=K, noise_std=0.2, scaling="none", seed=5)
     w = model.w.detach()
     for b in range(2):
-        I = _gaussian_perturbations(5, b, K, tuple(x.shape[1:]), 0.2)
-        drop = (I * w).flatten(1).sum(1)  # linear model: f(x) - f(x - I) = w . I
-        dot = (I * phi[b]).flatten(1).sum(1)
+        pert = _gaussian_perturbations(5, b, K, tuple(x.shape[1:]), 0.2)
+        drop = (pert * w).flatten(1).sum(1)  # linear model: f(x) - f(x - I) = w . I
+        dot = (pert * phi[b]).flatten(1).sum(1)
         assert res.values[b].item() == pytest.approx(float(((dot - drop) ** 2).mean()), rel=1e-10)
         beta = float((dot * drop).mean() / (dot * dot).mean())
         assert res.extras["beta"][b].item() == pytest.approx(beta, rel=1e-10)
@@ -485,7 +496,10 @@ def test_bad_maps_are_refused_with_the_fix_and_the_model_is_unchanged(name):
         (lambda m, x, a: infidelity(m, x, a, scaling="max"), "unknown scaling"),
         (lambda m, x, a: infidelity(m, x, a, output="accuracy"), "unknown output"),
         (lambda m, x, a: infidelity(m, x, a, perturbation="square", square_sizes=[40]), "square_sizes"),
-        (lambda m, x, a: infidelity(m, x, a, perturbation=torch.ones(2, 3, 8, 8, dtype=torch.bool)), "removal masks of shape"),
+        (
+            lambda m, x, a: infidelity(m, x, a, perturbation=torch.ones(2, 3, 8, 8, dtype=torch.bool)),
+            "removal masks of shape",
+        ),
         (lambda m, x, a: faithfulness_correlation(m, x, a, n_subsets=1), "at least 2 subsets"),
         (lambda m, x, a: faithfulness_correlation(m, x, a, subset_size=256), "between 1 and 255"),
         (lambda m, x, a: faithfulness_correlation(m, x, a, subset_size=1.5), "in \\(0, 1\\)"),
@@ -552,9 +566,13 @@ def test_output_cannot_be_set_beside_a_target_object():
     model = _tiny()
     x = _tiny_inputs(2)
     snap = snapshot(model, x)
-    with pytest.raises(ConfigError, match=r"to score output='accuracy', give the class as an int or indices \(target=c\)"):
+    with pytest.raises(
+        ConfigError, match=r"to score output='accuracy', give the class as an int or indices \(target=c\)"
+    ):
         deletion(model, x, _tiny_maps(2), target=Class(1), output="accuracy", steps=8)
-    with pytest.raises(ConfigError, match=r"set the output on the Target instead, e.g. target=Class\(c, output='logit'\)"):
+    with pytest.raises(
+        ConfigError, match=r"set the output on the Target instead, e.g. target=Class\(c, output='logit'\)"
+    ):
         road(model, x, _tiny_maps(2), target=Class(1, output="softmax"), output="logit", percentages=(0.5,))
     with pytest.raises(ConfigError, match="does not apply to the Target object"):
         infidelity(model, x, _tiny_maps(2), target=Predicted(), output="softmax", n_perturbations=2)
@@ -635,13 +653,34 @@ class LogModel(nn.Module):
 
 
 _NON_FINITE = {
-    "deletion": (lambda m, x, a: deletion(m, x, a, target=0, steps=8, baseline=0.0), r"step 1 of 8, 0.125 of the features removed"),
-    "insertion": (lambda m, x, a: insertion(m, x, a, target=0, steps=8, baseline=0.0), r"step 0 of 8, 0 of the features inserted"),
-    "region_perturbation": (lambda m, x, a: region_perturbation(m, x, a, target=0, patch_size=2, steps=4, perturbation=0.0), r"MoRF step 1 of 4"),
-    "road": (lambda m, x, a: road(m, x, a, target=0, percentages=(0.25, 0.5), noise_std=5.0), r"MoRF with 0.25 of the pixels imputed"),
-    "infidelity": (lambda m, x, a: infidelity(m, x, a, target=0, n_perturbations=8, noise_std=5.0), r"gaussian perturbation \d of 8"),
-    "infidelity_square": (lambda m, x, a: infidelity(m, x, a, target=0, perturbation="square", n_perturbations=8), r"square perturbation 0 of 8"),
-    "faithfulness_correlation": (lambda m, x, a: faithfulness_correlation(m, x, a, target=0, n_subsets=4, subset_size=2), r"subset 0 of 4"),
+    "deletion": (
+        lambda m, x, a: deletion(m, x, a, target=0, steps=8, baseline=0.0),
+        r"step 1 of 8, 0.125 of the features removed",
+    ),
+    "insertion": (
+        lambda m, x, a: insertion(m, x, a, target=0, steps=8, baseline=0.0),
+        r"step 0 of 8, 0 of the features inserted",
+    ),
+    "region_perturbation": (
+        lambda m, x, a: region_perturbation(m, x, a, target=0, patch_size=2, steps=4, perturbation=0.0),
+        r"MoRF step 1 of 4",
+    ),
+    "road": (
+        lambda m, x, a: road(m, x, a, target=0, percentages=(0.25, 0.5), noise_std=5.0),
+        r"MoRF with 0.25 of the pixels imputed",
+    ),
+    "infidelity": (
+        lambda m, x, a: infidelity(m, x, a, target=0, n_perturbations=8, noise_std=5.0),
+        r"gaussian perturbation \d of 8",
+    ),
+    "infidelity_square": (
+        lambda m, x, a: infidelity(m, x, a, target=0, perturbation="square", n_perturbations=8),
+        r"square perturbation 0 of 8",
+    ),
+    "faithfulness_correlation": (
+        lambda m, x, a: faithfulness_correlation(m, x, a, target=0, n_subsets=4, subset_size=2),
+        r"subset 0 of 4",
+    ),
 }
 
 

@@ -51,9 +51,11 @@ def test_every_registered_metric_is_a_metric_and_the_registry_reads_its_class():
     for name, spec in table.items():
         cls = type(spec.fn)
         assert isinstance(spec.fn, Metric) and callable(spec.fn)
-        assert (spec.name, spec.family, spec.higher_is_better, spec.needs) == (
-            cls.name, cls.family, cls.higher_is_better, cls.needs) == (name, spec.fn.family, spec.fn.higher_is_better,
-                                                                       spec.fn.needs)
+        assert (
+            (spec.name, spec.family, spec.higher_is_better, spec.needs)
+            == (cls.name, cls.family, cls.higher_is_better, cls.needs)
+            == (name, spec.fn.family, spec.fn.higher_is_better, spec.fn.needs)
+        )
         assert spec.fn.__name__ == name and spec.summary == (cls.__doc__ or "").strip().splitlines()[0]
 
 
@@ -191,8 +193,14 @@ def test_sanity_results_save_load_plot_and_html(tiny, tmp_path):
 
 def test_trust_report_is_a_result_saved_as_html_or_as_one_file(tiny, tmp_path):
     model, x, _ = tiny
-    rep = trust_report(model, x, ["saliency"], metrics=["deletion", "sparseness"],
-                       metric_settings={"deletion": {"steps": 4}}, randomization=False)
+    rep = trust_report(
+        model,
+        x,
+        ["saliency"],
+        metrics=["deletion", "sparseness"],
+        metric_settings={"deletion": {"steps": 4}},
+        randomization=False,
+    )
     assert isinstance(rep, Result)
     page = rep.save(tmp_path / "trust.html").read_text()
     assert "Ranking per metric family" in page and "deletion" in page and page.startswith("<!doctype html>")

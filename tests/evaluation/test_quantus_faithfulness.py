@@ -50,8 +50,13 @@ def _call(metric, model, x, y, a, **kwargs):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return metric(
-            model=model, x_batch=x.numpy(), y_batch=y.numpy(), a_batch=np.asarray(a), channel_first=True,
-            device="cpu", **kwargs,
+            model=model,
+            x_batch=x.numpy(),
+            y_batch=y.numpy(),
+            a_batch=np.asarray(a),
+            channel_first=True,
+            device="cpu",
+            **kwargs,
         )
 
 
@@ -61,8 +66,9 @@ def test_deletion_curve_equals_pixel_flipping(channels):
     a = a[:, :1]  # one value per pixel, broadcast over the channels by Quantus
     # Quantus flips elements of the broadcast map: a step of 12 pixels is 12 * C elements,
     # which keeps the channels of each pixel together since the pixel values are distinct
-    q = quantus.PixelFlipping(features_in_step=12 * channels, normalise=False, abs=False, perturb_baseline=0.0,
-                              disable_warnings=True)
+    q = quantus.PixelFlipping(
+        features_in_step=12 * channels, normalise=False, abs=False, perturb_baseline=0.0, disable_warnings=True
+    )
     theirs = np.array(_call(q, model, x, y, a, softmax=True))
     ours = deletion(model, x, a, target=y, steps=12, baseline=0.0, output="softmax")
     # Quantus's curve starts after the first step; ours also holds f(x) at fraction 0
@@ -75,8 +81,15 @@ def test_deletion_curve_equals_pixel_flipping(channels):
 def test_region_perturbation_equals_quantus_drops_and_aopc(order, channels):
     model, x, a, y = _setup(channels)
     L = 10
-    q = quantus.RegionPerturbation(patch_size=4, order=order, regions_evaluation=L, normalise=False, abs=False,
-                                   perturb_baseline=0.0, disable_warnings=True)
+    q = quantus.RegionPerturbation(
+        patch_size=4,
+        order=order,
+        regions_evaluation=L,
+        normalise=False,
+        abs=False,
+        perturb_baseline=0.0,
+        disable_warnings=True,
+    )
     drops = np.array(_call(q, model, x, y, a, softmax=True))  # f(x) - f(x_k), k = 1..L
     ours = region_perturbation(model, x, a, target=y, patch_size=4, steps=L, perturbation=0.0)
     curve = ours.curves[order]
@@ -115,8 +128,14 @@ def test_road_accuracy_curves_equal_quantus_for_both_orders():
 def test_infidelity_with_removal_equals_quantus_on_the_input_times_map():
     model, x, a, y = _setup(3)
     # Quantus removes 4x4 blocks in raster order, cumulatively, and uses I = x - x_perturbed
-    q = quantus.Infidelity(perturb_patch_sizes=[4], n_perturb_samples=1, perturb_baseline=0.0, normalise=False,
-                           abs=False, disable_warnings=True)
+    q = quantus.Infidelity(
+        perturb_patch_sizes=[4],
+        n_perturb_samples=1,
+        perturb_baseline=0.0,
+        normalise=False,
+        abs=False,
+        disable_warnings=True,
+    )
     theirs = np.array(_call(q, model, x, y, a, softmax=False))
     masks = torch.zeros(16, 16, 16, dtype=torch.bool)
     for k in range(16):
@@ -140,8 +159,14 @@ def test_infidelity_with_gaussian_noise_equals_quantus_given_the_same_noise():
         calls.append(1)
         return (flat - noise[:, len(calls) - 1].reshape(3, -1).numpy()).astype(np.float32)
 
-    q = quantus.Infidelity(perturb_func=perturb, perturb_patch_sizes=[16], n_perturb_samples=K, normalise=False,
-                           abs=False, disable_warnings=True)
+    q = quantus.Infidelity(
+        perturb_func=perturb,
+        perturb_patch_sizes=[16],
+        n_perturb_samples=K,
+        normalise=False,
+        abs=False,
+        disable_warnings=True,
+    )
     theirs = np.array(_call(q, model, x, y, a, softmax=False))
     assert len(calls) == K
     ours = infidelity(model, x, a, target=y, n_perturbations=K, noise_std=std, seed=seed, scaling="none")
@@ -154,8 +179,15 @@ def test_faithfulness_correlation_equals_quantus_on_the_same_subsets(monkeypatch
     K, size = 20, 30
     subsets = _random_subsets(0, 3, K, 256, size)
     draws = iter([subsets[b, k].numpy() for k in range(K) for b in range(3)])  # Quantus: runs, then samples
-    q = quantus.FaithfulnessCorrelation(nr_runs=K, subset_size=size, perturb_baseline=0.0, normalise=False, abs=False,
-                                        return_aggregate=False, disable_warnings=True)
+    q = quantus.FaithfulnessCorrelation(
+        nr_runs=K,
+        subset_size=size,
+        perturb_baseline=0.0,
+        normalise=False,
+        abs=False,
+        return_aggregate=False,
+        disable_warnings=True,
+    )
     monkeypatch.setattr(np.random, "choice", lambda *args, **kwargs: next(draws))
     theirs = np.array(_call(q, model, x, y, a, softmax=False))
     monkeypatch.undo()

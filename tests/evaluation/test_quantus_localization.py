@@ -81,7 +81,9 @@ def test_pointing_game_with_ties_hits_no_more_than_quantus(case):
         assert bool((ours <= q).all())
     single = pointing_game(None, x, coarse, masks=masks).extras["n_maxima"] == 1
     assert bool(single.any()) and not bool(single.all())
-    np.testing.assert_array_equal(pointing_game(None, x, coarse, masks=masks).values.numpy()[single.numpy()], q[single.numpy()])
+    np.testing.assert_array_equal(
+        pointing_game(None, x, coarse, masks=masks).values.numpy()[single.numpy()], q[single.numpy()]
+    )
 
 
 @pytest.mark.parametrize("normalise", [False, True])
@@ -102,8 +104,15 @@ def test_relevance_mass_accuracy_drops_negative_relevance(case):
     """On signed maps ours equals Quantus on the positive part of the channel-summed map."""
     x, maps, masks = case
     summed = maps.sum(dim=1, keepdim=True)
-    q_pos = _q(quantus.RelevanceMassAccuracy(abs=False, normalise=False, disable_warnings=True), x, _np(summed.clamp(min=0)), _np(masks))
-    q_signed = _q(quantus.RelevanceMassAccuracy(abs=False, normalise=False, disable_warnings=True), x, _np(summed), _np(masks))
+    q_pos = _q(
+        quantus.RelevanceMassAccuracy(abs=False, normalise=False, disable_warnings=True),
+        x,
+        _np(summed.clamp(min=0)),
+        _np(masks),
+    )
+    q_signed = _q(
+        quantus.RelevanceMassAccuracy(abs=False, normalise=False, disable_warnings=True), x, _np(summed), _np(masks)
+    )
     ours = relevance_mass_accuracy(None, x, maps, masks=masks).values.numpy()
     np.testing.assert_allclose(ours, q_pos, rtol=1e-12)
     assert not np.allclose(ours, q_signed)  # the two definitions do differ on these maps
@@ -112,7 +121,12 @@ def test_relevance_mass_accuracy_drops_negative_relevance(case):
 @pytest.mark.parametrize("normalise", [False, True])
 def test_relevance_rank_accuracy(case, normalise):
     x, maps, masks = case
-    q = _q(quantus.RelevanceRankAccuracy(abs=False, normalise=normalise, disable_warnings=True), x, _summed(maps), _np(masks))
+    q = _q(
+        quantus.RelevanceRankAccuracy(abs=False, normalise=normalise, disable_warnings=True),
+        x,
+        _summed(maps),
+        _np(masks),
+    )
     ours = relevance_rank_accuracy(None, x, maps, masks=masks).values.numpy()
     np.testing.assert_allclose(ours, q, rtol=1e-12)
 
@@ -164,7 +178,11 @@ def test_effective_complexity(case):
     ours = effective_complexity(None, x, a, eps=eps).values.numpy()
     assert len(set(ours.tolist())) > 1 and ours.max() < a[0].numel()
     per_sample = [
-        _q(quantus.EffectiveComplexity(eps=eps, abs=True, normalise=True, disable_warnings=True), x[i : i + 1], _np(a[i : i + 1]))[0]
+        _q(
+            quantus.EffectiveComplexity(eps=eps, abs=True, normalise=True, disable_warnings=True),
+            x[i : i + 1],
+            _np(a[i : i + 1]),
+        )[0]
         for i in range(N)
     ]
     np.testing.assert_array_equal(ours, per_sample)

@@ -54,8 +54,14 @@ def _quantus_scores(model, x, y, a_batch, *, order, abs_):
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         return metric(
-            model=model, x_batch=x.numpy(), y_batch=y.numpy(), a_batch=a_batch, explain_func=_explain,
-            channel_first=True, device="cpu", batch_size=16,
+            model=model,
+            x_batch=x.numpy(),
+            y_batch=y.numpy(),
+            a_batch=a_batch,
+            explain_func=_explain,
+            channel_first=True,
+            device="cpu",
+            batch_size=16,
         )
 
 
@@ -87,8 +93,13 @@ def test_spearman_curves_equal_quantus_mprt(quantus_seed, order, mode):
         expected_order = list(q) if order == "top_down" else list(reversed(list(q)))
         assert list(ours.stages) == expected_order
         for i, layer in enumerate(ours.stages):
-            np.testing.assert_allclose(ours.similarity[measure][i].numpy(), np.asarray(q[layer]), rtol=0, atol=1e-6,
-                                       err_msg=f"{measure} after randomizing {layer}")
+            np.testing.assert_allclose(
+                ours.similarity[measure][i].numpy(),
+                np.asarray(q[layer]),
+                rtol=0,
+                atol=1e-6,
+                err_msg=f"{measure} after randomizing {layer}",
+            )
 
 
 def test_without_the_patch_the_seeding_differs_but_the_layers_do_not():

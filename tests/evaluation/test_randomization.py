@@ -243,8 +243,9 @@ def test_reinitialisation_uses_reset_parameters_and_is_seeded():
     x = _x()
 
     def final_weights(seed):
-        for _name, copy in ModelRandomizationCheck(_sal, seed=seed).randomized_models(model, x):
-            pass
+        copy = None
+        for _name, copy in ModelRandomizationCheck(_sal, seed=seed).randomized_models(model, x):  # noqa: B007
+            pass  # the last stage's copy is the fully randomized model
         return {k: v.clone() for k, v in copy.state_dict().items()}
 
     a, b, c = final_weights(0), final_weights(0), final_weights(1)
@@ -422,8 +423,9 @@ def test_method_given_by_name_instance_or_factory_agree():
     # an instance whose layer is a module of the user's model is re-bound to each copy
     by_instance = ModelRandomizationCheck(GradCAM(model, layer=model.layer2), **kw).run(model, x)
     for r in (by_name, by_instance):
-        torch.testing.assert_close(r.similarity["spearman"], by_factory.similarity["spearman"], equal_nan=True,
-                                   rtol=0, atol=0)
+        torch.testing.assert_close(
+            r.similarity["spearman"], by_factory.similarity["spearman"], equal_nan=True, rtol=0, atol=0
+        )
     # a nested method bound to the user's model is re-bound too (SmoothGrad around an instance)
     inner = Saliency(model)
     sg = ModelRandomizationCheck(lambda m: SmoothGrad(m, method=inner, n_samples=2), **kw).run(model, x)
@@ -611,8 +613,9 @@ def test_verdict_text_and_trust_report_call_forms():
         assert f"{m} {res.scores[m]:.3f} {rel} 0.5 {res.verdicts[m]}" in text
     expl = Saliency(model).attribute(x, target=fixed)
     r = model_randomization(model, x, expl, target=fixed, seed=0, method_factory=_sal)
-    assert torch.allclose(r.values, ModelRandomizationCheck(_sal, similarity="spearman_abs").run(model, x).final(
-        "spearman_abs"))
+    assert torch.allclose(
+        r.values, ModelRandomizationCheck(_sal, similarity="spearman_abs").run(model, x).final("spearman_abs")
+    )
     d = data_randomization_check(_sal, model, seeded(TinyCNN, seed=1), x, target=fixed, seed=3)
     assert d.settings["seed"] == 3 and torch.equal(d.target_indices, fixed)
 
@@ -620,8 +623,8 @@ def test_verdict_text_and_trust_report_call_forms():
 @pytest.mark.slow
 def test_cli_sanity(tmp_path, capsys):
     from seethrough import zoo
-    from seethrough.attribution.registry import get_method
     from seethrough.app.cli import main
+    from seethrough.attribution.registry import get_method
     from seethrough.data.shapes import make_shapes
 
     html = tmp_path / "sanity.html"

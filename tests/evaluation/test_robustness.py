@@ -188,7 +188,7 @@ def test_zero_maps_are_refused():
     "target, per_sample",
     [
         (Class([1, 3], output="softmax"), lambda b: Class(1 if b == 0 else 3, output="softmax")),
-        (lambda out: out[:, 0] - out[:, 2], lambda b: (lambda out: out[:, 0] - out[:, 2])),
+        (lambda out: out[:, 0] - out[:, 2], lambda b: lambda out: out[:, 0] - out[:, 2]),
     ],
     ids=["class-softmax", "callable"],
 )
@@ -236,6 +236,10 @@ def test_non_finite_maps_on_perturbed_copies_name_the_samples_and_the_fix():
     x = _x() + 0.05  # positive: finite maps on the inputs themselves
     x[1] += 1.0  # sample 1 stays positive under the noise
     model = SqrtScore(tuple(x.shape[1:])).eval()
-    with pytest.raises(InputError, match=r"perturbed copies of samples \[0\] \(first: sample 0, draw \d\).*smaller radius"):
+    with pytest.raises(
+        InputError, match=r"perturbed copies of samples \[0\] \(first: sample 0, draw \d\).*smaller radius"
+    ):
         avg_sensitivity(model, x, Saliency(model), target=0, radius=0.5, n_samples=4)
-    assert bool(torch.isfinite(avg_sensitivity(model, x, Saliency(model), target=0, radius=0.01, n_samples=4).values).all())
+    assert bool(
+        torch.isfinite(avg_sensitivity(model, x, Saliency(model), target=0, radius=0.01, n_samples=4).values).all()
+    )

@@ -10,12 +10,12 @@ import torch
 from seethrough._core.errors import ConfigError, InputError
 from seethrough.evaluation.similarity import (
     SIMILARITIES,
+    compare_maps,
     hog_features,
     hog_similarity,
     normalize_maps,
     pearson,
     rankdata,
-    compare_maps,
     spearman,
     spearman_abs,
     ssim,
@@ -113,8 +113,14 @@ def test_hog_features_match_skimage(orientations, cell, block):
     feature = pytest.importorskip("skimage.feature")
     img = np.random.default_rng(orientations).random((37, 45))
     ours = hog_features(img, orientations=orientations, pixels_per_cell=cell, cells_per_block=block)
-    ref = feature.hog(img, orientations=orientations, pixels_per_cell=cell, cells_per_block=block,
-                      block_norm="L2-Hys", feature_vector=True)
+    ref = feature.hog(
+        img,
+        orientations=orientations,
+        pixels_per_cell=cell,
+        cells_per_block=block,
+        block_norm="L2-Hys",
+        feature_vector=True,
+    )
     assert ours.shape == ref.shape
     # scikit-image accumulates the cell histograms in single precision
     np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-6)

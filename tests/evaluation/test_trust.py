@@ -81,8 +81,14 @@ def test_report_runs_every_applicable_metric_and_leaves_model_unchanged(tiny):
     names = [s.name for s in select_metrics(None, have_masks=True)]
     snap = snapshot(model, x)
     rep = trust_report(
-        model, x, ["saliency", "gradcam"], masks=masks, layer="features.3",
-        metric_settings=_fast_settings(names), randomization=True, seed=1,
+        model,
+        x,
+        ["saliency", "gradcam"],
+        masks=masks,
+        layer="features.3",
+        metric_settings=_fast_settings(names),
+        randomization=True,
+        seed=1,
     )
     assert_unchanged(model, snap, x)
     assert rep.methods == ("saliency", "gradcam")
@@ -110,8 +116,16 @@ def test_report_runs_every_applicable_metric_and_leaves_model_unchanged(tiny):
 
 def test_report_is_deterministic(tiny):
     model, x, masks = tiny
-    kw = dict(masks=masks, layer="features.3", families=["faithfulness"], randomization=False, seed=5,
-              metric_settings=_fast_settings([s.name for s in select_metrics(None, families=["faithfulness"], have_masks=True)]))
+    kw = dict(
+        masks=masks,
+        layer="features.3",
+        families=["faithfulness"],
+        randomization=False,
+        seed=5,
+        metric_settings=_fast_settings(
+            [s.name for s in select_metrics(None, families=["faithfulness"], have_masks=True)]
+        ),
+    )
     a = trust_report(model, x, ["saliency"], **kw)
     b = trust_report(model, x, ["saliency"], **kw)
     for n, r in a.results["saliency"].items():
@@ -120,8 +134,9 @@ def test_report_is_deterministic(tiny):
 
 def test_time_budget_lists_what_was_skipped(tiny):
     model, x, _ = tiny
-    rep = trust_report(model, x, ["saliency", "input_x_gradient"], families=["complexity"], randomization=False,
-                       time_budget=1e-9)
+    rep = trust_report(
+        model, x, ["saliency", "input_x_gradient"], families=["complexity"], randomization=False, time_budget=1e-9
+    )
     assert rep.failures and all("time budget" in why for d in rep.failures.values() for why in d.values())
     assert any("time budget" in n for n in rep.notes)
     assert all(math.isnan(v) for row in rep.table() for k, v in row.items() if k != "method")
@@ -146,8 +161,11 @@ def test_max_samples_and_bad_input(tiny):
 def test_method_instances_and_factories_are_accepted(tiny):
     model, x, _ = tiny
     rep = trust_report(
-        model, x, [st.GradCAM(model, layer=model.features[3]), lambda m: st.Saliency(m)],
-        families=["randomization", "complexity"], randomization=False,
+        model,
+        x,
+        [st.GradCAM(model, layer=model.features[3]), lambda m: st.Saliency(m)],
+        families=["randomization", "complexity"],
+        randomization=False,
         metric_settings={"model_randomization": {}},
     )
     assert rep.methods == ("gradcam", "saliency")
@@ -158,8 +176,14 @@ def test_metric_errors_are_reported_per_cell(tiny):
     # Precomputed-map metrics run; a metric that cannot apply records its error, not a crash:
     # here a layer-sized map has no pixel to delete.
     model, x, _ = tiny
-    rep = trust_report(model, x, ["saliency"], metrics=["sparseness", "deletion"], randomization=False,
-                       metric_settings={"deletion": {"steps": 0}})
+    rep = trust_report(
+        model,
+        x,
+        ["saliency"],
+        metrics=["sparseness", "deletion"],
+        randomization=False,
+        metric_settings={"deletion": {"steps": 0}},
+    )
     assert "sparseness" in rep.results["saliency"]
     assert "deletion" in rep.failures["saliency"] and "steps" in rep.failures["saliency"]["deletion"]
 
@@ -167,8 +191,20 @@ def test_metric_errors_are_reported_per_cell(tiny):
 @pytest.mark.slow
 def test_cli_trust_writes_a_report(tmp_path, capsys):
     out = tmp_path / "t.html"
-    code = main(["trust", "--n", "2", "--methods", "saliency,gradcam", "--families", "localization,complexity",
-                 "--no-randomization", "--out", str(out)])
+    code = main(
+        [
+            "trust",
+            "--n",
+            "2",
+            "--methods",
+            "saliency,gradcam",
+            "--families",
+            "localization,complexity",
+            "--no-randomization",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0 and out.is_file()
     text = capsys.readouterr().out
     assert "pointing_game" in text and "Report written" in text
@@ -190,8 +226,15 @@ def test_avg_sensitivity_shares_the_draws_of_max_sensitivity(tiny):
     from seethrough.evaluation import avg_sensitivity
 
     model, x, _ = tiny
-    rep = trust_report(model, x, ["saliency"], metrics=["max_sensitivity", "avg_sensitivity"], randomization=False,
-                       metric_settings={"max_sensitivity": {"n_samples": 4}, "avg_sensitivity": {"n_samples": 4}}, seed=3)
+    rep = trust_report(
+        model,
+        x,
+        ["saliency"],
+        metrics=["max_sensitivity", "avg_sensitivity"],
+        randomization=False,
+        metric_settings={"max_sensitivity": {"n_samples": 4}, "avg_sensitivity": {"n_samples": 4}},
+        seed=3,
+    )
     direct = avg_sensitivity(model, x, st.Saliency(model), target=rep.target_indices, n_samples=4, seed=3)
     assert torch.allclose(rep.results["saliency"]["avg_sensitivity"].values, direct.values)
 
@@ -202,10 +245,18 @@ def test_tabular_inputs_and_small_images_do_not_crash():
     torch.manual_seed(0)
     mlp = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
     x = torch.randn(4, 6, generator=torch.Generator().manual_seed(1))
-    rep = trust_report(mlp, x, ["saliency"], families=["randomization", "faithfulness", "complexity"],
-                       metric_settings={"infidelity": {"n_perturbations": 8},
-                                        "faithfulness_correlation": {"n_subsets": 8, "subset_size": 2},
-                                        "deletion": {"steps": 3}, "insertion": {"steps": 3}})
+    rep = trust_report(
+        mlp,
+        x,
+        ["saliency"],
+        families=["randomization", "faithfulness", "complexity"],
+        metric_settings={
+            "infidelity": {"n_perturbations": 8},
+            "faithfulness_correlation": {"n_subsets": 8, "subset_size": 2},
+            "deletion": {"steps": 3},
+            "insertion": {"steps": 3},
+        },
+    )
     assert "road" not in {s.name for s in rep.metrics} and any("non-image" in n for n in rep.notes)
     assert "deletion" in rep.results["saliency"] and "insertion" in rep.results["saliency"]
     assert set(rep.sanity["saliency"].similarity) == {"spearman_abs", "spearman"}
@@ -217,11 +268,13 @@ def test_tabular_inputs_and_small_images_do_not_crash():
 
 def test_a_target_object_is_kept_with_its_output(tiny):
     model, x, _ = tiny
-    rep = trust_report(model, x, ["saliency"], target=st.Class(1, output="softmax"), families=["complexity"],
-                       randomization=False)
+    rep = trust_report(
+        model, x, ["saliency"], target=st.Class(1, output="softmax"), families=["complexity"], randomization=False
+    )
     assert "softmax" in rep.explanations["saliency"].target
-    rep = trust_report(model, x, ["saliency"], target=st.ClassDifference(0, 1), families=["complexity"],
-                       randomization=False)
+    rep = trust_report(
+        model, x, ["saliency"], target=st.ClassDifference(0, 1), families=["complexity"], randomization=False
+    )
     assert rep.target_indices is None and "ClassDifference" in rep.explanations["saliency"].target
 
 

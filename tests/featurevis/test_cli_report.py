@@ -23,10 +23,25 @@ def test_help(capsys):
 
 def test_featurevis_on_a_bundled_model(tmp_path, capsys):
     out = tmp_path / "fv"
-    code = main([
-        "featurevis", "--model", "mnist-cnn", "--layer", "features.2", "--channels", "0,5,31",
-        "--steps", "3", "--seed", "1", "--param", "pixel", "--out", str(out),
-    ])
+    code = main(
+        [
+            "featurevis",
+            "--model",
+            "mnist-cnn",
+            "--layer",
+            "features.2",
+            "--channels",
+            "0,5,31",
+            "--steps",
+            "3",
+            "--seed",
+            "1",
+            "--param",
+            "pixel",
+            "--out",
+            str(out),
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     names = sorted(p.name for p in out.glob("*.png"))
@@ -42,10 +57,25 @@ def test_featurevis_on_a_bundled_model(tmp_path, capsys):
 
 def test_featurevis_all_channels_with_fft(tmp_path, capsys):
     out = tmp_path / "fv"
-    code = main([
-        "featurevis", "--model", "shapes-cnn", "--layer", "features.2", "--channels", "all",
-        "--steps", "1", "--size", "32", "--batch-size", "16", "--out", str(out),
-    ])
+    code = main(
+        [
+            "featurevis",
+            "--model",
+            "shapes-cnn",
+            "--layer",
+            "features.2",
+            "--channels",
+            "all",
+            "--steps",
+            "1",
+            "--size",
+            "32",
+            "--batch-size",
+            "16",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     assert len(list(out.glob("channel_*.png"))) == 32
     assert np.asarray(Image.open(out / "channel_0031.png")).shape == (32, 32, 3)
@@ -59,11 +89,29 @@ def test_featurevis_on_a_users_own_model(tmp_path, capsys):
     weights = tmp_path / "tiny.safetensors"
     save_file(TinyCNN().state_dict(), str(weights))
     out = tmp_path / "fv"
-    code = main([
-        "featurevis", "--model", "seethrough.testing.models:TinyCNN", "--weights", str(weights),
-        "--layer", "features.4", "--channels", "1,11", "--size", "20", "--steps", "2",
-        "--mean", "0.5,0.5,0.5", "--std", "0.25", "--out", str(out),
-    ])
+    code = main(
+        [
+            "featurevis",
+            "--model",
+            "seethrough.testing.models:TinyCNN",
+            "--weights",
+            str(weights),
+            "--layer",
+            "features.4",
+            "--channels",
+            "1,11",
+            "--size",
+            "20",
+            "--steps",
+            "2",
+            "--mean",
+            "0.5,0.5,0.5",
+            "--std",
+            "0.25",
+            "--out",
+            str(out),
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert sorted(p.name for p in out.glob("*.png")) == ["channel_0001.png", "channel_0011.png"]

@@ -101,9 +101,7 @@ def test_channel_neuron_deepdream_direction_values():
     torch.testing.assert_close(_evaluate([channel("fc", 5)] * 2, acts), acts["fc"][:, 5])
     torch.testing.assert_close(_evaluate([neuron("fc", 4)] * 2, acts), acts["fc"][:, 4])
     torch.testing.assert_close(_evaluate([DeepDream("conv")] * 2, acts), (x**2).mean(dim=(1, 2, 3)))
-    torch.testing.assert_close(
-        _evaluate([DeepDream("conv", reduce="sum")] * 2, acts), (x**2).sum(dim=(1, 2, 3))
-    )
+    torch.testing.assert_close(_evaluate([DeepDream("conv", reduce="sum")] * 2, acts), (x**2).sum(dim=(1, 2, 3)))
     v = torch.tensor([1.0, -2.0, 0.5, 0.0])
     expected = (x * v.view(1, 4, 1, 1)).sum(dim=1).mean(dim=(1, 2))
     torch.testing.assert_close(_evaluate([Direction("conv", v)] * 2, acts), expected)
@@ -126,9 +124,7 @@ def test_diversity_is_minus_mean_gram_cosine():
     x = torch.rand(3, 4, 5, 5, generator=_gen(4))
     grams = [(a.reshape(4, -1) @ a.reshape(4, -1).T).flatten() for a in x]
     cos = lambda p, q: float(p @ q / (p.norm() * q.norm()))  # noqa: E731
-    expected = torch.tensor(
-        [-(sum(cos(grams[i], grams[j]) for j in range(3) if j != i) / 2) for i in range(3)]
-    )
+    expected = torch.tensor([-(sum(cos(grams[i], grams[j]) for j in range(3) if j != i) / 2) for i in range(3)])
     got = _evaluate([Diversity("conv")] * 3, {"conv": x})
     torch.testing.assert_close(got, expected)
     # identical images: every Gram cosine is 1
@@ -140,8 +136,12 @@ def test_diversity_is_minus_mean_gram_cosine():
 
 def test_diversity_couples_only_the_images_whose_objective_has_it():
     x = torch.rand(4, 4, 5, 5, generator=_gen(6)).requires_grad_(True)
-    objs = [channel("conv", 0), channel("conv", 1) + Diversity("conv"), channel("conv", 2),
-            channel("conv", 3) + Diversity("conv")]
+    objs = [
+        channel("conv", 0),
+        channel("conv", 1) + Diversity("conv"),
+        channel("conv", 2),
+        channel("conv", 3) + Diversity("conv"),
+    ]
     got = _evaluate(objs, {"conv": x})
     # images 1 and 3 diversify between themselves only; 0 and 2 keep their plain channel mean
     div = _evaluate([Diversity("conv")] * 2, {"conv": x[[1, 3]]})
@@ -201,7 +201,9 @@ def test_one_objective_per_image_fused_and_unfused_agree():
     mixed = [channel("conv", 1) - 0.1 * TotalVariation(), DeepDream("conv"), neuron("fc", 2), 2 * channel("conv", 0)]
     image = torch.rand(4, 3, 5, 5, generator=_gen(5))
     got = _evaluate(mixed, acts, image=image)
-    one = [_evaluate([o], {n: a[k : k + 1] for n, a in acts.items()}, image=image[k : k + 1]) for k, o in enumerate(mixed)]
+    one = [
+        _evaluate([o], {n: a[k : k + 1] for n, a in acts.items()}, image=image[k : k + 1]) for k, o in enumerate(mixed)
+    ]
     torch.testing.assert_close(got, torch.cat(one))
 
 
@@ -222,7 +224,9 @@ def test_as_objectives():
 
 # -- checks against shapes ---------------------------------------------------------------------
 def test_unit_out_of_range_names_the_valid_range():
-    with pytest.raises(TargetError, match=r"channel 4 is out of range for layer 'conv' with 4 channels \(valid: 0\.\.3\)"):
+    with pytest.raises(
+        TargetError, match=r"channel 4 is out of range for layer 'conv' with 4 channels \(valid: 0\.\.3\)"
+    ):
         _evaluate([channel("conv", 4)])
     with pytest.raises(TargetError, match=r"valid: 0\.\.5"):
         _evaluate([neuron("fc", 6)])

@@ -197,7 +197,9 @@ class FixedSizeNet(nn.Module):
 
 
 def test_unknown_channel_names_the_valid_range():
-    with pytest.raises(TargetError, match=r"channel 3 is out of range for layer 'relu' with 3 channels \(valid: 0\.\.2\)"):
+    with pytest.raises(
+        TargetError, match=r"channel 3 is out of range for layer 'relu' with 3 channels \(valid: 0\.\.2\)"
+    ):
         visualize_channels(PlantedNet(), "relu", [0, 3], size=16, steps=2)
     with pytest.raises(TargetError, match=r"valid: 0\.\.2"):
         render(PlantedNet(), channel("relu", 7), size=16, steps=2)

@@ -37,7 +37,9 @@ def test_pad_then_jitter_is_a_per_image_crop_of_the_padded_image():
     offsets = []
     for k in range(4):
         hits = [
-            (oy, ox) for oy in range(5) for ox in range(5)
+            (oy, ox)
+            for oy in range(5)
+            for ox in range(5)
             if torch.allclose(padded[k, :, oy : oy + 16, ox : ox + 16], y[k], atol=1e-5)
         ]
         assert len(hits) == 1, hits

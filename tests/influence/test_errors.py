@@ -61,47 +61,104 @@ def test_dead_branch_slice_is_not_on_the_path():
     model = seeded(DeadBranchNet)
     x = torch.randn(4, 10, generator=torch.Generator().manual_seed(1))
     for dist in ("point", "path"):
-        expect_error(model, lambda: InternalInfluence(model, layer="side", distribution=dist, steps=4).compute(x, 0),
-                     st.GradientError, "'side'", "not on the path", inputs=x)
+        expect_error(
+            model,
+            lambda: InternalInfluence(model, layer="side", distribution=dist, steps=4).compute(x, 0),
+            st.GradientError,
+            "'side'",
+            "not on the path",
+            inputs=x,
+        )
 
 
 def test_layer_that_never_runs():
     model = seeded(NeverRuns)
     x = torch.randn(4, 10, generator=torch.Generator().manual_seed(2))
-    expect_error(model, lambda: InternalInfluence(model, layer="unused").compute(x, 0),
-                 st.LayerError, "'unused'", "did not run", "on the path to the output", inputs=x)
+    expect_error(
+        model,
+        lambda: InternalInfluence(model, layer="unused").compute(x, 0),
+        st.LayerError,
+        "'unused'",
+        "did not run",
+        "on the path to the output",
+        inputs=x,
+    )
     y = torch.tensor([0, 1, 0, 1])
-    expect_error(model, lambda: EssenceExperiment(model, layer="unused", ks=(1,), n_random=1).run(x, y, x, y, 0),
-                 st.LayerError, "did not run")
+    expect_error(
+        model,
+        lambda: EssenceExperiment(model, layer="unused", ks=(1,), n_random=1).run(x, y, x, y, 0),
+        st.LayerError,
+        "did not run",
+    )
 
 
 def test_unknown_layer_suggests_names(cnn, x):
-    msg = expect_error(cnn, lambda: InternalInfluence(cnn, layer="feature.3").compute(x, 0),
-                       st.LayerError, "unknown layer 'feature.3'", "closest names")
+    msg = expect_error(
+        cnn,
+        lambda: InternalInfluence(cnn, layer="feature.3").compute(x, 0),
+        st.LayerError,
+        "unknown layer 'feature.3'",
+        "closest names",
+    )
     assert "'features.3'" in msg
-    expect_error(cnn, lambda: EssenceExperiment(cnn, layer="featurs.4").run(x, LABELS, x, LABELS, 0),
-                 st.LayerError, "closest names")
+    expect_error(
+        cnn,
+        lambda: EssenceExperiment(cnn, layer="featurs.4").run(x, LABELS, x, LABELS, 0),
+        st.LayerError,
+        "closest names",
+    )
 
 
 def test_class_without_instances(cnn, x):
-    expect_error(cnn, lambda: InternalInfluence(cnn, layer="features.3", distribution="class").compute(x, 4, labels=LABELS),
-                 st.InputError, "class 4 has no instances", "classes present: [0, 1, 2]", inputs=x)
-    expect_error(cnn, lambda: ClassInfluence(cnn, layer="features.3").explain(x, LABELS, 3),
-                 st.InputError, "class 3 has no instances")
+    expect_error(
+        cnn,
+        lambda: InternalInfluence(cnn, layer="features.3", distribution="class").compute(x, 4, labels=LABELS),
+        st.InputError,
+        "class 4 has no instances",
+        "classes present: [0, 1, 2]",
+        inputs=x,
+    )
+    expect_error(
+        cnn,
+        lambda: ClassInfluence(cnn, layer="features.3").explain(x, LABELS, 3),
+        st.InputError,
+        "class 3 has no instances",
+    )
     y_te = torch.tensor([0, 0, 1, 1, 0, 1])
-    expect_error(cnn, lambda: EssenceExperiment(cnn, layer="features.4").run(x, LABELS, x, y_te, 2),
-                 st.InputError, "class 2 has no instances", "test inputs")
+    expect_error(
+        cnn,
+        lambda: EssenceExperiment(cnn, layer="features.4").run(x, LABELS, x, y_te, 2),
+        st.InputError,
+        "class 2 has no instances",
+        "test inputs",
+    )
 
 
 def test_class_distribution_needs_labels_and_a_class(cnn, x):
-    expect_error(cnn, lambda: InternalInfluence(cnn, layer="features.3", distribution="class").compute(x, 0),
-                 st.InputError, "needs labels=")
-    expect_error(cnn, lambda: InternalInfluence(cnn, layer="features.3", distribution="class").compute(x, None, labels=LABELS),
-                 st.ConfigError, "of_class=")
-    expect_error(cnn, lambda: InternalInfluence(cnn, layer="features.3").compute(x, 0, labels=LABELS[:4]),
-                 st.InputError, "4 labels for 6 inputs")
-    expect_error(cnn, lambda: InternalInfluence(cnn, layer="features.3").compute(x, 0, labels=LABELS.float()),
-                 st.InputError, "integer class indices")
+    expect_error(
+        cnn,
+        lambda: InternalInfluence(cnn, layer="features.3", distribution="class").compute(x, 0),
+        st.InputError,
+        "needs labels=",
+    )
+    expect_error(
+        cnn,
+        lambda: InternalInfluence(cnn, layer="features.3", distribution="class").compute(x, None, labels=LABELS),
+        st.ConfigError,
+        "of_class=",
+    )
+    expect_error(
+        cnn,
+        lambda: InternalInfluence(cnn, layer="features.3").compute(x, 0, labels=LABELS[:4]),
+        st.InputError,
+        "4 labels for 6 inputs",
+    )
+    expect_error(
+        cnn,
+        lambda: InternalInfluence(cnn, layer="features.3").compute(x, 0, labels=LABELS.float()),
+        st.InputError,
+        "integer class indices",
+    )
 
 
 def test_k_larger_than_the_number_of_neurons(cnn, x):
@@ -110,12 +167,25 @@ def test_k_larger_than_the_number_of_neurons(cnn, x):
         res.top_positive(13)
     with pytest.raises(st.ConfigError, match="positive int"):
         res.top_negative(0)
-    expect_error(cnn, lambda: EssenceExperiment(cnn, layer="features.3", ks=(2, 20)).run(x, LABELS, x, LABELS, 0),
-                 st.ConfigError, "k=20 is larger than the 12 channels", "ks <= 12")
-    expect_error(cnn, lambda: ClassInfluence(cnn, layer="features.3", top=13).explain(x, LABELS, 0),
-                 st.ConfigError, "k=13 is larger than the 12 channels")
-    expect_error(cnn, lambda: NeuronVisualization(cnn, layer="features.3").visualize(x[:1], res, k=20),
-                 st.ConfigError, "k=20 is larger")
+    expect_error(
+        cnn,
+        lambda: EssenceExperiment(cnn, layer="features.3", ks=(2, 20)).run(x, LABELS, x, LABELS, 0),
+        st.ConfigError,
+        "k=20 is larger than the 12 channels",
+        "ks <= 12",
+    )
+    expect_error(
+        cnn,
+        lambda: ClassInfluence(cnn, layer="features.3", top=13).explain(x, LABELS, 0),
+        st.ConfigError,
+        "k=13 is larger than the 12 channels",
+    )
+    expect_error(
+        cnn,
+        lambda: NeuronVisualization(cnn, layer="features.3").visualize(x[:1], res, k=20),
+        st.ConfigError,
+        "k=20 is larger",
+    )
 
 
 @pytest.mark.parametrize(
@@ -128,40 +198,76 @@ def test_k_larger_than_the_number_of_neurons(cnn, x):
     ],
 )
 def test_bad_settings(cnn, x, kwargs, words):
-    expect_error(cnn, lambda: InternalInfluence(cnn, layer="features.3", **kwargs).compute(x, 0), st.ConfigError, *words)
+    expect_error(
+        cnn, lambda: InternalInfluence(cnn, layer="features.3", **kwargs).compute(x, 0), st.ConfigError, *words
+    )
 
 
 def test_bad_essence_settings(cnn, x):
-    for kw, word in (({"ks": ()}, "ks must be"), ({"ks": (0,)}, "ks must be"), ({"n_random": 0}, "n_random"),
-                     ({"quantity": "x"}, "quantity"), ({"select": "x"}, "select")):
-        expect_error(cnn, lambda: EssenceExperiment(cnn, layer="features.3", **kw).run(x, LABELS, x, LABELS, 0),
-                     st.ConfigError, word)
-    expect_error(cnn, lambda: EssenceExperiment(cnn, layer="features.3").run(x, torch.zeros(6, dtype=torch.long), x, LABELS, 0),
-                 st.InputError, "every training input is of class 0")
+    for kw, word in (
+        ({"ks": ()}, "ks must be"),
+        ({"ks": (0,)}, "ks must be"),
+        ({"n_random": 0}, "n_random"),
+        ({"quantity": "x"}, "quantity"),
+        ({"select": "x"}, "select"),
+    ):
+        expect_error(
+            cnn,
+            lambda: EssenceExperiment(cnn, layer="features.3", **kw).run(x, LABELS, x, LABELS, 0),
+            st.ConfigError,
+            word,
+        )
+    expect_error(
+        cnn,
+        lambda: EssenceExperiment(cnn, layer="features.3").run(x, torch.zeros(6, dtype=torch.long), x, LABELS, 0),
+        st.InputError,
+        "every training input is of class 0",
+    )
 
 
 def test_reused_module_is_refused(x):
     model = seeded(ReusedReLUNet)
     expect_error(model, lambda: InternalInfluence(model, layer="act").compute(x, 0), st.LayerError, "more than once")
-    expect_error(model, lambda: EssenceExperiment(model, layer="act", ks=(1,), n_random=1).run(x, LABELS, x, LABELS, 0),
-                 st.LayerError, "more than once")
+    expect_error(
+        model,
+        lambda: EssenceExperiment(model, layer="act", ks=(1,), n_random=1).run(x, LABELS, x, LABELS, 0),
+        st.LayerError,
+        "more than once",
+    )
 
 
 def test_wrong_inputs(cnn):
     bad = torch.randn(2, 4, 16, 16)
-    expect_error(cnn, lambda: InternalInfluence(cnn, layer="features.3").compute(bad, 0), st.InputError, "forward pass failed")
+    expect_error(
+        cnn, lambda: InternalInfluence(cnn, layer="features.3").compute(bad, 0), st.InputError, "forward pass failed"
+    )
     nan = torch.full((2, 3, 16, 16), float("nan"))
     expect_error(cnn, lambda: InternalInfluence(cnn, layer="features.3").compute(nan, 0), st.InputError, "NaN")
 
 
 def test_bad_visualisation_and_comparison_settings(cnn, x):
-    expect_error(cnn, lambda: NeuronVisualization(cnn, layer="features.3", method="gradcam").visualize(x, [0]),
-                 st.ConfigError, "cannot visualise")
-    expect_error(cnn, lambda: NeuronVisualization(cnn, layer="features.3").visualize(x, [12]),
-                 st.ConfigError, "neuron 12 is out of range", "12 neurons")
-    expect_error(cnn, lambda: ClassInfluence(cnn, layer="features.3").explain(x, LABELS, 1, 1), st.ConfigError, "vs must differ")
-    expect_error(cnn, lambda: ClassInfluence(cnn, layer="features.3", distribution="point").explain(x, LABELS, 1),
-                 st.ConfigError, "'class' or 'path'")
+    expect_error(
+        cnn,
+        lambda: NeuronVisualization(cnn, layer="features.3", method="gradcam").visualize(x, [0]),
+        st.ConfigError,
+        "cannot visualise",
+    )
+    expect_error(
+        cnn,
+        lambda: NeuronVisualization(cnn, layer="features.3").visualize(x, [12]),
+        st.ConfigError,
+        "neuron 12 is out of range",
+        "12 neurons",
+    )
+    expect_error(
+        cnn, lambda: ClassInfluence(cnn, layer="features.3").explain(x, LABELS, 1, 1), st.ConfigError, "vs must differ"
+    )
+    expect_error(
+        cnn,
+        lambda: ClassInfluence(cnn, layer="features.3", distribution="point").explain(x, LABELS, 1),
+        st.ConfigError,
+        "'class' or 'path'",
+    )
 
 
 def test_model_unchanged_after_successful_calls(x):

@@ -41,7 +41,9 @@ def _naive_margins(model, module, x, masks, cls):
     return torch.stack(out)
 
 
-@pytest.mark.parametrize("cls_,layer,batch", [(TinyCNN, "features.3", None), (TinyResNet, "layer1.conv1", 3), (TinyResNet, "layer2", None)])
+@pytest.mark.parametrize(
+    "cls_,layer,batch", [(TinyCNN, "features.3", None), (TinyResNet, "layer1.conv1", 3), (TinyResNet, "layer2", None)]
+)
 def test_masked_margins_equal_a_plain_masking_hook(cls_, layer, batch):
     # TinyResNet's layer1.conv1 has a skip connection around it: the one-pass evaluation
     # cannot broadcast there and falls back to one pass per mask
@@ -61,9 +63,15 @@ def test_seeded_and_settings_recorded():
     model = seeded(TinyCNN)
     g = torch.Generator().manual_seed(2)
     x, y = torch.rand(24, 3, 16, 16, generator=g), torch.arange(24) % 3
-    a = EssenceExperiment(model, layer="features.4", ks=(1, 3), n_random=4, seed=7).run(x[:12], y[:12], x[12:], y[12:], 1)
-    b = EssenceExperiment(model, layer="features.4", ks=(1, 3), n_random=4, seed=7).run(x[:12], y[:12], x[12:], y[12:], 1)
-    c = EssenceExperiment(model, layer="features.4", ks=(1, 3), n_random=4, seed=8).run(x[:12], y[:12], x[12:], y[12:], 1)
+    a = EssenceExperiment(model, layer="features.4", ks=(1, 3), n_random=4, seed=7).run(
+        x[:12], y[:12], x[12:], y[12:], 1
+    )
+    b = EssenceExperiment(model, layer="features.4", ks=(1, 3), n_random=4, seed=7).run(
+        x[:12], y[:12], x[12:], y[12:], 1
+    )
+    c = EssenceExperiment(model, layer="features.4", ks=(1, 3), n_random=4, seed=8).run(
+        x[:12], y[:12], x[12:], y[12:], 1
+    )
     torch.testing.assert_close(a.random_auc, b.random_auc)
     torch.testing.assert_close(a.top_accuracy, b.top_accuracy)
     assert not torch.equal(a.random_auc, c.random_auc)

@@ -65,7 +65,9 @@ def test_visualising_the_top_neurons_of_an_influence_result(model, data):
     res = InternalInfluence(model, layer="features.3", distribution="class").compute(x, 1, labels=y)
     maps = NeuronVisualization(model, layer="features.3", method="saliency").visualize(x[:2], res, k=2)
     v = res.neuron_influence
-    expected = [j for j in res.top_positive(2).tolist() if v[j] > 0] + [j for j in res.top_negative(2).tolist() if v[j] < 0]
+    expected = [j for j in res.top_positive(2).tolist() if v[j] > 0] + [
+        j for j in res.top_negative(2).tolist() if v[j] < 0
+    ]
     assert len(expected) >= 2
     assert maps.neurons.tolist() == expected
     torch.testing.assert_close(maps.influence, res.neuron_influence[expected])
@@ -91,7 +93,10 @@ def test_class_and_comparative_explanations(model, data):
     )
     assert isinstance(comp, ClassComparison)
     assert list(comp.maps) == [
-        "integrated gradients: b", "integrated gradients: b - d", "influence-directed: b", "influence-directed: b - d",
+        "integrated gradients: b",
+        "integrated gradients: b - d",
+        "influence-directed: b",
+        "influence-directed: b - d",
     ]
     assert comp.instances.tolist() == [1, 5]
     assert comp.influence.instances.tolist() == [1, 5, 9]  # the influence uses every instance of the class

@@ -23,10 +23,31 @@ def test_help(capsys):
 @pytest.mark.slow
 def test_bundled_model_with_essence_and_html(tmp_path, capsys):
     html = tmp_path / "r.html"
-    code = main([
-        "influence", "--model", "shapes-cnn", "--layer", "features.16", "--class", "triangle", "--vs", "square",
-        "--n", "40", "--top", "2", "--essence", "1,2", "--random-draws", "2", "--method", "saliency", "--html", str(html),
-    ])
+    code = main(
+        [
+            "influence",
+            "--model",
+            "shapes-cnn",
+            "--layer",
+            "features.16",
+            "--class",
+            "triangle",
+            "--vs",
+            "square",
+            "--n",
+            "40",
+            "--top",
+            "2",
+            "--essence",
+            "1,2",
+            "--random-draws",
+            "2",
+            "--method",
+            "saliency",
+            "--html",
+            str(html),
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     out = captured.out
@@ -42,10 +63,27 @@ def test_html_keeps_the_data_description_and_the_negative_note(tmp_path, capsys,
     # the note on negative influence must neither replace the data description nor, when
     # some influence is negative (no note), reach the report as the text "None"
     html = tmp_path / "r.html"
-    code = main([
-        "influence", "--model", "shapes-cnn", "--layer", "features.6", "--class", "0", "--n", "12", "--top", "2",
-        "--reduce", reduce, "--method", "saliency", "--html", str(html),
-    ])
+    code = main(
+        [
+            "influence",
+            "--model",
+            "shapes-cnn",
+            "--layer",
+            "features.6",
+            "--class",
+            "0",
+            "--n",
+            "12",
+            "--top",
+            "2",
+            "--reduce",
+            reduce,
+            "--method",
+            "saliency",
+            "--html",
+            str(html),
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     out = captured.out
@@ -70,8 +108,23 @@ def test_tensor_file_point_and_path(tmp_path, capsys):
     g = torch.Generator().manual_seed(0)
     save_file({"x": torch.rand(8, 3, 16, 16, generator=g)}, str(data))
     save_file({"y": torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])}, str(labels))
-    base = ["influence", "--model", "seethrough.testing.models:TinyCNN", "--weights", str(weights),
-            "--data", str(data), "--labels", str(labels), "--layer", "features.3", "--class", "2", "--top", "2"]
+    base = [
+        "influence",
+        "--model",
+        "seethrough.testing.models:TinyCNN",
+        "--weights",
+        str(weights),
+        "--data",
+        str(data),
+        "--labels",
+        str(labels),
+        "--layer",
+        "features.3",
+        "--class",
+        "2",
+        "--top",
+        "2",
+    ]
     assert main(base + ["--distribution", "point", "--index", "6"]) == 0
     out = capsys.readouterr().out
     assert "over point: instance #6 (label 2)" in out
@@ -118,8 +171,27 @@ def test_folder_of_images_with_a_factory_model_and_its_input_size(tmp_path, caps
     for i in range(6):  # larger than the model's input: read at --size
         Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(folder / f"{i}.png")
     save_file({"y": torch.tensor([0, 1, 2, 0, 1, 2])}, str(labels))
-    code = main(["influence", "--model", "seethrough.testing.models:TinyCNN", "--weights", str(weights), "--size", "16",
-                 "--data", str(folder), "--labels", str(labels), "--layer", "features.3", "--class", "1", "--top", "2"])
+    code = main(
+        [
+            "influence",
+            "--model",
+            "seethrough.testing.models:TinyCNN",
+            "--weights",
+            str(weights),
+            "--size",
+            "16",
+            "--data",
+            str(folder),
+            "--labels",
+            str(labels),
+            "--layer",
+            "features.3",
+            "--class",
+            "1",
+            "--top",
+            "2",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "6 inputs from" in captured.out and "the 2 instances of '1'" in captured.out

@@ -166,7 +166,12 @@ def test_path_equals_captum_layer_integrated_gradients_at_an_affine_slice(multip
     x = torch.randn(3, 3, 16, 16, generator=_gen(8))
     base = torch.rand(3, 3, 16, 16, generator=_gen(9)) * 0.1
     res = InternalInfluence(
-        model, layer="features.0", distribution="path", steps=20, rule="gausslegendre", baseline=base,
+        model,
+        layer="features.0",
+        distribution="path",
+        steps=20,
+        rule="gausslegendre",
+        baseline=base,
         multiply_by_activation=multiply,
     ).compute(x, 4)
     lig = captum_attr.LayerIntegratedGradients(model, model.features[0], multiply_by_inputs=multiply)

@@ -110,8 +110,14 @@ def test_report_is_full_self_contained_document(tmp_path):
     fig.add_subplot().plot([0, 1])
     r = HtmlReport("Report " + EVIL)
     r.add_heading("Comparison").add_paragraph("first line\nsecond " + EVIL + "\n\nnext paragraph")
-    r.add_method_grid(x, expls, masks=masks, predictions=torch.tensor([0, 1, 2, 0]),
-                      labels=torch.tensor([0, 1, 1, 0]), class_names=["zero", "one", "two"])
+    r.add_method_grid(
+        x,
+        expls,
+        masks=masks,
+        predictions=torch.tensor([0, 1, 2, 0]),
+        labels=torch.tensor([0, 1, 1, 0]),
+        class_names=["zero", "one", "two"],
+    )
     r.add_heading("Details", level=3).add_figure(fig, caption="a figure " + EVIL)
     r.add_table([{"method": "a", "time": 0.123456}, {"method": EVIL, "extra": 3}])
     html = r.render()

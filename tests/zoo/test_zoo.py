@@ -160,8 +160,21 @@ def test_small_models_forward_and_size():
 def test_resnet18_layout_and_forward():
     r = ResNet18(seed=0).eval()
     names = dict(r.named_modules())
-    for n in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4",
-              "avgpool", "fc", "layer4.1.conv2", "layer2.0.downsample.0", "layer1.0.bn2"):
+    for n in (
+        "conv1",
+        "bn1",
+        "relu",
+        "maxpool",
+        "layer1",
+        "layer2",
+        "layer3",
+        "layer4",
+        "avgpool",
+        "fc",
+        "layer4.1.conv2",
+        "layer2.0.downsample.0",
+        "layer1.0.bn2",
+    ):
         assert n in names, n
     assert 11_600_000 < _n_params(r) < 11_750_000  # ResNet-18 has 11.69 M parameters
     with torch.no_grad():

@@ -14,8 +14,8 @@ aims at a working set (``cpu_working_set``) well inside the memory budget.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 
@@ -107,16 +107,14 @@ class Batching:
             start = stop
 
 
-def as_batching(batching: "Batching | int | None") -> Batching:
+def as_batching(batching: Batching | int | None) -> Batching:
     if batching is None:
         return Batching()
     if isinstance(batching, Batching):
         return batching
     if isinstance(batching, int) and not isinstance(batching, bool):
         return Batching(batch_size=batching)
-    raise ConfigError(
-        f"batching must be a Batching, an int batch size or None, got {type(batching).__name__}"
-    )
+    raise ConfigError(f"batching must be a Batching, an int batch size or None, got {type(batching).__name__}")
 
 
 class saved_bytes:
@@ -126,7 +124,7 @@ class saved_bytes:
     parameters and buffers, which do not grow with the batch) are not counted.
     """
 
-    def __init__(self, skip: "set[int] | None" = None) -> None:
+    def __init__(self, skip: set[int] | None = None) -> None:
         self.total = 0
         self._skip = skip or set()
         self._seen: set[tuple[int, int]] = set()
@@ -145,7 +143,7 @@ class saved_bytes:
             self.total += key[1]
         return t
 
-    def __enter__(self) -> "saved_bytes":
+    def __enter__(self) -> saved_bytes:
         self._ctx.__enter__()
         return self
 

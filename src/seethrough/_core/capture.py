@@ -23,8 +23,9 @@ in eval mode and left as it was); hooks exist only inside the ``with`` blocks.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, Union
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -46,7 +47,7 @@ __all__ = [
 ]
 
 #: Layers to capture: one layer, a sequence of them, or an already resolved name -> module map.
-Layers = Union[LayerRef, Sequence[LayerRef], Mapping[str, nn.Module]]
+Layers = LayerRef | Sequence[LayerRef] | Mapping[str, nn.Module]
 
 #: ``transform(name, module, output) -> value`` applied inside the hook (e.g. a reduction over
 #: positions), so that only its value is kept.

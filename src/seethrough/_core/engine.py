@@ -9,19 +9,19 @@ the method needs, so neither are all gradients kept.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor, nn
 
 from .batching import Batching, saved_bytes
-from .errors import GradientError, InputError, LayerError
+from .call import ForwardFailed, call_model
+from .errors import GradientError, LayerError
 from .hooks import StopForward, capture_activation, relu_backward_override
 from .substitution import substitute_output
 from .targets import Target
-from .call import ForwardFailed, call_model
 
 __all__ = ["GradientRunner", "ChunkResult", "ForwardFailed", "call_model", "find_layer", "forward_scores"]
 
@@ -38,7 +38,7 @@ class ChunkResult:
     activation: Tensor | None  # the layer activation (detached) when attributing to a layer
 
 
-_ROW_BYTES: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+_ROW_BYTES: weakref.WeakKeyDictionary[nn.Module, dict] = weakref.WeakKeyDictionary()
 _LAYER_NAMES: weakref.WeakKeyDictionary[nn.Module, dict[int, str]] = weakref.WeakKeyDictionary()
 
 
@@ -171,9 +171,7 @@ class GradientRunner:
                 except StopForward:
                     out = None
             if self.target_module is not None and "target" not in store:
-                raise GradientError(
-                    f"target layer {self.target.layer!r} did not run during the forward pass"
-                )
+                raise GradientError(f"target layer {self.target.layer!r} did not run during the forward pass")
             if self.layer is not None and "layer" not in store:
                 raise LayerError(
                     f"layer {self.layer[0]!r} did not run during the forward pass, so it "
@@ -206,10 +204,15 @@ class GradientRunner:
 
     # -- chunk sizing ---------------------------------------------------------------
     def _row_bytes(self, x_row: Tensor, samples: Tensor) -> int:
-        key = (tuple(x_row.shape[1:]), x_row.dtype, str(x_row.device),
-               None if self.layer is None else self.layer[0], self.relu_rule,
-               None if self.target_module is None else id(self.target_module),
-               None if self.feed is None else (tuple(self.feed.shape[1:]), self.feed.dtype))
+        key = (
+            tuple(x_row.shape[1:]),
+            x_row.dtype,
+            str(x_row.device),
+            None if self.layer is None else self.layer[0],
+            self.relu_rule,
+            None if self.target_module is None else id(self.target_module),
+            None if self.feed is None else (tuple(self.feed.shape[1:]), self.feed.dtype),
+        )
         cache = _ROW_BYTES.setdefault(self.model, {})
         if key in cache:
             return cache[key]

@@ -21,7 +21,8 @@ class Estimator:
     def _param_names(cls) -> list[str]:
         sig = inspect.signature(cls.__init__)
         return [
-            p.name for p in sig.parameters.values()
+            p.name
+            for p in sig.parameters.values()
             if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
         ]
 
@@ -29,7 +30,7 @@ class Estimator:
         """The ``__init__`` parameters, as stored."""
         return {name: getattr(self, name) for name in self._param_names() if hasattr(self, name)}
 
-    def set_params(self, **params: Any) -> "Estimator":
+    def set_params(self, **params: Any) -> Estimator:
         valid = set(self._param_names())
         for k, v in params.items():
             if k not in valid:

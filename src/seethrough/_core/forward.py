@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import time
 import weakref
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -27,7 +27,7 @@ __all__ = ["ForwardRunner", "forward_row_bytes"]
 
 MakeRows = Callable[[slice], tuple[Tensor, Tensor]]
 
-_BEST: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+_BEST: weakref.WeakKeyDictionary[nn.Module, dict] = weakref.WeakKeyDictionary()
 
 
 def forward_row_bytes(model: nn.Module, x_row: Tensor) -> int:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -18,9 +18,7 @@ class StopForward(Exception):
 
 
 @contextmanager
-def capture_activation(
-    module: nn.Module, store: dict, *, stop: bool = False, key: str = "act"
-) -> Iterator[dict]:
+def capture_activation(module: nn.Module, store: dict, *, stop: bool = False, key: str = "act") -> Iterator[dict]:
     """Record ``module``'s output into ``store[key]`` during forward passes.
 
     With ``stop=True`` the forward pass is cut short right after the module runs by

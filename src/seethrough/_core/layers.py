@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-from typing import Union
 
 from torch import nn
 
@@ -11,7 +10,7 @@ from .errors import LayerError
 
 __all__ = ["LayerRef", "resolve_layer", "layer_names", "layer_label"]
 
-LayerRef = Union[str, nn.Module]
+LayerRef = str | nn.Module
 
 
 def layer_label(layer: LayerRef) -> str:
@@ -41,9 +40,7 @@ def resolve_layer(model: nn.Module, layer: LayerRef) -> tuple[str, nn.Module]:
             f"(see seethrough.layer_names(model))"
         )
     if not isinstance(layer, str):
-        raise LayerError(
-            f"a layer is given as a dotted name (str) or a module, not {type(layer).__name__}"
-        )
+        raise LayerError(f"a layer is given as a dotted name (str) or a module, not {type(layer).__name__}")
     modules = dict(model.named_modules())
     if layer in modules:
         return layer, modules[layer]

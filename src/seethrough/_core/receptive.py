@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import math
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -104,9 +105,28 @@ def _ntuple(v, d: int) -> tuple[int, ...]:
 
 
 _ACTIVATIONS = (
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
-    nn.Mish, nn.Sigmoid, nn.Tanh, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.Softplus,
-    nn.Softsign, nn.Tanhshrink, nn.LogSigmoid, nn.Threshold, nn.Hardshrink, nn.Softshrink,
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.PReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Hardtanh,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.Softplus,
+    nn.Softsign,
+    nn.Tanhshrink,
+    nn.LogSigmoid,
+    nn.Threshold,
+    nn.Hardshrink,
+    nn.Softshrink,
 )
 _DROPOUTS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
 _CONVS = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
@@ -116,20 +136,64 @@ _CONV_FN = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _MAXPOOL_FN = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
 
 _POINTWISE_FUNCS = {
-    operator.add, operator.sub, operator.mul, operator.truediv, operator.neg,
-    torch.add, torch.sub, torch.mul, torch.div, torch.neg, torch.abs, torch.exp,
-    torch.maximum, torch.minimum, torch.clamp, torch.clip,
-    torch.relu, torch.sigmoid, torch.tanh,
-    F.relu, F.relu6, F.leaky_relu, F.elu, F.selu, F.celu, F.gelu, F.silu, F.mish,
-    F.hardtanh, F.hardswish, F.hardsigmoid, F.softplus, F.sigmoid, F.tanh, F.logsigmoid,
+    operator.add,
+    operator.sub,
+    operator.mul,
+    operator.truediv,
+    operator.neg,
+    torch.add,
+    torch.sub,
+    torch.mul,
+    torch.div,
+    torch.neg,
+    torch.abs,
+    torch.exp,
+    torch.maximum,
+    torch.minimum,
+    torch.clamp,
+    torch.clip,
+    torch.relu,
+    torch.sigmoid,
+    torch.tanh,
+    F.relu,
+    F.relu6,
+    F.leaky_relu,
+    F.elu,
+    F.selu,
+    F.celu,
+    F.gelu,
+    F.silu,
+    F.mish,
+    F.hardtanh,
+    F.hardswish,
+    F.hardsigmoid,
+    F.softplus,
+    F.sigmoid,
+    F.tanh,
+    F.logsigmoid,
 }
 _INPLACE_FUNCS = {
-    operator.iadd: operator.add, operator.isub: operator.sub, operator.imul: operator.mul,
-    operator.itruediv: operator.truediv, torch.relu_: torch.relu, F.relu_: F.relu,
+    operator.iadd: operator.add,
+    operator.isub: operator.sub,
+    operator.imul: operator.mul,
+    operator.itruediv: operator.truediv,
+    torch.relu_: torch.relu,
+    F.relu_: F.relu,
 }
 _CAT_FUNCS = {torch.cat, torch.concat}
 _POINTWISE_METHODS = {
-    "relu", "sigmoid", "tanh", "add", "sub", "mul", "div", "clamp", "clip", "neg", "abs", "exp",
+    "relu",
+    "sigmoid",
+    "tanh",
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "clamp",
+    "clip",
+    "neg",
+    "abs",
+    "exp",
 }
 _ALIAS_METHODS = {"contiguous"}
 
@@ -183,8 +247,16 @@ def _module_op(node: fx.Node, m: nn.Module, dep: fx.Node, D: int) -> LocalOp | s
             def fn(t, m=m, conv_fn=conv_fn, stride=stride, dil=dil, groups=groups):
                 return conv_fn(t, m.weight, m.bias, stride, 0, dil, groups)
 
-            return LocalOp(node, "window", (dep,), fn, name, window=w, pad_value=0.0,
-                           macs=(m.in_channels // m.groups) * math.prod(k))
+            return LocalOp(
+                node,
+                "window",
+                (dep,),
+                fn,
+                name,
+                window=w,
+                pad_value=0.0,
+                macs=(m.in_channels // m.groups) * math.prod(k),
+            )
     for nd, pool in _MAXPOOLS.items():
         if isinstance(m, pool):
             if nd != D:
@@ -199,8 +271,16 @@ def _module_op(node: fx.Node, m: nn.Module, dep: fx.Node, D: int) -> LocalOp | s
             def fn(t, k=k, s=s, d=d, pool_fn=pool_fn):
                 return pool_fn(t, k, s, 0, d)
 
-            return LocalOp(node, "window", (dep,), fn, name, window=Window(k, s, d, p, p),
-                           pad_value=float("-inf"), macs=math.prod(k))
+            return LocalOp(
+                node,
+                "window",
+                (dep,),
+                fn,
+                name,
+                window=Window(k, s, d, p, p),
+                pad_value=float("-inf"),
+                macs=math.prod(k),
+            )
     for nd, pool in _AVGPOOLS.items():
         if isinstance(m, pool):
             if nd != D:
@@ -220,8 +300,9 @@ def _module_op(node: fx.Node, m: nn.Module, dep: fx.Node, D: int) -> LocalOp | s
                 f = F.avg_pool2d if D == 2 else F.avg_pool3d
                 return f(t, k, s, 0, False, True, div)
 
-            return LocalOp(node, "window", (dep,), fn, name, window=Window(k, s, (1,) * D, p, p),
-                           pad_value=0.0, macs=math.prod(k))
+            return LocalOp(
+                node, "window", (dep,), fn, name, window=Window(k, s, (1,) * D, p, p), pad_value=0.0, macs=math.prod(k)
+            )
     if isinstance(m, nn.modules.batchnorm._BatchNorm):
         if m.training or m.running_mean is None or m.running_var is None:
             return f"{name} normalises with batch statistics (train mode or no running statistics)"
@@ -231,6 +312,7 @@ def _module_op(node: fx.Node, m: nn.Module, dep: fx.Node, D: int) -> LocalOp | s
         if type(m) is nn.ReLU:
             fn = torch.relu
         elif inplace:
+
             def fn(t, m=m):
                 return m(t.clone())
         else:
@@ -288,8 +370,16 @@ def classify(node: fx.Node, gm: fx.GraphModule, values: dict, deps: set, D: int,
                 return f"{label} is in train mode (random)"
             if node.args[0] is not dep_args[0] or len(dep_args) != 1:
                 return f"{label} on something else than one tensor"
-            return LocalOp(node, "pointwise", dep_args, lambda t: t, label, alias=True,
-                           inplace=bool(node.kwargs.get("inplace", False)), macs=0.0)
+            return LocalOp(
+                node,
+                "pointwise",
+                dep_args,
+                lambda t: t,
+                label,
+                alias=True,
+                inplace=bool(node.kwargs.get("inplace", False)),
+                macs=0.0,
+            )
         inplace = False
         if fnc in _INPLACE_FUNCS:
             inplace, fnc = True, _INPLACE_FUNCS[fnc]
@@ -297,8 +387,15 @@ def classify(node: fx.Node, gm: fx.GraphModule, values: dict, deps: set, D: int,
             inplace = bool(node.kwargs.get("inplace", False))
         else:
             return f"function {label} is not a local operation"
-        return LocalOp(node, "pointwise", dep_args, _call(node, fnc, dep_args, consts, True), label,
-                       inplace=inplace, macs=float(len(dep_args)))
+        return LocalOp(
+            node,
+            "pointwise",
+            dep_args,
+            _call(node, fnc, dep_args, consts, True),
+            label,
+            inplace=inplace,
+            macs=float(len(dep_args)),
+        )
     if node.op == "call_method":
         meth = node.target
         if not isinstance(node.args[0], fx.Node) or node.args[0] not in deps:
@@ -313,8 +410,15 @@ def classify(node: fx.Node, gm: fx.GraphModule, values: dict, deps: set, D: int,
         def call(self_, *a, base=base, **k):
             return getattr(self_, base)(*a, **k)
 
-        return LocalOp(node, "pointwise", dep_args, _call(node, call, dep_args, consts, False), f".{meth}()",
-                       inplace=inplace, macs=float(len(dep_args)))
+        return LocalOp(
+            node,
+            "pointwise",
+            dep_args,
+            _call(node, call, dep_args, consts, False),
+            f".{meth}()",
+            inplace=inplace,
+            macs=float(len(dep_args)),
+        )
     return f"{node.op} {node.target} is not a local operation"
 
 

@@ -18,7 +18,8 @@ in its error; no function gives one of these names another meaning.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -91,4 +92,3 @@ def to_heatmap(attributions: Any, reduce: str = "sum") -> Tensor:
     if a.shape[0] == 0:
         raise InputError(f"attributions of shape {tuple(a.shape)} hold no samples")
     return apply_reduce(a, how, 1).contiguous()
-

@@ -14,10 +14,11 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -85,11 +86,14 @@ def _encode(v: Any, key: str, tensors: dict[str, Tensor]) -> Any:
     if isinstance(v, Mapping):
         if all(isinstance(k, str) for k in v):
             return {"__map__": {k: _encode(x, f"{key}.{k}", tensors) for k, x in v.items()}}
-        return {"__items__": [[_encode(k, f"{key}.k{i}", tensors), _encode(x, f"{key}.{i}", tensors)]
-                              for i, (k, x) in enumerate(v.items())]}
+        return {
+            "__items__": [
+                [_encode(k, f"{key}.k{i}", tensors), _encode(x, f"{key}.{i}", tensors)]
+                for i, (k, x) in enumerate(v.items())
+            ]
+        }
     if isinstance(v, (list, tuple)):
-        return {"__seq__": [_encode(x, f"{key}.{i}", tensors) for i, x in enumerate(v)],
-                "tuple": isinstance(v, tuple)}
+        return {"__seq__": [_encode(x, f"{key}.{i}", tensors) for i, x in enumerate(v)], "tuple": isinstance(v, tuple)}
     if isinstance(v, float) and v != v:
         return {"__float__": "nan"}
     if isinstance(v, float) and v in (float("inf"), float("-inf")):

@@ -10,7 +10,7 @@ global generators (``reset_parameters()`` of a layer) and puts them back afterwa
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 

@@ -15,14 +15,15 @@ resumed pass never mixes two data sets.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from .errors import ConfigError, InputError
+from .errors import InputError
 
 __all__ = [
     "ImageSource",
@@ -91,8 +92,7 @@ class TensorSource(ImageSource):
             )
         if images.dim() < 2:
             raise InputError(
-                f"images need a leading data-set dimension and at least one more, got shape "
-                f"{tuple(images.shape)}"
+                f"images need a leading data-set dimension and at least one more, got shape {tuple(images.shape)}"
             )
         if not images.dtype.is_floating_point:
             images = images.float()
@@ -130,8 +130,9 @@ class FolderSource(ImageSource):
     grayscale (``1``), resized to ``size``, scaled to [0, 1], then ``(x - mean) / std``.
     """
 
-    def __init__(self, folder: str | Path, *, size=None, channels: int = 3, mean=None, std=None,
-                 limit: int | None = None) -> None:
+    def __init__(
+        self, folder: str | Path, *, size=None, channels: int = 3, mean=None, std=None, limit: int | None = None
+    ) -> None:
         folder = Path(folder)
         if not folder.is_dir():
             raise InputError(f"image folder {str(folder)!r} does not exist")
@@ -156,8 +157,9 @@ class FolderSource(ImageSource):
         if not rows:
             c = self.channels
             return torch.empty((0, c, 0, 0))
-        return load_images([self.files[i] for i in rows], size=self.size, channels=self.channels,
-                           mean=self.mean, std=self.std)
+        return load_images(
+            [self.files[i] for i in rows], size=self.size, channels=self.channels, mean=self.mean, std=self.std
+        )
 
     def fingerprint(self) -> str:
         h = hashlib.blake2b(digest_size=16)
@@ -168,8 +170,13 @@ class FolderSource(ImageSource):
         return h.hexdigest()
 
     def describe(self):
-        return {"name": self.name, "n": len(self), "folder": str(self.folder), "size": self.size,
-                "channels": self.channels}
+        return {
+            "name": self.name,
+            "n": len(self),
+            "folder": str(self.folder),
+            "size": self.size,
+            "channels": self.channels,
+        }
 
 
 class DatasetSource(ImageSource):

@@ -35,7 +35,8 @@ from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
-from typing import Any, Callable, Sequence, Union
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -94,7 +95,7 @@ class Target(ABC):
     def score(self, output: Tensor, samples: Tensor, activation: Tensor | None = None) -> Tensor:
         """Scores of shape ``(rows,)``. ``samples[i]`` is the original sample of row ``i``."""
 
-    def resolve(self, model: nn.Module, output: Tensor | None, n_samples: int) -> "Target":
+    def resolve(self, model: nn.Module, output: Tensor | None, n_samples: int) -> Target:
         """Bind to a concrete model and batch; validate. ``output`` is the clean output."""
         return self
 
@@ -108,7 +109,7 @@ class Target(ABC):
         that a subset of the samples needs :meth:`take`."""
         return False
 
-    def take(self, idx: Tensor | Sequence[int]) -> "Target":
+    def take(self, idx: Tensor | Sequence[int]) -> Target:
         """The target for the samples ``idx`` of the batch it was made for (itself when it
         is the same for every sample)."""
         return self
@@ -125,16 +126,14 @@ def _take_index(index: Tensor, idx: Tensor | Sequence[int]) -> Tensor:
         return index
     i = torch.as_tensor(idx, dtype=torch.long).reshape(-1).cpu()
     if i.numel() and (int(i.max()) >= index.numel() or int(i.min()) < -index.numel()):
-        raise TargetError(
-            f"sample {int(i.max())} is out of range for a target with {index.numel()} per-sample indices"
-        )
+        raise TargetError(f"sample {int(i.max())} is out of range for a target with {index.numel()} per-sample indices")
     return index[i]
 
 
 class Class(Target):
     """The output of class ``index`` (an int, or one index per sample)."""
 
-    def __init__(self, index: Union[int, Sequence[int], Tensor], *, output: str = "logit") -> None:
+    def __init__(self, index: int | Sequence[int] | Tensor, *, output: str = "logit") -> None:
         if output not in _OUTPUTS:
             raise TargetError(f"output must be one of {_OUTPUTS}, got {output!r}")
         self.index = _index_tensor(index, "Class index")
@@ -261,7 +260,7 @@ class Neuron(_LayerTarget):
     ``Neuron("features.3", (5, 2, 2))`` is channel 5 at row 2, column 2 of that layer.
     """
 
-    def __init__(self, layer: LayerRef, index: Union[int, Sequence[int]]) -> None:
+    def __init__(self, layer: LayerRef, index: int | Sequence[int]) -> None:
         super().__init__(layer)
         self.index = (index,) if isinstance(index, int) else tuple(int(i) for i in index)
 
@@ -269,9 +268,7 @@ class Neuron(_LayerTarget):
         if activation is None:
             raise TargetError("Neuron target needs the layer activation")
         shape = tuple(activation.shape[1:])
-        if len(self.index) != len(shape) or any(
-            not (-s <= i < s) for i, s in zip(self.index, shape)
-        ):
+        if len(self.index) != len(shape) or any(not (-s <= i < s) for i, s in zip(self.index, shape)):
             raise TargetError(
                 f"neuron index {self.index} does not fit layer {self.layer_name!r} whose "
                 f"output has per-sample shape {shape}"
@@ -300,9 +297,7 @@ class Channel(_LayerTarget):
             )
         c = activation.shape[1]
         if not -c <= self.channel < c:
-            raise TargetError(
-                f"channel {self.channel} is out of range for layer {self.layer_name!r} with {c} channels"
-            )
+            raise TargetError(f"channel {self.channel} is out of range for layer {self.layer_name!r} with {c} channels")
         x = activation[:, self.channel].reshape(activation.shape[0], -1)
         return x.mean(dim=1) if self.reduce == "mean" else x.sum(dim=1)
 
@@ -517,8 +512,10 @@ class SequenceLogProb(Target):
                 f"token {tokens[bad].tolist()[0]} is out of range for a sequence output with a vocabulary of {V} "
                 f"(valid: 0..{V - 1})"
             )
-        tok = tokens.reshape(1, L).expand(out.shape[0], L) if tokens.dim() == 1 or tokens.shape[0] == 1 else (
-            tokens[samples]
+        tok = (
+            tokens.reshape(1, L).expand(out.shape[0], L)
+            if tokens.dim() == 1 or tokens.shape[0] == 1
+            else (tokens[samples])
         )
         logp = out[:, s - 1 : s - 1 + L].log_softmax(dim=-1)  # (rows, L, V)
         picked = logp.gather(2, tok.unsqueeze(2)).squeeze(2)
@@ -583,8 +580,9 @@ class Region(Target):
         try:
             if len(per) > len(sample_shape):
                 raise RuntimeError("the mask has more dimensions than a sample")
-            m = torch.broadcast_to(m.reshape((m.shape[0],) + (1,) * (len(sample_shape) - len(per)) + per),
-                                   (m.shape[0],) + sample_shape)
+            m = torch.broadcast_to(
+                m.reshape((m.shape[0],) + (1,) * (len(sample_shape) - len(per)) + per), (m.shape[0],) + sample_shape
+            )
         except RuntimeError as e:
             raise TargetError(
                 f"a Region mask of per-sample shape {per} does not fit the model output's per-sample shape "
@@ -658,7 +656,7 @@ class Classify(Target):
         return f"Classify({type(self.classifier).__name__}, {self.target.describe()})"
 
 
-TargetLike = Union[None, int, Sequence[int], Tensor, Target, Callable[..., Tensor]]
+TargetLike = None | int | Sequence[int] | Tensor | Target | Callable[..., Tensor]
 
 
 def as_target(target: TargetLike) -> Target:

@@ -72,8 +72,7 @@ def check_inputs(
     dev = model_device(model)
     if dev is not None and inputs.device != dev:
         raise InputError(
-            f"{name} are on {inputs.device} but the model is on {dev}; move them with "
-            f"inputs.to({str(dev)!r})"
+            f"{name} are on {inputs.device} but the model is on {dev}; move them with inputs.to({str(dev)!r})"
         )
     if not _all_finite(inputs):
         n_nan = int(torch.isnan(inputs).sum())
@@ -98,9 +97,7 @@ def check_token_ids(model: nn.Module, ids: Tensor, layer: LayerRef, *, name: str
         )
     dev = model_device(model)
     if dev is not None and ids.device != dev:
-        raise InputError(
-            f"{name} are on {ids.device} but the model is on {dev}; move them with .to({str(dev)!r})"
-        )
+        raise InputError(f"{name} are on {ids.device} but the model is on {dev}; move them with .to({str(dev)!r})")
     lo = int(ids.min())
     if lo < 0:
         raise InputError(f"token ids must be >= 0, got {lo} in {name}")

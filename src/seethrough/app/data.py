@@ -21,11 +21,10 @@ batch by batch, never held whole).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
 
-import torch
 from torch import Tensor
 
 from seethrough._core.errors import ConfigError, InputError
@@ -59,8 +58,8 @@ class Data:
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
-    def subset(self, idx: Tensor | slice) -> "Data":
-        pick = (lambda t: None if t is None else t[idx])  # noqa: E731
+    def subset(self, idx: Tensor | slice) -> Data:
+        pick = lambda t: None if t is None else t[idx]  # noqa: E731
         return replace(self, images=self.images[idx], labels=pick(self.labels), masks=pick(self.masks))
 
 
@@ -108,8 +107,9 @@ class DataSpec:
 
         paths = [self.source] if isinstance(self.source, str) else list(self.source)
         if len(paths) == 1 and Path(paths[0]).is_dir():
-            src = FolderSource(paths[0], size=self.size, channels=self.channels or 3, mean=self.mean, std=self.std,
-                               limit=self.n)
+            src = FolderSource(
+                paths[0], size=self.size, channels=self.channels or 3, mean=self.mean, std=self.std, limit=self.n
+            )
             x, note = src.get(slice(0, len(src))), f"{len(src)} images from the folder {paths[0]}"
         elif all(Path(p).suffix.lower() in IMAGE_SUFFIXES for p in paths):
             missing = [p for p in paths if not Path(p).is_file()]
@@ -181,8 +181,9 @@ class DataSpec:
     def image_source(self) -> ImageSource:
         """An :class:`ImageSource` over the data (a folder is read per batch)."""
         if not self.bundled and isinstance(self.source, str) and Path(self.source).is_dir():
-            return FolderSource(self.source, size=self.size, channels=self.channels or 3, mean=self.mean,
-                                std=self.std, limit=self.n)
+            return FolderSource(
+                self.source, size=self.size, channels=self.channels or 3, mean=self.mean, std=self.std, limit=self.n
+            )
         d = self.load(default_n=5000 if self.source in ("shapes", "shapes-shortcut") else 16)
         return TensorSource(d.images, name=d.note, mean=self.mean, std=self.std)
 
@@ -207,7 +208,13 @@ def open_source(
     """An :class:`ImageSource` for a data set named as in :class:`DataSpec` (MNIST: all
     5,000 digits; generated shapes: ``n``, default 5,000)."""
     return DataSpec(
-        str(spec), n=n, seed=seed, size=size, channels=channels,
-        mean=None if mean is None else tuple(mean), std=None if std is None else tuple(std),
-        tensor_key=tensor_key, split="all",
+        str(spec),
+        n=n,
+        seed=seed,
+        size=size,
+        channels=channels,
+        mean=None if mean is None else tuple(mean),
+        std=None if std is None else tuple(std),
+        tensor_key=tensor_key,
+        split="all",
     ).image_source()

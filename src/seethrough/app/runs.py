@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from seethrough._core.errors import ConfigError
 from seethrough._core.result import Explanation
 from seethrough._core.targets import TargetLike
-from seethrough.attribution.registry import METHODS, build_method, get_method
+from seethrough.attribution.registry import build_method, get_method
 from seethrough.report.html import HtmlReport
 
 __all__ = ["run_methods", "explain_report", "save_maps", "timing_rows"]
@@ -115,7 +114,9 @@ def explain_report(
             f"{time.perf_counter() - start:.2f} s."
         )
         report.add_method_grid(
-            inputs, explanations, predictions=logits if logits.dim() == 2 else None,
+            inputs,
+            explanations,
+            predictions=logits if logits.dim() == 2 else None,
             class_names=list(class_names) if class_names else None,
         )
         report.add_heading("Run time and settings")

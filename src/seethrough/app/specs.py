@@ -31,7 +31,9 @@ def add_model_arguments(p: argparse.ArgumentParser, *, default: str | None = Non
     """``--model``, ``--weights``, ``--size``, ``--channels``, ``--mean``, ``--std``."""
     g = p.add_argument_group("model")
     g.add_argument(
-        "--model", required=default is None, default=default,
+        "--model",
+        required=default is None,
+        default=default,
         help="bundled name (see 'seethrough models'), a TorchScript file, or package.module:factory with --weights"
         + (f" (default: {default})" if default else ""),
     )
@@ -56,12 +58,17 @@ def add_data_arguments(
     g = p.add_argument_group("data")
     names = ", ".join(BUNDLED_DATA)
     g.add_argument(
-        "--data", nargs="+", required=default is None, default=None if default is None else [default],
+        "--data",
+        nargs="+",
+        required=default is None,
+        default=None if default is None else [default],
         help=f"bundled data ({names}), a folder of images, image files, or a tensor file"
         + (f" (default: {default})" if default else ""),
     )
     g.add_argument(
-        "--n", type=int, default=n_default,
+        "--n",
+        type=int,
+        default=n_default,
         help="number of samples (generated data: how many; others: the first N)"
         + (f" (default: {n_default})" if n_default else ""),
     )

@@ -193,8 +193,11 @@ class _Running:
         cv, ci, cp = torch.cat([v, bv], 1), torch.cat([i, bi], 1), torch.cat([p, bp], 1)
         # stable: equal values keep the concatenation order, i.e. the lower data-set index
         order = torch.sort(cv, dim=1, descending=descending, stable=True).indices[:, :k]
-        return (cv.gather(1, order), ci.gather(1, order),
-                cp.gather(1, order.unsqueeze(-1).expand(-1, -1, cp.shape[-1])))
+        return (
+            cv.gather(1, order),
+            ci.gather(1, order),
+            cp.gather(1, order.unsqueeze(-1).expand(-1, -1, cp.shape[-1])),
+        )
 
     def update(self, vals: Tensor, pos: Tensor, start: int) -> None:
         """``vals`` ``(B, U)``, ``pos`` ``(B, U, D)`` for data-set rows ``start, start+1, ...``."""
@@ -203,9 +206,11 @@ class _Running:
         bi = torch.arange(start, start + B, dtype=torch.long).expand_as(bv)
         bp = pos.transpose(0, 1).long()
         self.top_v, self.top_i, self.top_p = self._merge(
-            self.top_v, self.top_i, self.top_p, bv, bi, bp, self.k_top, True)
+            self.top_v, self.top_i, self.top_p, bv, bi, bp, self.k_top, True
+        )
         self.bot_v, self.bot_i, self.bot_p = self._merge(
-            self.bot_v, self.bot_i, self.bot_p, bv, bi, bp, self.k_bot, False)
+            self.bot_v, self.bot_i, self.bot_p, bv, bi, bp, self.k_bot, False
+        )
         d = vals.double()
         self.sum += d.sum(0)
         self.sumsq += (d * d).sum(0)
@@ -336,9 +341,7 @@ class DatasetExamples(Estimator):
         source = as_source(data)
         n = len(source)
         if n == 0:
-            raise InputError(
-                "the data set is empty: there are no examples to rank; give at least one image"
-            )
+            raise InputError("the data set is empty: there are no examples to rank; give at least one image")
         batching = as_batching(self.batching)
         model = self.model
         start_time = time.perf_counter()
@@ -400,16 +403,15 @@ class DatasetExamples(Estimator):
                 f"it must return (batch, ...) tensors"
             )
         if not bool(torch.isfinite(x).all()):
-            raise InputError(
-                f"images {sl.start}..{sl.stop - 1} contain NaN or infinite values; clean the data first"
-            )
+            raise InputError(f"images {sl.start}..{sl.stop - 1} contain NaN or infinite values; clean the data first")
         return x.to(device)
 
     def _probe(self, modules: Mapping[str, nn.Module], x0: Tensor) -> dict[str, tuple[int, ...]]:
         """The per-sample output shape of every layer, from one image."""
         with torch.no_grad():
-            store, _ = run_capture(self.model, x0, modules, what="ranked by its activation",
-                                   transform=_unit_maxima, clone=False)
+            store, _ = run_capture(
+                self.model, x0, modules, what="ranked by its activation", transform=_unit_maxima, clone=False
+            )
         return {nm: store[nm][2] for nm in modules}
 
     @staticmethod
@@ -517,8 +519,14 @@ class DatasetExamples(Estimator):
             return batching.batch_size
         x = self._read_rows(source, rows, device)
         with saved_bytes() as counter:
-            _grad_boxes(self.model, "", module, x, torch.zeros(1, dtype=torch.long),
-                        torch.zeros(1, x.dim() - 2, dtype=torch.long))
+            _grad_boxes(
+                self.model,
+                "",
+                module,
+                x,
+                torch.zeros(1, dtype=torch.long),
+                torch.zeros(1, x.dim() - 2, dtype=torch.long),
+            )
         return batching.rows_per_chunk(counter.total + 2 * x.numel() * x.element_size(), x.device)
 
     # -- views --------------------------------------------------------------------------
@@ -573,8 +581,17 @@ class DatasetExamples(Estimator):
         path = Path(path)
         tensors: dict[str, Tensor] = {}
         for i, nm in enumerate(self.layers_):
-            for key in ("top_values_", "top_indices_", "top_positions_", "bottom_values_",
-                        "bottom_indices_", "bottom_positions_", "mean_", "std_", "frac_positive_"):
+            for key in (
+                "top_values_",
+                "top_indices_",
+                "top_positions_",
+                "bottom_values_",
+                "bottom_indices_",
+                "bottom_positions_",
+                "mean_",
+                "std_",
+                "frac_positive_",
+            ):
                 tensors[f"l{i}.{key}"] = getattr(self, key)[nm]
             for key in ("top_boxes_", "bottom_boxes_"):
                 if getattr(self, key)[nm] is not None:
@@ -612,13 +629,24 @@ class DatasetExamples(Estimator):
         names = json.loads(meta["layers"])
         obj.layers_ = tuple(names)
         obj.unit_shapes_ = _frozen({k: tuple(v) for k, v in json.loads(meta["unit_shapes"]).items()})
-        for key in ("top_values_", "top_indices_", "top_positions_", "bottom_values_",
-                    "bottom_indices_", "bottom_positions_", "mean_", "std_", "frac_positive_",
-                    "top_boxes_", "bottom_boxes_"):
+        for key in (
+            "top_values_",
+            "top_indices_",
+            "top_positions_",
+            "bottom_values_",
+            "bottom_indices_",
+            "bottom_positions_",
+            "mean_",
+            "std_",
+            "frac_positive_",
+            "top_boxes_",
+            "bottom_boxes_",
+        ):
             setattr(obj, key, _frozen({nm: tensors.get(f"l{i}.{key}") for i, nm in enumerate(names)}))
         obj.receptive_field_ = _frozen(json.loads(meta["receptive_field"]))
-        obj.fields_ = _frozen({k: ReceptiveField(tuple(s), tuple(o), tuple(sp))
-                               for k, (s, o, sp) in json.loads(meta["fields"]).items()})
+        obj.fields_ = _frozen(
+            {k: ReceptiveField(tuple(s), tuple(o), tuple(sp)) for k, (s, o, sp) in json.loads(meta["fields"]).items()}
+        )
         obj.n_examples_ = int(meta["n_examples"])
         obj.input_shape_ = tuple(json.loads(meta["input_shape"]))
         obj.data_ = _frozen(json.loads(meta["data"]))
@@ -647,19 +675,28 @@ class DatasetExamples(Estimator):
                         pos = getattr(info, f"{kind}_positions")
                         boxes = getattr(info, f"{kind}_boxes")
                         for r in range(vals.numel()):
-                            w.writerow([
-                                nm, u, kind, r, int(idx[r]), f"{float(vals[r]):.6g}",
-                                " ".join(str(int(v)) for v in pos[r]),
-                                "" if boxes is None else " ".join(str(int(v)) for v in boxes[r]),
-                            ])
+                            w.writerow(
+                                [
+                                    nm,
+                                    u,
+                                    kind,
+                                    r,
+                                    int(idx[r]),
+                                    f"{float(vals[r]):.6g}",
+                                    " ".join(str(int(v)) for v in pos[r]),
+                                    "" if boxes is None else " ".join(str(int(v)) for v in boxes[r]),
+                                ]
+                            )
         return path
 
     def __repr__(self) -> str:
         if not self.is_fitted():
             return f"DatasetExamples(layers={self.layers!r}, top_k={self.top_k}) (not fitted)"
         units = sum(int(self.unit_shapes_[nm][0]) for nm in self.layers_)
-        return (f"DatasetExamples({len(self.layers_)} layers, {units} units, "
-                f"{self.n_examples_} examples, top_k={self.top_k})")
+        return (
+            f"DatasetExamples({len(self.layers_)} layers, {units} units, "
+            f"{self.n_examples_} examples, top_k={self.top_k})"
+        )
 
 
 def _grad_boxes(model: nn.Module, name: str, module: nn.Module, x: Tensor, units: Tensor, pos: Tensor) -> Tensor:
@@ -667,8 +704,9 @@ def _grad_boxes(model: nn.Module, name: str, module: nn.Module, x: Tensor, units
     ``[unit, *pos]`` of ``module`` is non-zero (the whole image if it is zero)."""
     leaf = x.detach().clone().requires_grad_(True)
     with torch.enable_grad():
-        store, _ = run_capture(model, leaf, {name: module}, detach=False, clone=False,
-                               what="given a receptive field by its gradient")
+        store, _ = run_capture(
+            model, leaf, {name: module}, detach=False, clone=False, what="given a receptive field by its gradient"
+        )
     act = store[name]
     if isinstance(module, nn.Linear) and act.dim() > 2:
         act = act.movedim(-1, 1)

@@ -135,9 +135,9 @@ def _slug(name: str, taken: set[str]) -> str:
 def _page(title: str, crumbs: Sequence[tuple[str, str | None]], body: str) -> bytes:
     nav = " › ".join(f'<a href="{_esc(h)}">{_esc(t)}</a>' if h else _esc(t) for t, h in crumbs)
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f"<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>{_esc(title)}</title>"
-        f"<style>{CSS}</style></head><body><main><nav class=\"crumbs\">{nav}</nav>{body}</main></body></html>\n"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width,initial-scale=1"><title>{_esc(title)}</title>'
+        f'<style>{CSS}</style></head><body><main><nav class="crumbs">{nav}</nav>{body}</main></body></html>\n'
     ).encode()
 
 
@@ -153,9 +153,7 @@ def _labels_for(unit_labels: UnitLabels | None, layer: str) -> dict[int, str]:
         try:
             out[int(k)] = str(v)
         except (TypeError, ValueError):
-            raise InputError(
-                f"unit_labels[{layer!r}] has the key {k!r}; keys must be unit indices (ints)"
-            ) from None
+            raise InputError(f"unit_labels[{layer!r}] has the key {k!r}; keys must be unit indices (ints)") from None
     return out
 
 
@@ -274,8 +272,10 @@ class Atlas:
             "input_range": None if self.input_range is None else list(self.input_range),
             "mean": None if self.mean is None else list(self.mean),
             "std": None if self.std is None else list(self.std),
-            "visualize": None if visualize is None else f"{getattr(visualize, '__module__', '')}."
-                                                        f"{getattr(visualize, '__qualname__', type(visualize).__name__)}",
+            "visualize": None
+            if visualize is None
+            else f"{getattr(visualize, '__module__', '')}."
+            f"{getattr(visualize, '__qualname__', type(visualize).__name__)}",
         }
         manifest, resumed = self._manifest(out, config)
         self._save_manifest(out, manifest)
@@ -288,8 +288,13 @@ class Atlas:
         else:
             self._say("examples: streaming over the data set")
             ex = DatasetExamples(
-                self.model, layers=names, top_k=self.top_k, batching=self.batching,
-                checkpoint=out / "examples.ckpt", checkpoint_every=self.checkpoint_every, progress=self.progress,
+                self.model,
+                layers=names,
+                top_k=self.top_k,
+                batching=self.batching,
+                checkpoint=out / "examples.ckpt",
+                checkpoint_every=self.checkpoint_every,
+                progress=self.progress,
             ).fit(source)
             ex.save(ex_path)
             manifest["stages"]["examples"] = "done"
@@ -322,10 +327,19 @@ class Atlas:
         t_write = time.perf_counter() - t0
         n_units = sum(ex.n_units(nm) for nm in names)
         return AtlasBuild(
-            index=out / "index.html", out_dir=out, layers=tuple(names), n_units=n_units,
-            n_examples=ex.n_examples_, seconds_examples=t_examples, seconds_featurevis=t_fv,
-            seconds_writing=t_write, seconds_total=time.perf_counter() - t_start, resumed=resumed,
-            featurevis_channels=fv_count, pages_written=written, featurevis=fv_status,
+            index=out / "index.html",
+            out_dir=out,
+            layers=tuple(names),
+            n_units=n_units,
+            n_examples=ex.n_examples_,
+            seconds_examples=t_examples,
+            seconds_featurevis=t_fv,
+            seconds_writing=t_write,
+            seconds_total=time.perf_counter() - t_start,
+            resumed=resumed,
+            featurevis_channels=fv_count,
+            pages_written=written,
+            featurevis=fv_status,
         )
 
     # -- parts ----------------------------------------------------------------------------
@@ -350,13 +364,17 @@ class Atlas:
     def _manifest(self, out: Path, config: dict) -> tuple[dict, bool]:
         """The manifest to continue from (and whether there was one), or a fresh one."""
         path = out / "manifest.json"
-        fresh = {"format": _MANIFEST_FORMAT, "config": config, "stages": {}, "featurevis": {},
-                 "pages": {}, "seconds": {"examples": 0.0, "featurevis": 0.0, "writing": 0.0}}
+        fresh = {
+            "format": _MANIFEST_FORMAT,
+            "config": config,
+            "stages": {},
+            "featurevis": {},
+            "pages": {},
+            "seconds": {"examples": 0.0, "featurevis": 0.0, "writing": 0.0},
+        }
         if not path.is_file():
             if any(out.iterdir()):
-                raise ConfigError(
-                    f"{str(out)!r} is not empty and holds no atlas; choose an empty or new output folder"
-                )
+                raise ConfigError(f"{str(out)!r} is not empty and holds no atlas; choose an empty or new output folder")
             return fresh, False
         try:
             m = json.loads(path.read_text(encoding="utf-8"))
@@ -445,7 +463,9 @@ class Atlas:
             labels = _labels_for(self.unit_labels, nm)
             fv_entry = manifest["featurevis"].get(nm, {})
             key = hashlib.blake2b(
-                json.dumps([sorted(labels.items()), sorted(fv_entry.get("groups", [])), fv_entry.get("error")]).encode(),
+                json.dumps(
+                    [sorted(labels.items()), sorted(fv_entry.get("groups", [])), fv_entry.get("error")]
+                ).encode(),
                 digest_size=8,
             ).hexdigest()
             page = manifest["pages"].get(nm)
@@ -457,8 +477,12 @@ class Atlas:
                 units = range(max(b0, page["done"]), min(b0 + _PAGE_BLOCK, U))
                 if image_like:
                     # the data-set images these units show that are not written yet, in one read
-                    need = torch.cat([ex.top_indices_[nm][units.start:units.stop].reshape(-1),
-                                      ex.bottom_indices_[nm][units.start:units.stop].reshape(-1)])
+                    need = torch.cat(
+                        [
+                            ex.top_indices_[nm][units.start : units.stop].reshape(-1),
+                            ex.bottom_indices_[nm][units.start : units.stop].reshape(-1),
+                        ]
+                    )
                     rows = sorted(set(need.tolist()) - shown)
                     if rows:
                         for i, img in zip(rows, source.for_display(source.get(rows))):
@@ -507,13 +531,13 @@ class Atlas:
         if info.n_examples and info.never_positive:
             parts.append(
                 f'<p class="warn">This unit never activates on this data: its activation is at most 0 '
-                f'on all {info.n_examples} examples (a dead unit here). The rankings below order '
-                f'non-positive values.</p>'
+                f"on all {info.n_examples} examples (a dead unit here). The rankings below order "
+                f"non-positive values.</p>"
             )
         elif info.constant:
             parts.append(
                 f'<p class="warn">This unit gives the same activation ({_fmt(float(info.top_values[0]))}) on every '
-                f'example: the ranking carries no information.</p>'
+                f"example: the ranking carries no information.</p>"
             )
         if self._fv_available(fv_entry, u):
             parts.append(
@@ -523,8 +547,7 @@ class Atlas:
             )
         elif fv_entry.get("error"):
             parts.append(f'<p class="note">No feature visualisation: {_esc(fv_entry["error"])}</p>')
-        act = ("maximum over positions of the channel" if ex.top_positions_[nm].shape[-1]
-               else "the unit's output")
+        act = "maximum over positions of the channel" if ex.top_positions_[nm].shape[-1] else "the unit's output"
         stats = [
             ("activation", act),
             ("highest", _fmt(float(info.top_values[0])) if info.top_values.numel() else "—"),
@@ -532,7 +555,9 @@ class Atlas:
             ("mean ± std over the data", f"{_fmt(info.mean)} ± {_fmt(info.std)}"),
             ("examples with activation > 0", f"{100 * info.frac_positive:.1f}% of {info.n_examples}"),
         ]
-        parts.append("<table>" + "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>" for k, v in stats) + "</table>")
+        parts.append(
+            "<table>" + "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>" for k, v in stats) + "</table>"
+        )
         for kind, label in (("top", "Most activating examples"), ("bottom", "Least activating examples")):
             vals = getattr(info, f"{kind}_values")
             if not vals.numel():
@@ -540,7 +565,7 @@ class Atlas:
             idx = getattr(info, f"{kind}_indices")
             pos = getattr(info, f"{kind}_positions")
             boxes = getattr(info, f"{kind}_boxes")
-            parts.append(f"<h2>{label}</h2><div class=\"exs\">")
+            parts.append(f'<h2>{label}</h2><div class="exs">')
             for r in range(vals.numel()):
                 i = int(idx[r])
                 where = f" at {tuple(int(p) for p in pos[r])}" if pos.shape[-1] else ""
@@ -551,14 +576,24 @@ class Atlas:
                     if boxes is not None:
                         b = [int(v) for v in boxes[r]]
                         y0, x0, y1, x1 = b[0], b[1], b[2], b[3]
-                        style = (f"left:{100 * x0 / W:.2f}%;top:{100 * y0 / H:.2f}%;"
-                                 f"width:{100 * (x1 - x0 + 1) / W:.2f}%;height:{100 * (y1 - y0 + 1) / H:.2f}%")
+                        style = (
+                            f"left:{100 * x0 / W:.2f}%;top:{100 * y0 / H:.2f}%;"
+                            f"width:{100 * (x1 - x0 + 1) / W:.2f}%;height:{100 * (y1 - y0 + 1) / H:.2f}%"
+                        )
                         frame += f'<span class="box" style="{style}"></span>'
-                        patch = crop_html(f"../../examples/{i}.png", (y0, x0, y1, x1), H, W, 112,
-                                           f"receptive field patch of example {i}")
+                        patch = crop_html(
+                            f"../../examples/{i}.png",
+                            (y0, x0, y1, x1),
+                            H,
+                            W,
+                            112,
+                            f"receptive field patch of example {i}",
+                        )
                         cap += f" · patch rows {y0}-{y1}, cols {x0}-{x1}"
-                    parts.append(f'<figure class="ex"><div class="pair"><div class="frame">{frame}</div>{patch}</div>'
-                                 f"<figcaption>{_esc(cap)}</figcaption></figure>")
+                    parts.append(
+                        f'<figure class="ex"><div class="pair"><div class="frame">{frame}</div>{patch}</div>'
+                        f"<figcaption>{_esc(cap)}</figcaption></figure>"
+                    )
                 else:
                     parts.append(f'<figure class="ex"><figcaption>{_esc(cap)}</figcaption></figure>')
             parts.append("</div>")
@@ -566,7 +601,7 @@ class Atlas:
         if how != "none":
             parts.append(
                 f'<p class="note">Patches: the receptive field of the maximum\'s position, by '
-                f'{"layer arithmetic" if how == "arithmetic" else "the non-zero input gradient of that activation"}'
+                f"{'layer arithmetic' if how == 'arithmetic' else 'the non-zero input gradient of that activation'}"
                 f"; the red box marks it on the full image.</p>"
             )
         parts.append(pager)
@@ -590,12 +625,17 @@ class Atlas:
             nav.append("<span></span>")
         parts.append(f'<div class="pager">{"".join(nav)}</div>')
         field = ex.fields_.get(nm)
-        rf = (f"{'x'.join(map(str, field.span))} pixels, stride {'x'.join(map(str, field.stride))} (layer arithmetic)"
-              if field is not None else {"gradient": "per example, from the input gradient",
-                                         "none": "the whole input"}.get(ex.receptive_field_[nm], "—"))
+        rf = (
+            f"{'x'.join(map(str, field.span))} pixels, stride {'x'.join(map(str, field.stride))} (layer arithmetic)"
+            if field is not None
+            else {"gradient": "per example, from the input gradient", "none": "the whole input"}.get(
+                ex.receptive_field_[nm], "—"
+            )
+        )
         parts.append(
             f"<p>{U} units · output shape {_esc(tuple(shape))} per image · receptive field {_esc(rf)}"
-            + (f" · {len(labels)} dissection labels" if labels else "") + "</p>"
+            + (f" · {len(labels)} dissection labels" if labels else "")
+            + "</p>"
         )
         if fv_entry.get("error"):
             parts.append(f'<p class="note">No feature visualisations: {_esc(fv_entry["error"])}</p>')
@@ -643,17 +683,20 @@ class Atlas:
         parts.append(
             "<h2>Layers</h2><table><thead><tr><th>layer</th><th>type</th><th>output shape</th><th>units</th>"
             "<th>never active</th><th>receptive field</th><th>labels</th></tr></thead><tbody>"
-            + "".join(rows) + "</tbody></table>"
+            + "".join(rows)
+            + "</tbody></table>"
         )
         sec = manifest["seconds"]
-        fv_text = {"off": "off (steps=0)", "done": f"{self.steps} steps per unit, seed {self.seed}"}.get(fv_status, fv_status)
+        fv_text = {"off": "off (steps=0)", "done": f"{self.steps} steps per unit, seed {self.seed}"}.get(
+            fv_status, fv_status
+        )
         parts.append(
             "<h2>Build</h2><table>"
             f"<tr><th>feature visualisation</th><td>{_esc(fv_text)}</td></tr>"
             f"<tr><th>activation of a conv unit</th><td>maximum over positions (its position is the patch centre)</td></tr>"
-            f"<tr><th>time: dataset examples</th><td class=\"num\">{sec['examples']:.1f} s</td></tr>"
-            f"<tr><th>time: feature visualisation</th><td class=\"num\">{sec['featurevis']:.1f} s</td></tr>"
-            f"<tr><th>time: writing</th><td class=\"num\">{sec['writing']:.1f} s</td></tr>"
-            "</table><p class=\"note\">Times are summed over all runs that built this folder.</p>"
+            f'<tr><th>time: dataset examples</th><td class="num">{sec["examples"]:.1f} s</td></tr>'
+            f'<tr><th>time: feature visualisation</th><td class="num">{sec["featurevis"]:.1f} s</td></tr>'
+            f'<tr><th>time: writing</th><td class="num">{sec["writing"]:.1f} s</td></tr>'
+            '</table><p class="note">Times are summed over all runs that built this folder.</p>'
         )
         _atomic_write(out / "index.html", _page(title, [("atlas", None)], "".join(parts)))

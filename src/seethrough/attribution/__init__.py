@@ -4,15 +4,15 @@ from ._base import Attribution
 from .baselines import Baseline, Blur, Constant, GaussianNoise, Given, UniformNoise, gaussian_blur
 from .cam import BaseCAM, CounterfactualGradCAM, GradCAM, GradCAMPlusPlus, GuidedGradCAM, upsample_map
 from .gradient import Deconvolution, GradientAttribution, GuidedBackprop, InputXGradient, Saliency
+from .incremental import IncrementalOcclusion
 from .integrated import IntegratedGradients, integration_points
 from .layer import LayerGradientXActivation
-from .registry import METHODS, MethodSpec, build_method, get_method, method_names
-from .segmentation import bounding_boxes, otsu_threshold, threshold_map
-from .incremental import IncrementalOcclusion
 from .masks import default_feature_mask, feature_mask_from_spec, grid_mask, superpixel_mask
 from .optimized_mask import MeaningfulPerturbation
 from .perturbation import FeatureAblation, FeaturePermutation, Occlusion, PerturbationAttribution
+from .registry import METHODS, MethodSpec, build_method, get_method, method_names
 from .rise import RISE
+from .segmentation import bounding_boxes, otsu_threshold, threshold_map
 from .shapley import ExactShapley, KernelSHAP, ShapleyValueSampling
 from .smoothgrad import SmoothGrad, SmoothGradSquared, VarGrad
 from .surrogate import Lime

@@ -105,7 +105,7 @@ class Attribution(ABC):
         None when it needs floating inputs (the default)."""
         return None
 
-    def _check_settings(self) -> None:
+    def _check_settings(self) -> None:  # noqa: B027 (an optional step: most methods need no check)
         """Raise ConfigError on settings that cannot work (called before any compute)."""
 
     @abstractmethod

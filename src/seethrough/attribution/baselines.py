@@ -12,8 +12,9 @@ A baseline spec is any of:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence, Union
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -154,7 +155,7 @@ class Given(Baseline):
         return f"tensor{tuple(self.tensor.shape)}"
 
 
-BaselineLike = Union[str, float, int, Tensor, Baseline, Sequence[Any]]
+BaselineLike = str | float | int | Tensor | Baseline | Sequence[Any]
 
 _NAMED = {
     "zeros": lambda: Constant(0.0),

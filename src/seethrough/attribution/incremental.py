@@ -41,8 +41,8 @@ from torch import Tensor, fx, nn
 from .._core.errors import ConfigError
 from .._core.forward import ForwardRunner
 from .._core.layers import resolve_layer
-from ._base import Computed
 from .._core.receptive import LocalOp, affected, classify, fixed_regions, run_node
+from ._base import Computed
 from .perturbation import Occlusion, _baseline
 
 __all__ = ["IncrementalOcclusion"]
@@ -137,10 +137,7 @@ def _inplace_conflict(op: LocalOp, ops: dict) -> str | None:
     for m in members:
         for u in m.users:
             if u is not op.node and u not in members:
-                return (
-                    f"the in-place operation {op.label} writes into {op.deps[0].name!r}, which "
-                    f"{u.name!r} also uses"
-                )
+                return f"the in-place operation {op.label} writes into {op.deps[0].name!r}, which {u.name!r} also uses"
     return None
 
 
@@ -343,7 +340,8 @@ class _Engine:
         # pointwise inputs whose region is the node's own region need no gather
         self._same = {
             (v, d): geo.sizes[d] == geo.sizes[v] and torch.equal(geo.starts[d], geo.starts[v])
-            for v in prefix for d in an.ops[v].deps
+            for v in prefix
+            for d in an.ops[v].deps
         }
         self.win_lo, self.win_hi = geo.win_lo.to(self.device), geo.win_hi.to(self.device)
         self.chan_lo, self.chan_hi = geo.chan_lo.to(self.device), geo.chan_hi.to(self.device)
@@ -507,10 +505,10 @@ class IncrementalOcclusion(Occlusion):
 
     name = "incremental_occlusion"
 
-    def __init__(self, model, *, window=None, strides=None, baseline=0.0, split: str | None = None,
-                 batching=None, progress=None):
-        super().__init__(model, window=window, strides=strides, baseline=baseline, batching=batching,
-                         progress=progress)
+    def __init__(
+        self, model, *, window=None, strides=None, baseline=0.0, split: str | None = None, batching=None, progress=None
+    ):
+        super().__init__(model, window=window, strides=strides, baseline=baseline, batching=batching, progress=progress)
         self.split = split
         #: The split of the last call (display name).
         self.split_used: str | None = None
@@ -600,8 +598,7 @@ class IncrementalOcclusion(Occlusion):
             if an.stop is not None:
                 why = f": node {an.stop[0].name!r} before it is not local ({an.stop[1]})"
             raise ConfigError(
-                f"split {name!r} is not in the local part of the model{why}. Possible splits: "
-                f"{candidates}"
+                f"split {name!r} is not in the local part of the model{why}. Possible splits: {candidates}"
             )
         if node not in an.cuts:
             raise ConfigError(

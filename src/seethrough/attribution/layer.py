@@ -25,7 +25,9 @@ class LayerGradientXActivation(Attribution):
 
     name = "layer_gradient_x_activation"
 
-    def __init__(self, model: nn.Module, *, layer: LayerRef, multiply_by_activation: bool = True, batching=None) -> None:
+    def __init__(
+        self, model: nn.Module, *, layer: LayerRef, multiply_by_activation: bool = True, batching=None
+    ) -> None:
         super().__init__(model, batching=batching)
         self.layer = layer
         self.multiply_by_activation = multiply_by_activation

@@ -13,7 +13,14 @@ from torch import Tensor
 
 from .._core.errors import ConfigError, InputError
 
-__all__ = ["grid_mask", "superpixel_mask", "as_feature_mask", "n_features", "default_feature_mask", "feature_mask_from_spec"]
+__all__ = [
+    "grid_mask",
+    "superpixel_mask",
+    "as_feature_mask",
+    "n_features",
+    "default_feature_mask",
+    "feature_mask_from_spec",
+]
 
 
 def grid_mask(shape: tuple[int, ...], cell: int | tuple[int, int], *, channels: int | None = None) -> Tensor:
@@ -55,7 +62,9 @@ def superpixel_mask(image: Tensor, method: str = "slic", **kwargs) -> Tensor:
         rgb = np.repeat(img, 3, axis=2) if gray else img
         seg = segmentation.quickshift(rgb, **{"kernel_size": 3, "max_dist": 6, "ratio": 0.5, **kwargs})
     elif method == "felzenszwalb":
-        seg = segmentation.felzenszwalb(img[..., 0] if gray else img, **{"scale": 50, "sigma": 0.5, "min_size": 20, **kwargs})
+        seg = segmentation.felzenszwalb(
+            img[..., 0] if gray else img, **{"scale": 50, "sigma": 0.5, "min_size": 20, **kwargs}
+        )
     else:
         raise ConfigError(f"unknown superpixel method {method!r}; use 'slic', 'quickshift' or 'felzenszwalb'")
     _, seg = np.unique(seg, return_inverse=True)
@@ -124,6 +133,4 @@ def feature_mask_from_spec(spec: str | None, x: Tensor) -> Tensor | None:
             raise InputError(f"superpixel masks need image inputs (B, C, H, W), got shape {tuple(x.shape)}")
         kw = {"n_segments": int(arg)} if (name == "slic" and arg) else {}
         return torch.stack([superpixel_mask(img, name, **kw) for img in x])
-    raise ConfigError(
-        f"unknown feature mask {spec!r}; use grid:N, slic[:N], quickshift, felzenszwalb or elements"
-    )
+    raise ConfigError(f"unknown feature mask {spec!r}; use grid:N, slic[:N], quickshift, felzenszwalb or elements")

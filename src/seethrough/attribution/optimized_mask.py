@@ -16,10 +16,10 @@ from __future__ import annotations
 import copy
 import itertools
 import math
-from contextlib import ExitStack
-from typing import Any, Sequence
-
 import sys
+from collections.abc import Sequence
+from contextlib import ExitStack
+from typing import Any
 
 import torch
 from torch import Tensor, nn

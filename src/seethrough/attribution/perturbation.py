@@ -97,9 +97,11 @@ class Occlusion(PerturbationAttribution):
         self.baseline = baseline
 
     def settings(self):
-        return {"window": None if self.window is None else list(_tuple(self.window)),
-                "strides": None if self.strides is None else list(_tuple(self.strides)),
-                "baseline": describe_baseline(self.baseline)}
+        return {
+            "window": None if self.window is None else list(_tuple(self.window)),
+            "strides": None if self.strides is None else list(_tuple(self.strides)),
+            "baseline": describe_baseline(self.baseline),
+        }
 
     def _check_settings(self) -> None:
         for name, v in (("window", self.window), ("strides", self.strides)):
@@ -111,7 +113,9 @@ class Occlusion(PerturbationAttribution):
         if self.window is None:  # an eighth of each dim after the channel dim (all of it)
             window = sample_shape[:1] + tuple(-(-n // 8) for n in sample_shape[1:]) if len(sample_shape) > 1 else (1,)
         elif isinstance(self.window, int):  # square over the dims after the channel dim
-            window = sample_shape[:1] + (self.window,) * (len(sample_shape) - 1) if len(sample_shape) > 1 else (self.window,)
+            window = (
+                sample_shape[:1] + (self.window,) * (len(sample_shape) - 1) if len(sample_shape) > 1 else (self.window,)
+            )
         else:
             window = _expand(tuple(self.window), sample_shape, fill=None)
         if self.strides is None:  # half the window

@@ -13,9 +13,9 @@ from ._base import Attribution
 from .cam.gradcam import CounterfactualGradCAM, GradCAM, GradCAMPlusPlus
 from .cam.guided import GuidedGradCAM
 from .gradient import Deconvolution, GuidedBackprop, InputXGradient, Saliency
+from .incremental import IncrementalOcclusion
 from .integrated import IntegratedGradients
 from .layer import LayerGradientXActivation
-from .incremental import IncrementalOcclusion
 from .optimized_mask import MeaningfulPerturbation
 from .perturbation import FeatureAblation, FeaturePermutation, Occlusion
 from .rise import RISE
@@ -51,33 +51,93 @@ _SPECS = [
     MethodSpec("vargrad", VarGrad, "gradient", False, "variance of saliency over noisy copies"),
     MethodSpec("guided_backprop", GuidedBackprop, "gradient", False, "positive gradients through positive ReLUs"),
     MethodSpec("deconvolution", Deconvolution, "gradient", False, "positive gradients through every ReLU"),
-    MethodSpec("integrated_gradients", IntegratedGradients, "gradient", False, "path integral of gradients from a baseline"),
+    MethodSpec(
+        "integrated_gradients", IntegratedGradients, "gradient", False, "path integral of gradients from a baseline"
+    ),
     MethodSpec("gradcam", GradCAM, "cam", True, "activations weighted by mean gradients at a conv layer"),
-    MethodSpec("counterfactual_gradcam", CounterfactualGradCAM, "cam", True, "Grad-CAM of negative gradients: evidence against"),
+    MethodSpec(
+        "counterfactual_gradcam", CounterfactualGradCAM, "cam", True, "Grad-CAM of negative gradients: evidence against"
+    ),
     MethodSpec("gradcam_pp", GradCAMPlusPlus, "cam", True, "Grad-CAM++ weights from positive gradients"),
     MethodSpec("guided_gradcam", GuidedGradCAM, "cam", True, "guided backprop times upsampled Grad-CAM"),
     MethodSpec(
-        "layer_gradient_x_activation", LayerGradientXActivation, "layer", True,
-        "activation times gradient at a hidden layer", input_shaped=False,
+        "layer_gradient_x_activation",
+        LayerGradientXActivation,
+        "layer",
+        True,
+        "activation times gradient at a hidden layer",
+        input_shaped=False,
     ),
     MethodSpec("occlusion", Occlusion, "perturbation", False, "score drop when a sliding window is occluded"),
-    MethodSpec("incremental_occlusion", IncrementalOcclusion, "perturbation", False,
-               "occlusion with early conv layers recomputed only inside each window's cone", needs="conv"),
-    MethodSpec("feature_ablation", FeatureAblation, "perturbation", False, "score drop when a feature is set to the baseline",
-               takes_feature_mask=True),
-    MethodSpec("feature_permutation", FeaturePermutation, "perturbation", False,
-               "score drop when a feature is shuffled across the batch", takes_feature_mask=True),
-    MethodSpec("rise", RISE, "perturbation", False, "score-weighted average of random smooth masks", {"n_masks": 2000},
-               needs="image"),
-    MethodSpec("lime", Lime, "surrogate", False, "weights of a local linear surrogate on feature coalitions",
-               {"n_samples": 500}, takes_feature_mask=True),
-    MethodSpec("kernel_shap", KernelSHAP, "surrogate", False, "Shapley values by weighted regression on coalitions",
-               {"n_samples": 500}, takes_feature_mask=True),
-    MethodSpec("shapley_sampling", ShapleyValueSampling, "surrogate", False,
-               "Shapley values by permutation sampling, with standard errors", {"n_permutations": 8},
-               takes_feature_mask=True),
-    MethodSpec("meaningful_perturbation", MeaningfulPerturbation, "perturbation", False,
-               "smallest smooth mask whose deletion drops the score (optimised)", {"steps": 150}, needs="image"),
+    MethodSpec(
+        "incremental_occlusion",
+        IncrementalOcclusion,
+        "perturbation",
+        False,
+        "occlusion with early conv layers recomputed only inside each window's cone",
+        needs="conv",
+    ),
+    MethodSpec(
+        "feature_ablation",
+        FeatureAblation,
+        "perturbation",
+        False,
+        "score drop when a feature is set to the baseline",
+        takes_feature_mask=True,
+    ),
+    MethodSpec(
+        "feature_permutation",
+        FeaturePermutation,
+        "perturbation",
+        False,
+        "score drop when a feature is shuffled across the batch",
+        takes_feature_mask=True,
+    ),
+    MethodSpec(
+        "rise",
+        RISE,
+        "perturbation",
+        False,
+        "score-weighted average of random smooth masks",
+        {"n_masks": 2000},
+        needs="image",
+    ),
+    MethodSpec(
+        "lime",
+        Lime,
+        "surrogate",
+        False,
+        "weights of a local linear surrogate on feature coalitions",
+        {"n_samples": 500},
+        takes_feature_mask=True,
+    ),
+    MethodSpec(
+        "kernel_shap",
+        KernelSHAP,
+        "surrogate",
+        False,
+        "Shapley values by weighted regression on coalitions",
+        {"n_samples": 500},
+        takes_feature_mask=True,
+    ),
+    MethodSpec(
+        "shapley_sampling",
+        ShapleyValueSampling,
+        "surrogate",
+        False,
+        "Shapley values by permutation sampling, with standard errors",
+        {"n_permutations": 8},
+        takes_feature_mask=True,
+    ),
+    MethodSpec(
+        "meaningful_perturbation",
+        MeaningfulPerturbation,
+        "perturbation",
+        False,
+        "smallest smooth mask whose deletion drops the score (optimised)",
+        {"steps": 150},
+        needs="image",
+    ),
 ]
 
 METHODS: dict[str, MethodSpec] = {s.name: s for s in _SPECS}

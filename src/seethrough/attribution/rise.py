@@ -112,7 +112,13 @@ class RISE(PerturbationAttribution):
 
     def settings(self):
         b = describe_baseline(self.baseline)
-        return {"n_masks": self.n_masks, "grid": self.grid, "keep_prob": self.keep_prob, "seed": self.seed, "baseline": b}
+        return {
+            "n_masks": self.n_masks,
+            "grid": self.grid,
+            "keep_prob": self.keep_prob,
+            "seed": self.seed,
+            "baseline": b,
+        }
 
     def _check_settings(self) -> None:
         if isinstance(self.n_masks, bool) or not isinstance(self.n_masks, int) or self.n_masks < 1:
@@ -148,7 +154,9 @@ class RISE(PerturbationAttribution):
 
     def _upsample(self, grids: Tensor, cells: tuple[int, int]) -> Tensor:
         s = self.grid
-        return F.interpolate(grids.unsqueeze(1), size=((s + 1) * cells[0], (s + 1) * cells[1]), mode="bilinear", align_corners=False)
+        return F.interpolate(
+            grids.unsqueeze(1), size=((s + 1) * cells[0], (s + 1) * cells[1]), mode="bilinear", align_corners=False
+        )
 
     def masks(self, n: int, shape: tuple[int, int], seed: int | None = None, *, start: int = 0) -> Tensor:
         """Masks ``start .. start + n - 1`` for images of spatial ``shape`` ``(H, W)``.

@@ -23,9 +23,7 @@ def _as_maps(maps) -> Tensor:
     if maps.dim() == 2:
         maps = maps.unsqueeze(0)
     if maps.dim() != 3:
-        raise InputError(
-            f"expected maps of shape (B, H, W), (B, C, H, W) or (H, W); got {tuple(maps.shape)}"
-        )
+        raise InputError(f"expected maps of shape (B, H, W), (B, C, H, W) or (H, W); got {tuple(maps.shape)}")
     if not bool(torch.isfinite(maps).all()):
         raise InputError("the maps contain NaN or infinite values; cannot threshold them")
     return maps.detach().float()

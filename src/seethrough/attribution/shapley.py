@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -349,7 +349,9 @@ class KernelSHAP(PerturbationAttribution):
     def _check_settings(self):
         if self.n_samples is not None:
             _check_int(
-                "n_samples", self.n_samples, 3,
+                "n_samples",
+                self.n_samples,
+                3,
                 "it counts model evaluations per sample, including the full input and the baseline "
                 "(None picks 2 * n_features + 2048)",
             )
@@ -526,7 +528,9 @@ class ShapleyValueSampling(PerturbationAttribution):
             else:
                 units = marg.reshape(P // unit, unit, M).mean(1)
                 n = units.shape[0]
-                err.append(units.std(0) / math.sqrt(n) if n > 1 else torch.full((M,), float("nan"), dtype=torch.float64))
+                err.append(
+                    units.std(0) / math.sqrt(n) if n > 1 else torch.full((M,), float("nan"), dtype=torch.float64)
+                )
         extras = {
             "shapley_values": feats.scatter(phi).to(device=x.device, dtype=x.dtype),
             "stderr": feats.scatter(err).to(device=x.device, dtype=x.dtype),
@@ -591,10 +595,12 @@ class ExactShapley(PerturbationAttribution):
         designs = {M: torch.from_numpy(_all_coalitions(M)[:-1]) for M in set(feats.counts())}
         values = _coalition_values(runner, x, base, feats, [designs[M] for M in feats.counts()])
         fx = f_x.detach().to("cpu", torch.float64)
-        phi = [shapley_from_values(torch.cat([v, fx[b : b + 1]]), M) for b, (v, M) in enumerate(zip(values, feats.counts()))]
+        phi = [
+            shapley_from_values(torch.cat([v, fx[b : b + 1]]), M)
+            for b, (v, M) in enumerate(zip(values, feats.counts()))
+        ]
         extras = {
             "shapley_values": feats.scatter(phi).to(device=x.device, dtype=x.dtype),
             "base_value": torch.stack([v[0] for v in values]).to(device=x.device, dtype=x.dtype),
         }
         return Computed(feats.spread(phi, x), runner.n_evaluations, scores=f_x, extras=extras)
-

@@ -94,8 +94,7 @@ class SmoothGrad(Attribution):
         if isinstance(self.method, type) and issubclass(self.method, Attribution):
             return self.method(self.model)
         raise ConfigError(
-            f"method must be an Attribution class or instance (e.g. seethrough.Saliency), "
-            f"got {self.method!r}"
+            f"method must be an Attribution class or instance (e.g. seethrough.Saliency), got {self.method!r}"
         )
 
     # -- aggregation: the one step the variants override ------------------------------

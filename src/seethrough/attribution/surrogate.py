@@ -140,7 +140,9 @@ class Lime(PerturbationAttribution):
         if not isinstance(self.keep_prob, (int, float)) or not 0 < self.keep_prob < 1:
             raise ConfigError(f"keep_prob must lie strictly between 0 and 1, got {self.keep_prob!r}")
         if self.alpha is not None and (not isinstance(self.alpha, (int, float)) or self.alpha < 0):
-            raise ConfigError(f"alpha must be a non-negative number or None (default per surrogate), got {self.alpha!r}")
+            raise ConfigError(
+                f"alpha must be a non-negative number or None (default per surrogate), got {self.alpha!r}"
+            )
 
     def perturbations(self, n_features: int) -> np.ndarray:
         """The ``(n_samples, M)`` binary vectors used for samples with ``n_features``

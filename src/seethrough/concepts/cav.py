@@ -77,7 +77,12 @@ class CAV(Estimator):
     """
 
     def __init__(
-        self, *, classifier: str = "logistic", C: float = 0.1, alpha: float = 0.01, test_fraction: float = 0.33,
+        self,
+        *,
+        classifier: str = "logistic",
+        C: float = 0.1,
+        alpha: float = 0.01,
+        test_fraction: float = 0.33,
         seed: int = 0,
     ) -> None:
         self.classifier, self.C, self.alpha = classifier, C, alpha  # checked by fit()

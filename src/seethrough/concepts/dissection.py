@@ -90,7 +90,9 @@ def _check_scenes(data: Any) -> tuple[Tensor, Mapping[str, Tensor], tuple[str, .
     for c in concepts:
         m = masks.get(c) if isinstance(masks, Mapping) else None
         if not isinstance(m, Tensor) or m.dtype != torch.bool or tuple(m.shape) != size:
-            what = "missing" if m is None else f"{getattr(m, 'dtype', type(m).__name__)} {tuple(getattr(m, 'shape', ()))}"
+            what = (
+                "missing" if m is None else f"{getattr(m, 'dtype', type(m).__name__)} {tuple(getattr(m, 'shape', ()))}"
+            )
             raise InputError(f"mask of concept {c!r} must be a bool tensor of shape {size}, got {what}")
     given = dict(getattr(data, "kinds", None) or {})
     return images, masks, concepts, {c: str(given.get(c, "custom")) for c in concepts}
@@ -211,16 +213,18 @@ class DissectionResult(Result):
                     continue
                 ious = d.iou[k]
                 second = int(torch.argsort(ious, descending=True, stable=True)[1]) if ious.numel() > 1 else None
-                rows.append({
-                    "layer": name,
-                    "unit": k,
-                    "concept": d.labels[k],
-                    "kind": self.kinds.get(d.labels[k], ""),
-                    "IoU": round(float(d.best_iou[k]), 4),
-                    "interpretable": bool(d.interpretable[k]),
-                    "runner-up": "" if second is None else f"{self.concepts[second]} ({float(ious[second]):.3f})",
-                    "threshold": round(float(d.thresholds[k]), 4),
-                })
+                rows.append(
+                    {
+                        "layer": name,
+                        "unit": k,
+                        "concept": d.labels[k],
+                        "kind": self.kinds.get(d.labels[k], ""),
+                        "IoU": round(float(d.best_iou[k]), 4),
+                        "interpretable": bool(d.interpretable[k]),
+                        "runner-up": "" if second is None else f"{self.concepts[second]} ({float(ious[second]):.3f})",
+                        "threshold": round(float(d.thresholds[k]), 4),
+                    }
+                )
         return rows
 
     def to_text(self, *, top: int = 10) -> str:
@@ -333,9 +337,13 @@ class Dissection:
             iou_threshold=float(self.iou_threshold),
             n_images=int(x.shape[0]),
             seconds=time.perf_counter() - t0,
-            settings={"quantile": float(self.quantile), "iou_threshold": float(self.iou_threshold),
-                      "upsampling": "bilinear", "threshold_rule": "S_k > T_k",
-                      "layer_shapes": {n: list(s) for n, s in shapes.items()}},
+            settings={
+                "quantile": float(self.quantile),
+                "iou_threshold": float(self.iou_threshold),
+                "upsampling": "bilinear",
+                "threshold_rule": "S_k > T_k",
+                "layer_shapes": {n: list(s) for n, s in shapes.items()},
+            },
         )
 
     # -- passes ---------------------------------------------------------------------
@@ -367,7 +375,13 @@ class Dissection:
         return {name: t.min(dim=1).values.cpu() for name, t in top.items() if t is not None}
 
     def _overlaps(
-        self, layers, x: Tensor, masks: Mapping[str, Tensor], concepts: Sequence[str], thresholds, batching: Batching,
+        self,
+        layers,
+        x: Tensor,
+        masks: Mapping[str, Tensor],
+        concepts: Sequence[str],
+        thresholds,
+        batching: Batching,
         extra: int,
     ):
         """Pass 2: intersection with every concept mask, and sizes, summed over images."""

@@ -134,17 +134,19 @@ class TCAVResult(Result):
         rows = []
         for i, c in enumerate(self.concepts):
             for j in range(len(self.classes)):
-                rows.append({
-                    "concept": c,
-                    "class": self.class_label(j),
-                    "TCAV score": round(float(self.scores[i, j]), 3),
-                    "random score": round(float(self.random_scores[i, j].mean()), 3),
-                    "effect": round(float(self.effects[i, j]), 3),
-                    "p": float(self.p_values[i, j]),
-                    "p (Bonferroni)": float(self.p_corrected[i, j]),
-                    "CAV accuracy": round(float(self.cav_accuracy[i].mean()), 3),
-                    "significant": bool(self.significant[i, j]),
-                })
+                rows.append(
+                    {
+                        "concept": c,
+                        "class": self.class_label(j),
+                        "TCAV score": round(float(self.scores[i, j]), 3),
+                        "random score": round(float(self.random_scores[i, j].mean()), 3),
+                        "effect": round(float(self.effects[i, j]), 3),
+                        "p": float(self.p_values[i, j]),
+                        "p (Bonferroni)": float(self.p_corrected[i, j]),
+                        "CAV accuracy": round(float(self.cav_accuracy[i].mean()), 3),
+                        "significant": bool(self.significant[i, j]),
+                    }
+                )
         return rows
 
     def describe_protocol(self) -> str:
@@ -161,8 +163,16 @@ class TCAVResult(Result):
     def to_text(self) -> str:
         """A plain-text table (what the CLI prints)."""
         rows = self.table()
-        cols = ["concept", "class", "TCAV score", "random score", "effect", "p (Bonferroni)", "CAV accuracy",
-                "significant"]
+        cols = [
+            "concept",
+            "class",
+            "TCAV score",
+            "random score",
+            "effect",
+            "p (Bonferroni)",
+            "CAV accuracy",
+            "significant",
+        ]
         cells = [[_cell(r[c]) for c in cols] for r in rows]
         widths = [max([len(c)] + [len(x[i]) for x in cells]) for i, c in enumerate(cols)]
         lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip()]
@@ -490,9 +500,7 @@ class TCAV:
             raise TargetError(f"classes {classes} has duplicates")
         for k in classes:
             if not 0 <= k < n_out:
-                raise TargetError(
-                    f"class {k} is out of range for a model with {n_out} outputs (valid: 0..{n_out - 1})"
-                )
+                raise TargetError(f"class {k} is out of range for a model with {n_out} outputs (valid: 0..{n_out - 1})")
             if lab is not None and not bool((lab == k).any()):
                 present = ", ".join(str(v) for v in sorted(set(lab.tolist()))[:10])
                 raise TargetError(
@@ -549,11 +557,11 @@ class TCAV:
         """Counterpart sets ``r_i`` and the random runs for concepts of ``n`` examples per
         run: (counterparts, scores (n_classes, R), accuracies (R,))."""
         r = self.random_runs
-        negs = [pool[perm[i * n:(i + 1) * n]] for i in range(r)]
+        negs = [pool[perm[i * n : (i + 1) * n]] for i in range(r)]
         if self.protocol == "disjoint":
-            fakes = [pool[perm[(r + i) * n:(r + i + 1) * n]] for i in range(r)]
+            fakes = [pool[perm[(r + i) * n : (r + i + 1) * n]] for i in range(r)]
         else:
-            fakes = [pool[perm[r * n:(r + 1) * n]]] * r
+            fakes = [pool[perm[r * n : (r + 1) * n]]] * r
         scores, accs = [], []
         for i in range(r):
             _, acc, sc = self._run(fakes[i], negs[i], grads, classes, mix_seed(self.seed, *key, i))
@@ -565,7 +573,7 @@ class TCAV:
         """The concept's runs: (vectors (R, D), scores (n_classes, R), accuracies (R,))."""
         vecs, scores, accs = [], [], []
         for i in range(self.random_runs):
-            pos = acts[perm[i * n:(i + 1) * n]] if self.protocol == "disjoint" else acts
+            pos = acts[perm[i * n : (i + 1) * n]] if self.protocol == "disjoint" else acts
             v, acc, sc = self._run(pos, negs[i], grads, classes, mix_seed(self.seed, *key, i))
             vecs.append(v)
             scores.append(sc)

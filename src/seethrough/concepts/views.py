@@ -52,10 +52,26 @@ def plot_tcav(result: TCAVResult, *, ax=None):
         r = result.random_scores[:, j, :].numpy()
         pos = x - 0.4 + width * (j + 0.5)
         se = s.std(axis=1, ddof=1) / np.sqrt(runs) if runs > 1 else np.zeros(n_c)
-        ax.bar(pos, s.mean(axis=1), width * 0.9, yerr=se, capsize=2, label=f"class {result.class_label(j)}",
-               color=f"C{j}", alpha=0.9)
-        ax.scatter(pos, r.mean(axis=1), marker="_", s=260, linewidths=2, color="k", zorder=3,
-                   label="random runs (mean)" if j == 0 else None)
+        ax.bar(
+            pos,
+            s.mean(axis=1),
+            width * 0.9,
+            yerr=se,
+            capsize=2,
+            label=f"class {result.class_label(j)}",
+            color=f"C{j}",
+            alpha=0.9,
+        )
+        ax.scatter(
+            pos,
+            r.mean(axis=1),
+            marker="_",
+            s=260,
+            linewidths=2,
+            color="k",
+            zorder=3,
+            label="random runs (mean)" if j == 0 else None,
+        )
         for i in range(n_c):
             if bool(result.significant[i, j]):
                 ax.text(pos[i], min(1.05, s[i].mean() + se[i] + 0.03), "*", ha="center", fontsize=13)
@@ -100,8 +116,8 @@ def _examples(
     maps: dict[tuple[str, int], list[Tensor]] = {key: [] for key in peaks}
     with model_guard(model, method="unit examples"):
         for _, acts in stream_activations(model, modules, images):
-            for (name, unit) in peaks:
-                a = acts[name][:, unit:unit + 1].float().cpu()
+            for name, unit in peaks:
+                a = acts[name][:, unit : unit + 1].float().cpu()
                 peaks[(name, unit)].append(a.flatten(1).amax(dim=1))
                 maps[(name, unit)].append(a)
     out = {}
@@ -113,7 +129,9 @@ def _examples(
     return out
 
 
-def unit_examples(model: nn.Module, layer: str, unit: int, threshold: float, images: Tensor, *, k: int = 4) -> tuple[Tensor, Tensor]:
+def unit_examples(
+    model: nn.Module, layer: str, unit: int, threshold: float, images: Tensor, *, k: int = 4
+) -> tuple[Tensor, Tensor]:
     """The ``k`` images where ``unit`` of ``layer`` responds most (largest maximum), and
     where its upsampled map exceeds ``threshold`` there: ``(images (k, C, H, W), masks
     (k, H, W))``."""
@@ -123,7 +141,9 @@ def unit_examples(model: nn.Module, layer: str, unit: int, threshold: float, ima
     return _examples(model, {name: [unit]}, {name: thr}, images, k)[(name, unit)]
 
 
-def _unit_strips_html(model, result: DissectionResult, scenes: ConceptMasks, picks: dict[str, Sequence[int]], k: int) -> str:
+def _unit_strips_html(
+    model, result: DissectionResult, scenes: ConceptMasks, picks: dict[str, Sequence[int]], k: int
+) -> str:
     from ..report.html import _esc, _img_tag
     from ..report.plot import array_to_png, mask_overlay
 
@@ -138,7 +158,7 @@ def _unit_strips_html(model, result: DissectionResult, scenes: ConceptMasks, pic
             for i in range(imgs.shape[0]):
                 png = array_to_png(mask_overlay(imgs[i], masks[i], color="magenta", alpha=0.15, dim_outside=0.5))
                 cells.append(f"<td>{_img_tag(png, alt=f'unit {unit} example {i}')}</td>")
-            head = f"unit {unit}<span class=\"st-sub\">{_esc(d.labels[unit])} (IoU {float(d.best_iou[unit]):.3f})</span>"
+            head = f'unit {unit}<span class="st-sub">{_esc(d.labels[unit])} (IoU {float(d.best_iou[unit]):.3f})</span>'
             rows.append(f"<tr><th>{head}</th>{''.join(cells)}</tr>")
         html.append(
             f'<div class="st-gridwrap"><table class="st-grid"><caption>{_esc(layer)}: where the unit exceeds its '
@@ -147,15 +167,26 @@ def _unit_strips_html(model, result: DissectionResult, scenes: ConceptMasks, pic
     return "".join(html)
 
 
-def add_tcav(report: HtmlReport, result: TCAVResult, *, null: NullCheckResult | Sequence[NullCheckResult] | None = None) -> HtmlReport:
+def add_tcav(
+    report: HtmlReport, result: TCAVResult, *, null: NullCheckResult | Sequence[NullCheckResult] | None = None
+) -> HtmlReport:
     """The result as a bar plot, its table and the protocol; with ``null``, the measured
     false-positive rate(s) of the protocol(s)."""
-    report.add_figure(plot_tcav(result), caption="TCAV score per concept and class (error bars: standard error "
-                      "over runs); black ticks: mean score of the random runs each is compared with.")
+    report.add_figure(
+        plot_tcav(result),
+        caption="TCAV score per concept and class (error bars: standard error "
+        "over runs); black ticks: mean score of the random runs each is compared with.",
+    )
     rows = []
     for r in result.table():
-        rows.append({**r, "p": f"{r['p']:.2g}", "p (Bonferroni)": f"{r['p (Bonferroni)']:.2g}",
-                     "significant": "yes" if r["significant"] else "no"})
+        rows.append(
+            {
+                **r,
+                "p": f"{r['p']:.2g}",
+                "p (Bonferroni)": f"{r['p (Bonferroni)']:.2g}",
+                "significant": "yes" if r["significant"] else "no",
+            }
+        )
     report.add_table(rows)
     s = result.settings
     report.add_paragraph(
@@ -166,8 +197,11 @@ def add_tcav(report: HtmlReport, result: TCAVResult, *, null: NullCheckResult | 
     )
     nulls = [] if null is None else ([null] if isinstance(null, NullCheckResult) else list(null))
     if nulls:
-        report.add_table(_null_rows(nulls), caption="Null check: random image sets posed as concepts; a calibrated "
-                         "test calls at most the level's share of them significant.")
+        report.add_table(
+            _null_rows(nulls),
+            caption="Null check: random image sets posed as concepts; a calibrated "
+            "test calls at most the level's share of them significant.",
+        )
     return report
 
 
@@ -176,17 +210,20 @@ def _null_rows(nulls: Sequence[NullCheckResult]) -> list[dict[str, Any]]:
     for n in nulls:
         s = n.settings
         plain = s.get("min_accuracy") == 0 and s.get("min_effect") == 0
-        rows.append({
-            "protocol": s.get("protocol"),
-            "runs": s.get("random_runs"),
-            "decision rule": "t-test only" if plain
-            else f"t-test, |effect| >= {s.get('min_effect')}, CAV accuracy >= {s.get('min_accuracy')}",
-            "trials": n.trials,
-            "random sets called significant": n.n_false_positives,
-            "false-positive rate": round(n.false_positive_rate, 3),
-            "95% interval": f"{n.interval[0]:.3f}-{n.interval[1]:.3f}",
-            "level": n.significance,
-        })
+        rows.append(
+            {
+                "protocol": s.get("protocol"),
+                "runs": s.get("random_runs"),
+                "decision rule": "t-test only"
+                if plain
+                else f"t-test, |effect| >= {s.get('min_effect')}, CAV accuracy >= {s.get('min_accuracy')}",
+                "trials": n.trials,
+                "random sets called significant": n.n_false_positives,
+                "false-positive rate": round(n.false_positive_rate, 3),
+                "95% interval": f"{n.interval[0]:.3f}-{n.interval[1]:.3f}",
+                "level": n.significance,
+            }
+        )
     return rows
 
 

@@ -35,10 +35,10 @@ or a tensor file.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -433,7 +433,7 @@ class ConceptScenes:
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
-    def subset(self, idx: slice | Sequence[int] | torch.Tensor) -> "ConceptScenes":
+    def subset(self, idx: slice | Sequence[int] | torch.Tensor) -> ConceptScenes:
         """The scenes selected by ``idx`` (a slice, indices or a boolean mask)."""
         if not isinstance(idx, slice):
             idx = torch.as_tensor(idx)
@@ -547,9 +547,7 @@ def load_concept_images(
         else:
             raise InputError(f"concept source {str(path)!r} is neither a folder of images nor a tensor file")
     if x.dim() != 4:
-        raise InputError(
-            f"{what} must hold images shaped (N, C, H, W), got shape {tuple(x.shape)}"
-        )
+        raise InputError(f"{what} must hold images shaped (N, C, H, W), got shape {tuple(x.shape)}")
     if not x.dtype.is_floating_point:
         x = x.float()
     return x

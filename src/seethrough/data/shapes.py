@@ -20,9 +20,9 @@ coordinate grids, polygons are intersections of half-planes.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -278,8 +278,9 @@ def _distractor(rng: np.random.Generator, cv: _Canvas, cy: float, cx: float, siz
     return (u / a) ** 2 + (v / b) ** 2 <= 1.0
 
 
-def _place(rng: np.random.Generator, cv: _Canvas, extent: float, avoid: tuple[float, float, float] | None,
-           tries: int = 50) -> tuple[float, float] | None:
+def _place(
+    rng: np.random.Generator, cv: _Canvas, extent: float, avoid: tuple[float, float, float] | None, tries: int = 50
+) -> tuple[float, float] | None:
     """A centre for a disc of radius ``extent`` inside the image, clear of the corner
     boxes and (if given) of the disc ``avoid = (cy, cx, radius)``."""
     lo, hi = extent + 1.0, cv.size - extent - 1.0

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,7 +42,8 @@ __all__ = [
 
 #: What a metric accepts as maps: an attribution method (``seethrough.Attribution``, run on the
 #: inputs), an Explanation, or precomputed maps.
-MapSource = Union[Any, Explanation, Tensor, np.ndarray]
+MapSource = Any | Explanation | Tensor | np.ndarray
+
 
 @dataclass(frozen=True, eq=False)
 class MetricResult(Result):
@@ -199,7 +200,12 @@ def _check_finite_nonzero(maps: Tensor, inputs: Tensor, *, allow_zero: bool, wha
     n, spatial = inputs.shape[0], tuple(inputs.shape[2:])
     ok = (
         tuple(maps.shape) == tuple(inputs.shape)
-        or (maps.dim() == inputs.dim() and maps.shape[0] == n and maps.shape[1] == 1 and tuple(maps.shape[2:]) == spatial)
+        or (
+            maps.dim() == inputs.dim()
+            and maps.shape[0] == n
+            and maps.shape[1] == 1
+            and tuple(maps.shape[2:]) == spatial
+        )
         or (tuple(maps.shape) == (n, *spatial) and inputs.dim() > 2)
     )
     if not ok:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Mapping
-from typing import Any, Union
+from typing import Any
 
 from torch import nn
 
@@ -14,7 +14,7 @@ from .._core.errors import ConfigError, InputError
 
 __all__ = ["MethodFactory", "method_factory"]
 
-MethodFactory = Union[str, Callable[[nn.Module], Any], Any]
+MethodFactory = str | Callable[[nn.Module], Any] | Any
 
 
 def _attribution_type():
@@ -126,9 +126,7 @@ def method_factory(method: Any, model: nn.Module, *, layer=None) -> tuple[str, C
     if callable(method):
         probe = method(model)
         if not isinstance(probe, Attribution):
-            raise InputError(
-                f"a method factory must return a seethrough Attribution, got {type(probe).__name__}"
-            )
+            raise InputError(f"a method factory must return a seethrough Attribution, got {type(probe).__name__}")
         return probe.name, method
     raise InputError(
         f"cannot use {type(method).__name__} as a method: give a registry name (see "

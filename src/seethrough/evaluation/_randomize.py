@@ -39,7 +39,7 @@ def _is_batchnorm(module: nn.Module) -> bool:
 
 
 def _how(module: nn.Module) -> str | None:
-    """"reset" (its own reset_parameters), "gaussian" (the fallback) or None (cannot)."""
+    """ "reset" (its own reset_parameters), "gaussian" (the fallback) or None (cannot)."""
     if callable(getattr(module, "reset_parameters", None)):
         return "reset"
     w = getattr(module, "weight", None)
@@ -198,4 +198,3 @@ def _copy_model(model: nn.Module) -> nn.Module:
     for p in work.parameters():
         p.grad = None
     return work.eval()
-

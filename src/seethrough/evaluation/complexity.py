@@ -100,8 +100,11 @@ class Sparseness(ComplexityMetric):
         ranked = a.sort(dim=1).values
         weights = 2.0 * torch.arange(1, n_features + 1, dtype=torch.float64) - n_features - 1
         values = (ranked * weights).sum(dim=1) / (n_features * _per_sample_total(a))
-        return Score(values, settings={"reduce": run.settings["reduce"]},
-                     extras={"n_features": n_features, "max_value": 1.0 - 1.0 / n_features})
+        return Score(
+            values,
+            settings={"reduce": run.settings["reduce"]},
+            extras={"n_features": n_features, "max_value": 1.0 - 1.0 / n_features},
+        )
 
 
 class EntropyComplexity(ComplexityMetric):
@@ -124,8 +127,11 @@ class EntropyComplexity(ComplexityMetric):
     def score(self, run: ComplexityRun) -> Score:
         a = run.features
         p = a / _per_sample_total(a).unsqueeze(1)
-        return Score(-torch.xlogy(p, p).sum(dim=1), settings={"reduce": run.settings["reduce"]},
-                     extras={"n_features": a.shape[1], "max_value": math.log(a.shape[1])})
+        return Score(
+            -torch.xlogy(p, p).sum(dim=1),
+            settings={"reduce": run.settings["reduce"]},
+            extras={"n_features": a.shape[1], "max_value": math.log(a.shape[1])},
+        )
 
 
 class EffectiveComplexity(ComplexityMetric):
@@ -155,8 +161,11 @@ class EffectiveComplexity(ComplexityMetric):
         top = a.amax(dim=1, keepdim=True)
         counts = (a > eps * top).sum(dim=1).double()
         counts = torch.where(top.squeeze(1) > 0, counts, torch.nan)
-        return Score(counts, settings={"eps": eps, "reduce": run.settings["reduce"]},
-                     extras={"n_features": a.shape[1], "fraction": counts / a.shape[1]})
+        return Score(
+            counts,
+            settings={"eps": eps, "reduce": run.settings["reduce"]},
+            extras={"n_features": a.shape[1], "fraction": counts / a.shape[1]},
+        )
 
 
 sparseness = Sparseness()

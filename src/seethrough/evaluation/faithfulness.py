@@ -135,6 +135,7 @@ class _Setup(MetricRun):
         """Per-feature masks ``(rows, P)`` as masks broadcastable to rows of the inputs."""
         return m.reshape(m.shape[0], *self.grid) if self.x.dim() == 2 else m.reshape(m.shape[0], 1, *self.grid)
 
+
 def _grid(x: Tensor) -> tuple[int, ...]:
     return (int(x.shape[1]),) if x.dim() == 2 else tuple(int(s) for s in x.shape[2:])
 
@@ -245,14 +246,12 @@ def _setup(
     x = check_inputs(model, inputs)
     if x.dim() < 2:
         raise InputError(
-            f"inputs of shape {tuple(x.shape)} cannot be evaluated: give a batch (N, C, H, W), "
-            f"(N, C, ...) or (N, D)"
+            f"inputs of shape {tuple(x.shape)} cannot be evaluated: give a batch (N, C, H, W), (N, C, ...) or (N, D)"
         )
     if _is_target_object(target) and output != default_output:
         desc = as_target(target).describe()
         how = (
-            "to score output='accuracy', give the class as an int or indices (target=c) instead "
-            "of a Target object"
+            "to score output='accuracy', give the class as an int or indices (target=c) instead of a Target object"
             if output == "accuracy"
             else f"set the output on the Target instead, e.g. target=Class(c, output={output!r}) or "
             f"Predicted(output={output!r}), and leave output= at its default {default_output!r}; or "
@@ -278,8 +277,21 @@ def _setup(
         if m.dim() == 3 and m.shape[0] == x.shape[0] and m.shape[1] == 1 and m.shape[2] == x.shape[1]:
             maps = m.reshape(x.shape)  # (N, 1, D) maps of (N, D) inputs
     resolved = resolve_maps(maps, x, model=model, target=target)
-    return _Setup(model, x, resolved, t, settings, seed, batching, source, n_eval,
-                  record={"target": t.describe(), "maps": source}, indices=indices, output=used, method=method)
+    return _Setup(
+        model,
+        x,
+        resolved,
+        t,
+        settings,
+        seed,
+        batching,
+        source,
+        n_eval,
+        record={"target": t.describe(), "maps": source},
+        indices=indices,
+        output=used,
+        method=method,
+    )
 
 
 def _score_rows(
@@ -311,7 +323,13 @@ def _score_rows(
 
 
 def _check_finite_scores(
-    scores: Tensor, setup: _Setup, *, method: str, per: int, describe: Callable[[int], str], fix: str,
+    scores: Tensor,
+    setup: _Setup,
+    *,
+    method: str,
+    per: int,
+    describe: Callable[[int], str],
+    fix: str,
     clean: int | None,
 ) -> None:
     """Refuse NaN or inf scores: they would turn the metric's value into NaN silently."""
@@ -342,7 +360,6 @@ def _check_finite_scores(
     )
 
 
-
 def _order(values: Tensor, seed: int, *, descending: bool) -> Tensor:
     """Per-row order of features by value, ties broken by seeded random keys."""
     keys = torch.rand(values.shape, generator=generator(seed), dtype=torch.float64)
@@ -356,7 +373,6 @@ def _ranks(order: Tensor) -> Tensor:
     ranks = torch.empty_like(order)
     ranks.scatter_(1, order, torch.arange(order.shape[1]).expand_as(order).contiguous())
     return ranks
-
 
 
 def _reference(spec: Any, x: Tensor, seed: int, what: str) -> Tensor:
@@ -401,7 +417,6 @@ def _counts(n_features: int, steps: int) -> Tensor:
     return (2 * k * n_features + steps) // (2 * steps)
 
 
-
 class FaithfulnessMetric(Metric):
     """A metric that perturbs the inputs according to the map and scores the target on the
     perturbed inputs (see the module docstring): ``prepare`` validates the inputs, fixes the
@@ -426,8 +441,17 @@ class FaithfulnessMetric(Metric):
 
     def prepare(self, model, inputs, maps, *, target, batching, seed, settings) -> _Setup:
         settings = self.check(settings)
-        return _setup(model, inputs, maps, target, settings, seed=seed, batching=batching, method=self.name,
-                      default_output=self.defaults["output"])
+        return _setup(
+            model,
+            inputs,
+            maps,
+            target,
+            settings,
+            seed=seed,
+            batching=batching,
+            method=self.name,
+            default_output=self.defaults["output"],
+        )
 
 
 # =========================================================================== deletion / insertion
@@ -441,7 +465,8 @@ class _CurveMetric(FaithfulnessMetric):
         settings = super().check(settings)
         if settings["steps"] is not None:
             settings["steps"] = _check_int(
-                "steps", settings["steps"], hint=" (the number of removal steps; None: one image row per step)")
+                "steps", settings["steps"], hint=" (the number of removal steps; None: one image row per step)"
+            )
         return settings
 
     def score(self, setup: _Setup) -> Score:
@@ -472,15 +497,23 @@ class _CurveMetric(FaithfulnessMetric):
         fractions = counts.double() / n_feat
         verb = "removed" if name == "deletion" else "inserted"
         scores = _score_rows(
-            setup, n * per, rows, per=per,
+            setup,
+            n * per,
+            rows,
+            per=per,
             describe=lambda k: f"step {k} of {steps}, {float(fractions[k]):.3g} of the features {verb}",
             fix="e.g. baseline='blur' or 'mean'" if name == "deletion" else "e.g. baseline='blur'",
             clean=0 if name == "deletion" else steps,
         ).reshape(n, per)
         return Score(
             torch.trapezoid(scores, fractions, dim=1),
-            settings={"steps": steps, "baseline": _describe(baseline), "output": setup.output, "reduce": reduce,
-                      "seed": seed},
+            settings={
+                "steps": steps,
+                "baseline": _describe(baseline),
+                "output": setup.output,
+                "reduce": reduce,
+                "seed": seed,
+            },
             curves={"scores": scores, "fractions": fractions},
             extras={"clean_score": scores[:, 0].clone(), "final_score": scores[:, -1].clone()},
         )
@@ -556,7 +589,6 @@ def _region_ids(grid: tuple[int, ...], patch_size: int) -> tuple[Tensor, int]:
     return ids.reshape(-1), math.prod(counts)
 
 
-
 class RegionPerturbation(FaithfulnessMetric):
     """Region perturbation (Samek et al., 2017; pixel flipping of Bach et al., 2015, with
     ``patch_size=1``): AOPC of the most and of the least relevant regions first.
@@ -595,8 +627,11 @@ class RegionPerturbation(FaithfulnessMetric):
     def check(self, settings):
         settings = super().check(settings)
         settings["patch_size"] = _check_int(
-            "patch_size", settings["patch_size"], hint=" (side of the square regions, in pixels)")
-        settings["steps"] = _check_int("steps", settings["steps"], hint=" (the number of regions perturbed, one per step)")
+            "patch_size", settings["patch_size"], hint=" (side of the square regions, in pixels)"
+        )
+        settings["steps"] = _check_int(
+            "steps", settings["steps"], hint=" (the number of regions perturbed, one per step)"
+        )
         return settings
 
     def score(self, setup: _Setup) -> Score:
@@ -628,9 +663,13 @@ class RegionPerturbation(FaithfulnessMetric):
             return torch.where(chosen, pert[bs], x[bs]), bs
 
         scores = _score_rows(
-            setup, n * per, rows, per=per,
-            describe=lambda j: "the clean input" if j == 0 else (
-                f"MoRF step {j} of {L}" if j <= L else f"LeRF step {j - L} of {L}"),
+            setup,
+            n * per,
+            rows,
+            per=per,
+            describe=lambda j: (
+                "the clean input" if j == 0 else (f"MoRF step {j} of {L}" if j <= L else f"LeRF step {j - L} of {L}")
+            ),
             fix="e.g. perturbation='blur' or 'mean'",
         ).reshape(n, per)
         clean = scores[:, :1]
@@ -638,8 +677,15 @@ class RegionPerturbation(FaithfulnessMetric):
         lerf_curve = torch.cat([clean, scores[:, L + 1 :]], dim=1)
         aopc_morf = (clean - morf_curve).mean(dim=1)
         aopc_lerf = (clean - lerf_curve).mean(dim=1)
-        settings = {"patch_size": patch_size, "steps": L, "perturbation": _describe(perturbation), "output": setup.output,
-                    "reduce": reduce, "seed": seed, "regions": n_regions}
+        settings = {
+            "patch_size": patch_size,
+            "steps": L,
+            "perturbation": _describe(perturbation),
+            "output": setup.output,
+            "reduce": reduce,
+            "seed": seed,
+            "regions": n_regions,
+        }
         return Score(
             aopc_morf - aopc_lerf,
             settings=settings,
@@ -653,9 +699,14 @@ class RegionPerturbation(FaithfulnessMetric):
 # Neighbour weights of the noisy linear imputation (Rong et al. 2022): direct neighbours
 # 1/6, diagonal neighbours 1/12.
 _NEIGHBOURS = (
-    (-1, -1, 1 / 12), (-1, 0, 1 / 6), (-1, 1, 1 / 12),
-    (0, -1, 1 / 6), (0, 1, 1 / 6),
-    (1, -1, 1 / 12), (1, 0, 1 / 6), (1, 1, 1 / 12),
+    (-1, -1, 1 / 12),
+    (-1, 0, 1 / 6),
+    (-1, 1, 1 / 12),
+    (0, -1, 1 / 6),
+    (0, 1, 1 / 6),
+    (1, -1, 1 / 12),
+    (1, 0, 1 / 6),
+    (1, 1, 1 / 12),
 )
 
 
@@ -695,18 +746,13 @@ def _linear_imputation(image: np.ndarray, removed: np.ndarray) -> np.ndarray:
     rows.append(np.arange(m))
     cols.append(np.arange(m))
     vals.append(diag)
-    A = sparse.csc_matrix(
-        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(m, m)
-    )
+    A = sparse.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(m, m))
     sol = np.asarray(spsolve(A, rhs)).reshape(m, C)
     out.reshape(C, H * W)[:, ids] = sol.T
     return out
 
 
-
-def noisy_linear_imputation(
-    image: Tensor, removed: Tensor, *, noise_std: float = 0.01, seed: int = 0
-) -> Tensor:
+def noisy_linear_imputation(image: Tensor, removed: Tensor, *, noise_std: float = 0.01, seed: int = 0) -> Tensor:
     """ROAD's noisy linear imputation (Rong et al., 2022) of one image.
 
     Every removed pixel ``p`` is set to the weighted mean of its (up to 8) neighbours inside
@@ -724,7 +770,9 @@ def noisy_linear_imputation(
     chw = img.unsqueeze(0) if img.dim() == 2 else img
     rm = torch.as_tensor(removed).bool()
     if tuple(rm.shape) != tuple(chw.shape[1:]):
-        raise InputError(f"removed must be a boolean (H, W) mask of shape {tuple(chw.shape[1:])}, got {tuple(rm.shape)}")
+        raise InputError(
+            f"removed must be a boolean (H, W) mask of shape {tuple(chw.shape[1:])}, got {tuple(rm.shape)}"
+        )
     noise_std = _check_float("noise_std", noise_std)
     out = _linear_imputation(chw.detach().double().cpu().numpy(), rm.cpu().numpy())
     res = torch.from_numpy(out)
@@ -749,7 +797,6 @@ def _check_road_fractions(fracs: list[float]) -> None:
             f"weight every fraction alike), got {fracs!r} with gaps {[round(g, 6) for g in gaps]}; "
             f"give e.g. {[round(fracs[0] + i * (fracs[-1] - fracs[0]) / (len(fracs) - 1), 6) for i in range(len(fracs))]!r}"
         )
-
 
 
 class ROAD(FaithfulnessMetric):
@@ -786,8 +833,12 @@ class ROAD(FaithfulnessMetric):
 
     name = "road"
     higher_is_better = True
-    defaults = {"percentages": (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9), "noise_std": 0.01, "output": "softmax",
-                "reduce": "sum"}
+    defaults = {
+        "percentages": (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+        "noise_std": 0.01,
+        "output": "softmax",
+        "reduce": "sum",
+    }
 
     def check(self, settings):
         settings = super().check(settings)
@@ -804,7 +855,8 @@ class ROAD(FaithfulnessMetric):
         _check_road_fractions(fracs)
         settings["percentages"] = fracs
         settings["noise_std"] = _check_float(
-            "noise_std", settings["noise_std"], hint=" (standard deviation of the imputation noise)")
+            "noise_std", settings["noise_std"], hint=" (standard deviation of the imputation noise)"
+        )
         return settings
 
     def score(self, setup: _Setup) -> Score:
@@ -848,13 +900,23 @@ class ROAD(FaithfulnessMetric):
             return out, torch.tensor(bs, device=x.device)
 
         scores = _score_rows(
-            setup, n * per, rows, per=per,
+            setup,
+            n * per,
+            rows,
+            per=per,
             describe=lambda j: f"{'MoRF' if j < K else 'LeRF'} with {fracs[j % K]:g} of the pixels imputed",
-            fix="e.g. a smaller noise_std", clean=None,
+            fix="e.g. a smaller noise_std",
+            clean=None,
         ).reshape(n, 2, K)
         morf_curve, lerf_curve = scores[:, 0], scores[:, 1]
         area_morf, area_lerf = morf_curve.mean(dim=1), lerf_curve.mean(dim=1)
-        settings = {"percentages": fracs, "noise_std": noise_std, "output": setup.output, "reduce": reduce, "seed": seed}
+        settings = {
+            "percentages": fracs,
+            "noise_std": noise_std,
+            "output": setup.output,
+            "reduce": reduce,
+            "seed": seed,
+        }
         return Score(
             area_lerf - area_morf,
             settings=settings,
@@ -899,7 +961,6 @@ def _square_masks(squares: Tensor, grid: tuple[int, int]) -> Tensor:
     in_r = (rr >= top) & (rr < top + side)
     in_c = (cc >= left) & (cc < left + side)
     return in_r[:, :, None] & in_c[:, None, :]
-
 
 
 def _removal_masks(perturbation: Any) -> Tensor | None:
@@ -965,8 +1026,16 @@ class Infidelity(FaithfulnessMetric):
     name = "infidelity"
     higher_is_better = False
     outputs = ("logit", "softmax")
-    defaults = {"perturbation": "gaussian", "n_perturbations": 100, "noise_std": 0.01, "square_sizes": None,
-                "baseline": 0.0, "scaling": "optimal", "output": "logit", "reduce": "sum"}
+    defaults = {
+        "perturbation": "gaussian",
+        "n_perturbations": 100,
+        "noise_std": 0.01,
+        "square_sizes": None,
+        "baseline": 0.0,
+        "scaling": "optimal",
+        "output": "logit",
+        "reduce": "sum",
+    }
 
     def check(self, settings):
         settings = super().check(settings)
@@ -992,7 +1061,12 @@ class Infidelity(FaithfulnessMetric):
             shape = tuple(x.shape[1:]) if per_element else grid
             phi = setup.maps.detach().double().cpu().reshape(n, -1) if per_element else setup.features(reduce)
             K = n_perturbations
-            dots = torch.stack([(_gaussian_perturbations(seed, b, K, shape, noise_std).reshape(K, -1) * phi[b]).sum(1) for b in range(n)])
+            dots = torch.stack(
+                [
+                    (_gaussian_perturbations(seed, b, K, shape, noise_std).reshape(K, -1) * phi[b]).sum(1)
+                    for b in range(n)
+                ]
+            )
             cache: dict[int, Tensor] = {}
 
             def noise_of(b: int) -> Tensor:
@@ -1007,8 +1081,12 @@ class Infidelity(FaithfulnessMetric):
                     delta = noise_of(b)[k]
                     out[i] -= delta if per_element else delta.unsqueeze(0)
                 return out
-            settings_extra = {"noise_std": noise_std, "n_perturbations": K,
-                              "granularity": "element" if per_element else "pixel"}
+
+            settings_extra = {
+                "noise_std": noise_std,
+                "n_perturbations": K,
+                "granularity": "element" if per_element else "pixel",
+            }
         else:
             if x.dim() != 4:
                 raise InputError(
@@ -1022,12 +1100,15 @@ class Infidelity(FaithfulnessMetric):
                 else:
                     sizes = [_check_int("square side", s) for s in square_sizes]
                     if not sizes or max(sizes) > min(H, W):
-                        raise ConfigError(f"square_sizes must be sides between 1 and {min(H, W)}, got {list(square_sizes)!r}")
+                        raise ConfigError(
+                            f"square_sizes must be sides between 1 and {min(H, W)}, got {list(square_sizes)!r}"
+                        )
                 K = n_perturbations
                 squares = _random_squares(seed, n, K, (H, W), sizes)
 
                 def masks_of(bs: Tensor, ks: Tensor) -> Tensor:
                     return _square_masks(squares[bs.cpu(), ks.cpu()], (H, W))
+
                 settings_extra = {"n_perturbations": K, "square_sizes": sizes}
             else:
                 m = explicit
@@ -1042,6 +1123,7 @@ class Infidelity(FaithfulnessMetric):
 
                 def masks_of(bs: Tensor, ks: Tensor) -> Tensor:
                     return m[bs.cpu(), ks.cpu()]
+
                 settings_extra = {"n_perturbations": K, "masks": list(explicit.shape)}
             ref = _reference(baseline, x, seed, "baseline")
             phi = setup.features(reduce)  # (N, P)
@@ -1053,6 +1135,7 @@ class Infidelity(FaithfulnessMetric):
             def perturbed(bs: Tensor, ks: Tensor) -> Tensor:
                 mk = masks_of(bs, ks).to(x.device).unsqueeze(1)
                 return torch.where(mk, ref[bs], x[bs])
+
             settings_extra["baseline"] = _describe(baseline)
 
         per = K + 1
@@ -1067,7 +1150,10 @@ class Infidelity(FaithfulnessMetric):
             return out, bs
 
         scores = _score_rows(
-            setup, n * per, rows, per=per,
+            setup,
+            n * per,
+            rows,
+            per=per,
             describe=lambda j: "the clean input" if j == 0 else f"{kind} perturbation {j - 1} of {K}",
             fix="e.g. a smaller noise_std" if kind == "gaussian" else "e.g. another baseline",
         ).reshape(n, per)
@@ -1077,8 +1163,14 @@ class Infidelity(FaithfulnessMetric):
         beta = torch.where(den > 0, (dots * drops).mean(dim=1) / den.clamp(min=1e-300), torch.zeros_like(den))
         scaled = ((beta[:, None] * dots - drops) ** 2).mean(dim=1)
         value = scaled if scaling == "optimal" else unscaled
-        settings = {"perturbation": kind, "scaling": scaling, "output": setup.output, "reduce": reduce, "seed": seed,
-                    **settings_extra}
+        settings = {
+            "perturbation": kind,
+            "scaling": scaling,
+            "output": setup.output,
+            "reduce": reduce,
+            "seed": seed,
+            **settings_extra,
+        }
         return Score(
             value,
             settings=settings,
@@ -1106,7 +1198,6 @@ def _pearson(a: Tensor, b: Tensor) -> Tensor:
     den = (a.pow(2).sum(dim=1) * b.pow(2).sum(dim=1)).sqrt()
     num = (a * b).sum(dim=1)
     return torch.where(den > 0, num / den.clamp(min=1e-300), torch.full_like(den, float("nan")))
-
 
 
 class FaithfulnessCorrelation(FaithfulnessMetric):
@@ -1139,7 +1230,8 @@ class FaithfulnessCorrelation(FaithfulnessMetric):
     def check(self, settings):
         settings = super().check(settings)
         settings["n_subsets"] = _check_int(
-            "n_subsets", settings["n_subsets"], low=2, hint=" (a correlation needs at least 2 subsets)")
+            "n_subsets", settings["n_subsets"], low=2, hint=" (a correlation needs at least 2 subsets)"
+        )
         subset_size = settings["subset_size"]
         if isinstance(subset_size, bool) or not isinstance(subset_size, (int, float, np.integer, np.floating)):
             raise ConfigError(f"subset_size must be an int (features) or a fraction in (0, 1), got {subset_size!r}")
@@ -1179,14 +1271,23 @@ class FaithfulnessCorrelation(FaithfulnessMetric):
             return torch.where(setup.expand(chosen), ref[bs], x[bs]), bs
 
         scores = _score_rows(
-            setup, n * per, rows, per=per,
+            setup,
+            n * per,
+            rows,
+            per=per,
             describe=lambda j: "the clean input" if j == 0 else f"subset {j - 1} of {K} replaced by the baseline",
             fix="e.g. baseline='mean'",
         ).reshape(n, per)
         drops = scores[:, :1] - scores[:, 1:]
         corr = _pearson(sums, drops)
-        settings = {"n_subsets": K, "subset_size": size, "baseline": _describe(baseline), "output": setup.output,
-                    "reduce": reduce, "seed": seed}
+        settings = {
+            "n_subsets": K,
+            "subset_size": size,
+            "baseline": _describe(baseline),
+            "output": setup.output,
+            "reduce": reduce,
+            "seed": seed,
+        }
         return Score(corr, settings=settings, extras={"drops": drops, "map_sums": sums})
 
 

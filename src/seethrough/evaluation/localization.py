@@ -87,8 +87,9 @@ class LocalizationMetric(MapMetric):
         run = super().prepare(model, inputs, maps, target=target, batching=batching, seed=seed, settings=settings)
         pm = pixel_maps(run.maps, run.view, reduce=run.settings["reduce"]).double().cpu()
         n = pm.shape[0]
-        return LocalizationRun(**vars(run), flat=pm.reshape(n, -1), fmask=run.masks.reshape(n, -1).cpu(),
-                               spatial=tuple(pm.shape[1:]))
+        return LocalizationRun(
+            **vars(run), flat=pm.reshape(n, -1), fmask=run.masks.reshape(n, -1).cpu(), spatial=tuple(pm.shape[1:])
+        )
 
 
 # --------------------------------------------------------------------------- metrics
@@ -174,8 +175,11 @@ class RelevanceMassAccuracy(LocalizationMetric):
         total = pos.sum(dim=1)
         inside = (pos * fmask).sum(dim=1)
         values = torch.where(total > 0, inside / torch.where(total > 0, total, 1.0), torch.nan)
-        return Score(values, settings={"reduce": run.settings["reduce"]},
-                     extras={"area_fraction": fmask.double().mean(dim=1), "positive_mass": total})
+        return Score(
+            values,
+            settings={"reduce": run.settings["reduce"]},
+            extras={"area_fraction": fmask.double().mean(dim=1), "positive_mass": total},
+        )
 
 
 class RelevanceRankAccuracy(LocalizationMetric):
@@ -207,8 +211,11 @@ class RelevanceRankAccuracy(LocalizationMetric):
         n_above = above.sum(dim=1).double()
         tied_inside = (tied & fmask).sum(dim=1).double()
         hits = (above & fmask).sum(dim=1).double() + (k.double() - n_above) * tied_inside / tied.sum(dim=1).double()
-        return Score(hits / k.double(), settings={"reduce": run.settings["reduce"]},
-                     extras={"area_fraction": fmask.double().mean(dim=1), "k": k})
+        return Score(
+            hits / k.double(),
+            settings={"reduce": run.settings["reduce"]},
+            extras={"area_fraction": fmask.double().mean(dim=1), "k": k},
+        )
 
 
 class MaskIoU(LocalizationMetric):
@@ -269,10 +276,18 @@ class MaskIoU(LocalizationMetric):
         precision = torch.where(size > 0, inter / size.clamp(min=1), torch.nan)
         return Score(
             inter / union,
-            settings={"threshold": s["threshold"], "value": s["value"], "absolute": bool(s["absolute"]),
-                      "reduce": s["reduce"], "seed": run.seed},
-            extras={"precision": precision, "recall": inter / fmask.sum(dim=1).double(),
-                    "selected_fraction": size / flat.shape[1]},
+            settings={
+                "threshold": s["threshold"],
+                "value": s["value"],
+                "absolute": bool(s["absolute"]),
+                "reduce": s["reduce"],
+                "seed": run.seed,
+            },
+            extras={
+                "precision": precision,
+                "recall": inter / fmask.sum(dim=1).double(),
+                "selected_fraction": size / flat.shape[1],
+            },
         )
 
 

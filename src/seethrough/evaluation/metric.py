@@ -113,7 +113,12 @@ class Metric:
     ) -> MetricResult:
         start = time.perf_counter()
         run = self.prepare(
-            model, inputs, maps, target=target, batching=batching, seed=check_seed(seed),
+            model,
+            inputs,
+            maps,
+            target=target,
+            batching=batching,
+            seed=check_seed(seed),
             settings=self._merge(self.configured, settings),
         )
         return self.result(run, self.score(run), seconds=time.perf_counter() - start)
@@ -126,7 +131,14 @@ class Metric:
         return settings
 
     def prepare(
-        self, model: nn.Module | None, inputs: Any, maps: Any, *, target: TargetLike, batching: Any, seed: int,
+        self,
+        model: nn.Module | None,
+        inputs: Any,
+        maps: Any,
+        *,
+        target: TargetLike,
+        batching: Any,
+        seed: int,
         settings: dict[str, Any],
     ) -> MetricRun:
         """Validate the settings and inputs and resolve the maps (overridden by families
@@ -235,5 +247,17 @@ class MapMetric(Metric):
             maps = maps.attribute(x, target=target)
             n_evaluations = int(maps.n_evaluations)
         resolved = resolve_maps(maps, view, model=model, target=target, allow_zero=self.allow_zero_maps)
-        return MapRun(model, x, resolved, target, settings, seed, batching, source, n_evaluations,
-                      record={"maps": source}, view=view, masks=masks)
+        return MapRun(
+            model,
+            x,
+            resolved,
+            target,
+            settings,
+            seed,
+            batching,
+            source,
+            n_evaluations,
+            record={"maps": source},
+            view=view,
+            masks=masks,
+        )

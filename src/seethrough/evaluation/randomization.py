@@ -547,8 +547,13 @@ def data_randomization_check(
         example_inputs=x[:k].detach().cpu().clone(),
         original_maps=comparer.original[:k].clone(),
         randomized_maps=examples,
-        settings={"similarity": list(measures), "channel_reduction": "sum", "thresholds": thr,
-                  "method_settings": _method_settings(method), "seed": seed},
+        settings={
+            "similarity": list(measures),
+            "channel_reduction": "sum",
+            "thresholds": thr,
+            "method_settings": _method_settings(method),
+            "seed": seed,
+        },
         n_evaluations=expl.n_evaluations + e.n_evaluations,
         seconds=time.perf_counter() - start,
     )
@@ -592,16 +597,24 @@ class ModelRandomization(Metric):
     family = "randomization"
     higher_is_better = False
     needs = frozenset({"model", "method"})
-    defaults = {"similarity": "spearman_abs", "layers": None, "include_batchnorm": True, "aggregate": "final",
-                "method_settings": None, "method_factory": None}
+    defaults = {
+        "similarity": "spearman_abs",
+        "layers": None,
+        "include_batchnorm": True,
+        "aggregate": "final",
+        "method_settings": None,
+        "method_factory": None,
+    }
     _AGGREGATES: ClassVar[tuple[str, ...]] = ("final", "mean")
 
     def check(self, settings):
         if not isinstance(settings["similarity"], str):
             raise ConfigError(f"similarity must be one measure name, got {settings['similarity']!r}")
         if settings["aggregate"] not in self._AGGREGATES:
-            raise ConfigError(f"aggregate must be 'final' (fully randomized model) or 'mean' (over the cascade), "
-                              f"got {settings['aggregate']!r}")
+            raise ConfigError(
+                f"aggregate must be 'final' (fully randomized model) or 'mean' (over the cascade), "
+                f"got {settings['aggregate']!r}"
+            )
         return super().check(settings)
 
     def prepare(self, model, inputs, maps, *, target, batching, seed, settings) -> _RandomizationRun:
@@ -613,9 +626,15 @@ class ModelRandomization(Metric):
             )
         settings = self.check(settings)
         check = ModelRandomizationCheck(
-            source, mode="cascading", layers=settings["layers"], similarity=(settings["similarity"],), seed=seed,
-            include_batchnorm=settings["include_batchnorm"], n_examples=0,
-            method_settings=settings["method_settings"], batching=batching,
+            source,
+            mode="cascading",
+            layers=settings["layers"],
+            similarity=(settings["similarity"],),
+            seed=seed,
+            include_batchnorm=settings["include_batchnorm"],
+            n_examples=0,
+            method_settings=settings["method_settings"],
+            batching=batching,
         ).run(model, inputs, target=target)
         return self.run_of(check, similarity=settings["similarity"], aggregate=settings["aggregate"])
 
@@ -628,8 +647,16 @@ class ModelRandomization(Metric):
         if aggregate not in self._AGGREGATES:
             raise ConfigError(f"aggregate must be 'final' or 'mean', got {aggregate!r}")
         return _RandomizationRun(
-            None, res.example_inputs, None, res.target, {"similarity": similarity, "aggregate": aggregate},
-            int(res.settings.get("seed", 0)), None, res.method, res.n_evaluations, check=res,
+            None,
+            res.example_inputs,
+            None,
+            res.target,
+            {"similarity": similarity, "aggregate": aggregate},
+            int(res.settings.get("seed", 0)),
+            None,
+            res.method,
+            res.n_evaluations,
+            check=res,
         )
 
     def score(self, run: _RandomizationRun) -> Score:
@@ -646,7 +673,9 @@ class ModelRandomization(Metric):
 model_randomization = ModelRandomization()
 
 
-def randomization_metric(res: SanityResult, *, similarity: str = "spearman_abs", aggregate: str = "final") -> MetricResult:
+def randomization_metric(
+    res: SanityResult, *, similarity: str = "spearman_abs", aggregate: str = "final"
+) -> MetricResult:
     """The :func:`model_randomization` metric read off a cascading check already run (so a
     report that shows the curves does not randomize twice)."""
     run = model_randomization.run_of(res, similarity=similarity, aggregate=aggregate)

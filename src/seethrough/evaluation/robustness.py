@@ -75,9 +75,11 @@ class SensitivityMetric(Metric):
     def check(self, settings):
         settings = super().check(settings)
         settings["radius"] = _check_float(
-            "radius", settings["radius"], strict=True, hint=" (half-width of the L-infinity ball of perturbations)")
+            "radius", settings["radius"], strict=True, hint=" (half-width of the L-infinity ball of perturbations)"
+        )
         settings["n_samples"] = _check_int(
-            "n_samples", settings["n_samples"], hint=" (perturbed copies re-explained per input)")
+            "n_samples", settings["n_samples"], hint=" (perturbed copies re-explained per input)"
+        )
         return settings
 
     def prepare(self, model, inputs, maps, *, target, batching, seed, settings) -> _SensitivityRun:
@@ -105,8 +107,18 @@ class SensitivityMetric(Metric):
         n_eval += int(exp.n_evaluations)
         phi = resolve_maps(exp, x, what=f"maps of {maps.name}").double().cpu().reshape(x.shape[0], -1)
         return _SensitivityRun(
-            model, x, None, t, settings, seed, batching, maps.name, n_eval,
-            record={"target": t.describe(), "maps": maps.name}, method=maps, phi=phi,
+            model,
+            x,
+            None,
+            t,
+            settings,
+            seed,
+            batching,
+            maps.name,
+            n_eval,
+            record={"target": t.describe(), "maps": maps.name},
+            method=maps,
+            phi=phi,
             shape=tuple(exp.attributions.shape[1:]),
         )
 
@@ -156,8 +168,12 @@ class SensitivityMetric(Metric):
         return sens
 
     def recorded(self, run: _SensitivityRun) -> dict[str, Any]:
-        return {"radius": run.settings["radius"], "n_samples": run.settings["n_samples"], "norm": "l2",
-                "seed": run.seed}
+        return {
+            "radius": run.settings["radius"],
+            "n_samples": run.settings["n_samples"],
+            "norm": "l2",
+            "seed": run.seed,
+        }
 
 
 class MaxSensitivity(SensitivityMetric):
@@ -180,8 +196,11 @@ class MaxSensitivity(SensitivityMetric):
 
     def score(self, run: _SensitivityRun) -> Score:
         sens = self.sensitivities(run)
-        return Score(sens.max(dim=1).values, settings=self.recorded(run),
-                     extras={"sensitivities": sens, "mean": sens.mean(dim=1)})
+        return Score(
+            sens.max(dim=1).values,
+            settings=self.recorded(run),
+            extras={"sensitivities": sens, "mean": sens.mean(dim=1)},
+        )
 
 
 class AvgSensitivity(SensitivityMetric):
@@ -201,8 +220,9 @@ class AvgSensitivity(SensitivityMetric):
 
     def score(self, run: _SensitivityRun) -> Score:
         sens = self.sensitivities(run)
-        return Score(sens.mean(dim=1), settings=self.recorded(run),
-                     extras={"sensitivities": sens, "max": sens.max(dim=1).values})
+        return Score(
+            sens.mean(dim=1), settings=self.recorded(run), extras={"sensitivities": sens, "max": sens.max(dim=1).values}
+        )
 
 
 max_sensitivity = MaxSensitivity()

@@ -69,8 +69,10 @@ def _pair(a: object, b: object, what: str) -> tuple[Tensor, Tensor]:
     ta = torch.as_tensor(a).detach()
     tb = torch.as_tensor(b).detach()
     if ta.shape != tb.shape:
-        raise InputError(f"{what}: the two batches of maps differ in shape, {tuple(ta.shape)} vs {tuple(tb.shape)}; "
-                         f"compare maps of the same inputs")
+        raise InputError(
+            f"{what}: the two batches of maps differ in shape, {tuple(ta.shape)} vs {tuple(tb.shape)}; "
+            f"compare maps of the same inputs"
+        )
     if ta.dim() < 2:
         raise InputError(f"{what}: maps need a batch axis, got shape {tuple(ta.shape)}; use maps[None] for one map")
     if ta.shape[0] == 0:

@@ -71,8 +71,9 @@ def _fix_target(model: nn.Module, x: Tensor, target) -> tuple[Any, Tensor | None
     return idx, idx
 
 
-def family_rankings(results: Mapping[str, Mapping[str, MetricResult]], specs: Sequence[MetricSpec],
-                    names: Sequence[str]) -> dict[str, dict[str, float]]:
+def family_rankings(
+    results: Mapping[str, Mapping[str, MetricResult]], specs: Sequence[MetricSpec], names: Sequence[str]
+) -> dict[str, dict[str, float]]:
     """``{family: {method: mean rank}}``: each metric ranks only the methods that have a value
     for it (a missing value is not a bad one); a method's family rank is its mean over the
     metrics it has (NaN if none)."""
@@ -86,7 +87,8 @@ def family_rankings(results: Mapping[str, Mapping[str, MetricResult]], specs: Se
                 per_metric.append(_ranks(vals, s.higher_is_better))
         if per_metric:
             rankings[fam] = {
-                m: float(np.mean([r[m] for r in per_metric if m in r])) if any(m in r for r in per_metric)
+                m: float(np.mean([r[m] for r in per_metric if m in r]))
+                if any(m in r for r in per_metric)
                 else float("nan")
                 for m in names
             }
@@ -237,7 +239,7 @@ def trust_report(
         if any(s.name == "insertion" for s in specs) and "baseline" not in settings.get("insertion", {}):
             settings["insertion"] = {"baseline": 0.0, **settings.get("insertion", {})}
             notes.append("insertion starts from zeros here (its blurred start needs images).")
-    for name, defaults in (REPORT_DEFAULTS.items() if images else ()):
+    for name, defaults in REPORT_DEFAULTS.items() if images else ():
         if any(s.name == name for s in specs):
             changed = {k: v for k, v in defaults.items() if k not in settings.get(name, {})}
             if changed:
@@ -288,20 +290,30 @@ def trust_report(
             if spec.family == "randomization":
                 kwargs.setdefault("method_factory", factory)
             shared = results[name].get("max_sensitivity")
-            if (spec.name == "avg_sensitivity" and shared is not None
-                    and settings.get("avg_sensitivity", {}) == settings.get("max_sensitivity", {})):
+            if (
+                spec.name == "avg_sensitivity"
+                and shared is not None
+                and settings.get("avg_sensitivity", {}) == settings.get("max_sensitivity", {})
+            ):
                 # Same seed and settings give the same draws: the mean is in max_sensitivity's extras.
                 results[name][spec.name] = MetricResult(
-                    name="avg_sensitivity", values=shared.extras["mean"], higher_is_better=False,
-                    settings=shared.settings, extras={"sensitivities": shared.extras["sensitivities"],
-                                                      "max": shared.values, "shared_with": "max_sensitivity"},
+                    name="avg_sensitivity",
+                    values=shared.extras["mean"],
+                    higher_is_better=False,
+                    settings=shared.settings,
+                    extras={
+                        "sensitivities": shared.extras["sensitivities"],
+                        "max": shared.values,
+                        "shared_with": "max_sensitivity",
+                    },
                 )
                 continue
             if spec.name == "model_randomization" and randomization and not (set(kwargs) - {"method_factory"}):
                 # The curves below run the same cascade with every measure: read the metric off it.
                 try:
-                    sanity[name] = rnd.ModelRandomizationCheck(factory, mode="cascading", seed=seed,
-                                                               similarity=measures, batching=batching).run(model, x, target=fixed_target)
+                    sanity[name] = rnd.ModelRandomizationCheck(
+                        factory, mode="cascading", seed=seed, similarity=measures, batching=batching
+                    ).run(model, x, target=fixed_target)
                     results[name][spec.name] = rnd.randomization_metric(sanity[name])
                 except SeethroughError as e:
                     failures[name][spec.name] = f"{type(e).__name__}: {e}"
@@ -316,8 +328,9 @@ def trust_report(
         if randomization and name not in sanity and name not in sanity_failed and not over_budget():
             say(f"{name}: randomization curves")
             try:
-                check = rnd.ModelRandomizationCheck(factory, mode="cascading", seed=seed, similarity=measures,
-                                                    batching=batching)
+                check = rnd.ModelRandomizationCheck(
+                    factory, mode="cascading", seed=seed, similarity=measures, batching=batching
+                )
                 sanity[name] = check.run(model, x, target=fixed_target)
             except SeethroughError as e:
                 notes.append(f"{name}: the randomization curves could not be computed ({type(e).__name__}: {e}).")
@@ -325,8 +338,15 @@ def trust_report(
             say(f"{name}: data randomization")
             try:
                 data_rand[name] = rnd.data_randomization_check(
-                    factory, model, random_label_model, x, target=fixed_target, seed=seed, similarity=measures,
-                    batching=batching)
+                    factory,
+                    model,
+                    random_label_model,
+                    x,
+                    target=fixed_target,
+                    seed=seed,
+                    similarity=measures,
+                    batching=batching,
+                )
             except SeethroughError as e:
                 notes.append(f"{name}: the data randomization check failed ({type(e).__name__}: {e}).")
 

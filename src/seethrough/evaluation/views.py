@@ -94,9 +94,17 @@ def metric_html(result: MetricResult) -> str:
     rep = HtmlReport(result.name)
     rep.add_heading(result.name, level=3)
     rep.add_table(
-        [{"metric": result.name, "mean": result.mean, "std": result.std, "samples": result.values.numel(),
-          "better": "higher" if result.higher_is_better else "lower", "model rows": result.n_evaluations,
-          "seconds": result.seconds}]
+        [
+            {
+                "metric": result.name,
+                "mean": result.mean,
+                "std": result.std,
+                "samples": result.values.numel(),
+                "better": "higher" if result.higher_is_better else "lower",
+                "model rows": result.n_evaluations,
+                "seconds": result.seconds,
+            }
+        ]
     )
     rep.add_table([(k, _setting_text(v)) for k, v in result.settings.items()], ["setting", "value"])
     rep.add_figure(plot_metric(result), caption=f"{result.name} per sample or along its curve")
@@ -148,14 +156,15 @@ def plot_randomization_curves(
     ax.set_xticklabels(["original", *result.stages], rotation=60, ha="right", fontsize=7)
     ax.set_ylim(min(-0.2, ax.get_ylim()[0]), 1.05)
     ax.set_ylabel("similarity to original map")
-    what = {"cascading": "cascading randomization (output layer first)",
-            "independent": "independent randomization (one layer at a time)",
-            "data": "model trained on random labels"}.get(result.check, result.check)
+    what = {
+        "cascading": "cascading randomization (output layer first)",
+        "independent": "independent randomization (one layer at a time)",
+        "data": "model trained on random labels",
+    }.get(result.check, result.check)
     ax.set_title(f"{result.method}: {what}", fontsize=9)
     ax.legend(fontsize=7, loc="best")
     ax.grid(alpha=0.3)
     return fig
-
 
 
 def plot_randomization_examples(
@@ -208,7 +217,6 @@ def plot_randomization_examples(
     return fig
 
 
-
 def sanity_html(result: SanityResult) -> str:
     """An HTML fragment: the verdict per measure, the curves and (when kept) the example maps."""
     rep = HtmlReport(f"sanity check: {result.method}")
@@ -234,8 +242,11 @@ def _trust_page(report: TrustReport) -> HtmlReport:
     n = report.inputs.shape[0]
     rep.add_paragraph(
         f"{len(report.methods)} methods on {n} inputs; every map explains "
-        + ("the predicted class of each input (fixed before any method ran)." if report.target_indices is not None
-           else "the target given.")
+        + (
+            "the predicted class of each input (fixed before any method ran)."
+            if report.target_indices is not None
+            else "the target given."
+        )
         + f" Computed in {report.seconds:.1f} s."
     )
     for note in report.notes:
@@ -273,8 +284,9 @@ def _trust_page(report: TrustReport) -> HtmlReport:
             rep.add_figure(plot_randomization_curves(res), caption=f"{name}: {res.verdict_text()}")
     if report.data_randomization:
         rep.add_heading("Sanity check: data randomization")
-        rep.add_table([[name, res.verdict_text()] for name, res in report.data_randomization.items()],
-                      ["method", "verdict"])
+        rep.add_table(
+            [[name, res.verdict_text()] for name, res in report.data_randomization.items()], ["method", "verdict"]
+        )
 
     rep.add_heading("Example maps")
     rep.add_method_grid(

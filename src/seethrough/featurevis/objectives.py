@@ -224,9 +224,7 @@ def _check_index(value: Any, name: str) -> int:
 
 
 def _unit_range_error(what: str, index: int, n: int, where: str) -> TargetError:
-    return TargetError(
-        f"{what} {index} is out of range for {where} with {n} {what}s (valid: 0..{n - 1})"
-    )
+    return TargetError(f"{what} {index} is out of range for {where} with {n} {what}s (valid: 0..{n - 1})")
 
 
 class ChannelObjective(Term):
@@ -309,8 +307,7 @@ class NeuronObjective(Term):
             x = w // 2 if self.x is None else self.x
             if not (0 <= y < h and 0 <= x < w):
                 raise TargetError(
-                    f"position (y={y}, x={x}) is outside {where}'s {h}x{w} map "
-                    f"(valid: y 0..{h - 1}, x 0..{w - 1})"
+                    f"position (y={y}, x={x}) is outside {where}'s {h}x{w} map (valid: y 0..{h - 1}, x 0..{w - 1})"
                 )
             self._pos = (y, x)
 
@@ -635,8 +632,7 @@ def from_target(target: Any) -> Term:
         return target
     if not isinstance(target, _targets.Target):
         raise ConfigError(
-            f"from_target needs a seethrough Target (Channel, Neuron, Class, Custom, ...), got "
-            f"{type(target).__name__}"
+            f"from_target needs a seethrough Target (Channel, Neuron, Class, Custom, ...), got {type(target).__name__}"
         )
     exact = type(target) in (_targets.Channel, _targets.Neuron, _targets.Class)  # subclasses may score otherwise
     if exact and isinstance(target, _targets.Channel) and target.channel >= 0:

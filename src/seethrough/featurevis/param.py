@@ -277,9 +277,7 @@ def as_param(param: ImageParam | str) -> ImageParam:
         return param
     if isinstance(param, str) and param in _SPACES:
         return ImageParam(param)
-    raise ConfigError(
-        f"param must be 'fft', 'pixel' or an ImageParam(...), got {param!r}"
-    )
+    raise ConfigError(f"param must be 'fft', 'pixel' or an ImageParam(...), got {param!r}")
 
 
 @dataclass(frozen=True)
@@ -295,9 +293,7 @@ class InputSpace:
     @classmethod
     def build(cls, channels: int, input_range=None, mean=None, std=None) -> InputSpace:
         if input_range is not None and (mean is not None or std is not None):
-            raise ConfigError(
-                "give either input_range=(lo, hi) or mean/std normalisation, not both"
-            )
+            raise ConfigError("give either input_range=(lo, hi) or mean/std normalisation, not both")
         if mean is not None or std is not None:
             if mean is None or std is None:
                 raise ConfigError("mean and std normalisation need both mean= and std=")
@@ -330,8 +326,7 @@ def _per_channel(values, channels: int, name: str) -> tuple[float, ...]:
         vals = vals * channels
     if len(vals) != channels or not all(math.isfinite(v) for v in vals):
         raise ConfigError(
-            f"{name} has {len(vals)} values but the model takes {channels}-channel images; give "
-            f"one value or {channels}"
+            f"{name} has {len(vals)} values but the model takes {channels}-channel images; give one value or {channels}"
         )
     return tuple(vals)
 

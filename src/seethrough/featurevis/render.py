@@ -159,9 +159,7 @@ def _size_error(model, channels, hw, device, error, *, transformed=None) -> Inpu
     what = f"{channels}x{h}x{w} images"
     if h == w and h in sizes and (transformed is None or tuple(transformed) == (h, w)):
         # the size is fine: something else failed
-        return InputError(
-            f"the model's forward pass failed on {what} during feature visualization: {error}"
-        )
+        return InputError(f"the model's forward pass failed on {what} during feature visualization: {error}")
     if transformed is not None:
         what += f" (size {transformed[0]}x{transformed[1]} after the transforms)"
     if sizes:
@@ -272,7 +270,10 @@ class FeatureVisualizer:
 
     # -- public ------------------------------------------------------------------------
     def render(
-        self, objective: Objective | Sequence[Objective], *, batch: int | None = None,
+        self,
+        objective: Objective | Sequence[Objective],
+        *,
+        batch: int | None = None,
         progress: Progress | None = None,
     ) -> FeatureVisualization:
         """Optimise ``batch`` images for one objective, or one image per objective of a list."""
@@ -287,8 +288,12 @@ class FeatureVisualizer:
         return self._result(res, [plan], setup, start, layer=None, channels=None)
 
     def visualize_channels(
-        self, layer: LayerRef, channels: Sequence[int] | None = None, *,
-        batching: Batching | int | None = None, progress: Progress | None = None,
+        self,
+        layer: LayerRef,
+        channels: Sequence[int] | None = None,
+        *,
+        batching: Batching | int | None = None,
+        progress: Progress | None = None,
     ) -> FeatureVisualization:
         """One image per channel of ``layer`` (all channels when ``channels`` is None):
         image ``k`` maximises the mean over positions of channel ``channels[k]`` (a
@@ -364,7 +369,9 @@ class FeatureVisualizer:
         param._check(channels)
         if isinstance(self.transforms, str):
             if self.transforms != "standard":
-                raise ConfigError(f"transforms must be 'standard', None, a Transform or a list, got {self.transforms!r}")
+                raise ConfigError(
+                    f"transforms must be 'standard', None, a Transform or a list, got {self.transforms!r}"
+                )
             transform: Transform = standard_transforms(min(hw))
         elif self.transforms is None:
             transform = Compose([])
@@ -416,7 +423,11 @@ class FeatureVisualizer:
                 acts, out = _forward(self.model, x, plan)
             except ForwardFailed as e:
                 raise _size_error(
-                    self.model, setup.channels, setup.hw, setup.device, e.__cause__ or e,
+                    self.model,
+                    setup.channels,
+                    setup.hw,
+                    setup.device,
+                    e.__cause__ or e,
                     transformed=tuple(x.shape[2:]),
                 ) from e
         scores = plan.evaluate(acts, out, u)
@@ -435,8 +446,7 @@ class FeatureVisualizer:
                 loss, scores = self._step_loss(plan, built, rows, n_total, setup, step=step)
                 if not bool(torch.isfinite(loss)):
                     raise ConfigError(
-                        f"the objective became non-finite at step {step}; lower lr (now {self.lr}) or "
-                        f"add a regulariser"
+                        f"the objective became non-finite at step {step}; lower lr (now {self.lr}) or add a regulariser"
                     )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -514,8 +524,7 @@ def _channel_list(channels: Any, n_units: int, layer: str) -> list[int]:
             raise TargetError(f"channel indices must be ints, got {c!r}")
         if not 0 <= c < n_units:
             raise TargetError(
-                f"channel {c} is out of range for layer {layer!r} with {n_units} channels "
-                f"(valid: 0..{n_units - 1})"
+                f"channel {c} is out of range for layer {layer!r} with {n_units} channels (valid: 0..{n_units - 1})"
             )
         out.append(int(c))
     return out
@@ -548,9 +557,19 @@ def render(
     images (default 1); a list gives one image per objective, all optimised together in one
     batch."""
     return FeatureVisualizer(
-        model, param=param, transforms=transforms, steps=steps, lr=lr, size=size, seed=seed,
-        redirect_relu_steps=redirect_relu_steps, input_range=input_range, mean=mean, std=std,
-        image_channels=image_channels, input_shape=input_shape,
+        model,
+        param=param,
+        transforms=transforms,
+        steps=steps,
+        lr=lr,
+        size=size,
+        seed=seed,
+        redirect_relu_steps=redirect_relu_steps,
+        input_range=input_range,
+        mean=mean,
+        std=std,
+        image_channels=image_channels,
+        input_shape=input_shape,
     ).render(objective, batch=batch, progress=progress)
 
 
@@ -575,6 +594,12 @@ def visualize_channels(
     [0, 1]. ``batch_size`` fixes the images per chunk (None: sized automatically);
     ``input_shape`` ``(C, H, W)`` gives the model's input when ``size`` is not given."""
     return FeatureVisualizer(
-        model, steps=steps, size=size, seed=seed, input_range=input_range, mean=mean, std=std,
+        model,
+        steps=steps,
+        size=size,
+        seed=seed,
+        input_range=input_range,
+        mean=mean,
+        std=std,
         input_shape=input_shape,
     ).visualize_channels(layer, channels, batching=batch_size, progress=progress)

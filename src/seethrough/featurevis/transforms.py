@@ -198,9 +198,10 @@ class RandomScale(_Geometric):
     Pad says). Default: 0.9, 0.91, ..., 1.1."""
 
     def __init__(self, scales: Sequence[float] | None = None) -> None:
-        self.scales = tuple(float(s) for s in _choices(
-            scales if scales is not None else [1 + (i - 10) / 100 for i in range(21)], "scales"
-        ))
+        self.scales = tuple(
+            float(s)
+            for s in _choices(scales if scales is not None else [1 + (i - 10) / 100 for i in range(21)], "scales")
+        )
         if any(s <= 0 for s in self.scales):
             raise ConfigError(f"scales must be positive, got {self.scales}")
 
@@ -217,9 +218,7 @@ class RandomRotate(_Geometric):
     ``degrees``. Default: -10, -9, ..., 10."""
 
     def __init__(self, degrees: Sequence[float] | None = None) -> None:
-        self.degrees = tuple(float(a) for a in _choices(
-            degrees if degrees is not None else range(-10, 11), "degrees"
-        ))
+        self.degrees = tuple(float(a) for a in _choices(degrees if degrees is not None else range(-10, 11), "degrees"))
 
     def matrix(self, k, h, w, rng):
         a = np.asarray(self.degrees)[rng.indices(len(self.degrees))] * (math.pi / 180.0)
@@ -268,9 +267,7 @@ def as_transform(t) -> Transform:
         return Compose(t)
     if callable(t):
         return _Callable(t, _takes_rng(t))
-    raise ConfigError(
-        f"a transform must be a Transform, a list of transforms or a callable, got {type(t).__name__}"
-    )
+    raise ConfigError(f"a transform must be a Transform, a list of transforms or a callable, got {type(t).__name__}")
 
 
 class Compose(Transform):

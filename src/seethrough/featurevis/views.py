@@ -21,8 +21,14 @@ from ..report.html import HtmlReport
 from ..report.plot import _new_axes, _show_image, array_to_png, image_for_display, png_data_uri
 from .render import FeatureVisualization
 
-__all__ = ["image_grid_html", "captions", "settings_text", "visualization_html", "add_visualization",
-           "plot_visualization"]
+__all__ = [
+    "image_grid_html",
+    "captions",
+    "settings_text",
+    "visualization_html",
+    "add_visualization",
+    "plot_visualization",
+]
 
 
 def image_grid_html(images: torch.Tensor, captions: Sequence[str], *, src: Sequence[str] | None = None) -> str:
@@ -83,7 +89,10 @@ def visualization_html(
 
 
 def add_visualization(
-    report: HtmlReport, vis: FeatureVisualization, *, labels: Sequence[str] | None = None,
+    report: HtmlReport,
+    vis: FeatureVisualization,
+    *,
+    labels: Sequence[str] | None = None,
     src: Sequence[str] | None = None,
 ) -> HtmlReport:
     """Add ``vis`` to ``report`` as an image grid, captioned by channel (or objective) and

@@ -118,12 +118,12 @@ def mask_neurons(module: nn.Module, masks: Tensor, calls: list[int] | None = Non
         if calls is not None:
             calls[0] += 1
         if isinstance(out, (tuple, list)):
-            raise LayerError(f"layer {type(_mod).__name__} returns a {type(out).__name__}; mask a layer that returns a tensor")
+            raise LayerError(
+                f"layer {type(_mod).__name__} returns a {type(out).__name__}; mask a layer that returns a tensor"
+            )
         m = masks.to(device=out.device, dtype=out.dtype)
         if out.dim() < 2 or out.shape[1] != m.shape[1]:
-            raise LayerError(
-                f"masks over {m.shape[1]} neurons do not fit the layer output of shape {tuple(out.shape)}"
-            )
+            raise LayerError(f"masks over {m.shape[1]} neurons do not fit the layer output of shape {tuple(out.shape)}")
         shape = (m.shape[0], 1, m.shape[1]) + (1,) * (out.dim() - 2)
         masked = out.unsqueeze(0) * m.reshape(shape)
         return masked.reshape((m.shape[0] * out.shape[0],) + tuple(out.shape[1:]))

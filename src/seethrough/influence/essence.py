@@ -156,15 +156,17 @@ class EssenceResult(Result):
         for i, k in enumerate(self.ks):
             ra, rc = self.random_accuracy[i].double(), self.random_auc[i].double()
             sd = lambda t: float(t.std(unbiased=True)) if t.numel() > 1 else 0.0  # noqa: E731
-            out.append({
-                "k": int(k),
-                "top-k balanced accuracy": float(self.top_accuracy[i]),
-                "random-k balanced accuracy (mean)": float(ra.mean()),
-                "random-k balanced accuracy (std)": sd(ra),
-                "top-k AUC": float(self.top_auc[i]),
-                "random-k AUC (mean)": float(rc.mean()),
-                "random-k AUC (std)": sd(rc),
-            })
+            out.append(
+                {
+                    "k": int(k),
+                    "top-k balanced accuracy": float(self.top_accuracy[i]),
+                    "random-k balanced accuracy (mean)": float(ra.mean()),
+                    "random-k balanced accuracy (std)": sd(ra),
+                    "top-k AUC": float(self.top_auc[i]),
+                    "random-k AUC (mean)": float(rc.mean()),
+                    "random-k AUC (std)": sd(rc),
+                }
+            )
         return out
 
     def __repr__(self) -> str:
@@ -275,13 +277,16 @@ class EssenceExperiment:
         for split, y in (("training", y_tr), ("test", y_te)):
             if bool((y == cls).all()):
                 raise InputError(
-                    f"every {split} input is of class {cls}; the binary classifier needs instances of "
-                    f"other classes too"
+                    f"every {split} input is of class {cls}; the binary classifier needs instances of other classes too"
                 )
         target = class_vs_rest(cls) if self.quantity == "vs_rest" else Class(cls)
         influence = InternalInfluence(
-            self.model, layer=name, distribution="class", reduce=self.reduce,
-            multiply_by_activation=self.multiply_by_activation, batching=self.batching
+            self.model,
+            layer=name,
+            distribution="class",
+            reduce=self.reduce,
+            multiply_by_activation=self.multiply_by_activation,
+            batching=self.batching,
         ).compute(x_tr, target, labels=y_tr, of_class=cls)
         n = influence.n_neurons
         if max(ks) > n:
@@ -304,7 +309,7 @@ class EssenceExperiment:
         mask_t = torch.stack(masks)
         x_all = torch.cat([x_tr, x_te])
         margins, n_eval = self._masked_margins(x_all, mask_t, cls, name, module)
-        m_tr, m_te = margins[:, : x_tr.shape[0]].numpy(), margins[:, x_tr.shape[0]:].numpy()
+        m_tr, m_te = margins[:, : x_tr.shape[0]].numpy(), margins[:, x_tr.shape[0] :].numpy()
         pos_tr, pos_te = (y_tr == cls).numpy(), (y_te == cls).numpy()
 
         def score(j: int) -> tuple[float, float, float]:
@@ -324,15 +329,30 @@ class EssenceExperiment:
             taus.append(tau)
             for d in range(R):
                 rnd_acc[i, d], rnd_auc[i, d], _ = score(base + 1 + d)
-        counts = {"train_positive": int(pos_tr.sum()), "train_negative": int((~pos_tr).sum()),
-                  "test_positive": int(pos_te.sum()), "test_negative": int((~pos_te).sum())}
+        counts = {
+            "train_positive": int(pos_tr.sum()),
+            "train_negative": int((~pos_tr).sum()),
+            "test_positive": int(pos_te.sum()),
+            "test_negative": int((~pos_te).sum()),
+        }
         return EssenceResult(
-            cls=cls, layer=name, ks=tuple(ks), n_neurons=n, top_neurons=order.clone(),
-            top_accuracy=torch.tensor(top_acc), random_accuracy=torch.from_numpy(rnd_acc),
-            top_auc=torch.tensor(top_auc), random_auc=torch.from_numpy(rnd_auc),
-            full_accuracy=full_acc, full_auc=full_auc, thresholds=torch.tensor(taus), influence=influence,
-            counts=counts, settings={**self.settings(), "layer": name},
-            n_evaluations=influence.n_evaluations + n_eval, seconds=time.perf_counter() - start,
+            cls=cls,
+            layer=name,
+            ks=tuple(ks),
+            n_neurons=n,
+            top_neurons=order.clone(),
+            top_accuracy=torch.tensor(top_acc),
+            random_accuracy=torch.from_numpy(rnd_acc),
+            top_auc=torch.tensor(top_auc),
+            random_auc=torch.from_numpy(rnd_auc),
+            full_accuracy=full_acc,
+            full_auc=full_auc,
+            thresholds=torch.tensor(taus),
+            influence=influence,
+            counts=counts,
+            settings={**self.settings(), "layer": name},
+            n_evaluations=influence.n_evaluations + n_eval,
+            seconds=time.perf_counter() - start,
         )
 
     # -- masked forward passes ----------------------------------------------------------
@@ -369,7 +389,9 @@ class EssenceExperiment:
         with torch.no_grad(), mask_neurons(module, masks, calls):
             out = call_model(self.model, x.clone())
         if calls[0] == 0:
-            raise LayerError(f"layer {name!r} did not run during the forward pass; pick a layer on the path to the output")
+            raise LayerError(
+                f"layer {name!r} did not run during the forward pass; pick a layer on the path to the output"
+            )
         if calls[0] > 1:
             raise LayerError(
                 f"layer {name!r} runs {calls[0]} times per forward pass (a reused module), so masking its "

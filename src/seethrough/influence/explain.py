@@ -69,7 +69,11 @@ class TopNeurons(Target):
     def score(self, output, samples, activation=None):
         if activation is None:
             raise TargetError("TopNeurons needs the layer activation")
-        a = activation if activation.dim() <= 2 else activation.reshape(activation.shape[0], activation.shape[1], -1).mean(dim=2)
+        a = (
+            activation
+            if activation.dim() <= 2
+            else activation.reshape(activation.shape[0], activation.shape[1], -1).mean(dim=2)
+        )
         if a.dim() == 1:
             a = a.unsqueeze(1)
         n = a.shape[1]
@@ -205,9 +209,15 @@ class NeuronVisualization:
         full = {**self.settings(), "layer": name}
         nan = torch.full((len(idx),), float("nan"))
         return NeuronMaps(
-            neurons=torch.tensor(idx), maps=maps, inputs=x, layer=name, method=method,
+            neurons=torch.tensor(idx),
+            maps=maps,
+            inputs=x,
+            layer=name,
+            method=method,
             influence=influence_values.clone() if influence_values is not None else nan,
-            neuron="channel" if len(shape) >= 2 else "unit", settings=full, seconds=time.perf_counter() - start,
+            neuron="channel" if len(shape) >= 2 else "unit",
+            settings=full,
+            seconds=time.perf_counter() - start,
         )
 
 
@@ -306,9 +316,15 @@ class ClassInfluence:
 
     def settings(self) -> dict[str, Any]:
         s = _method_settings(self.method, self.method_settings)
-        return {"layer": layer_label(self.layer), "top": self.top, "distribution": self.distribution,
-                "reduce": self.reduce, "method": self.method, "method_settings": _jsonable(s),
-                "max_instances": self.max_instances}
+        return {
+            "layer": layer_label(self.layer),
+            "top": self.top,
+            "distribution": self.distribution,
+            "reduce": self.reduce,
+            "method": self.method,
+            "method_settings": _jsonable(s),
+            "max_instances": self.max_instances,
+        }
 
     def _check_settings(self) -> None:
         if isinstance(self.top, bool) or not isinstance(self.top, int) or self.top < 1:
@@ -341,14 +357,19 @@ class ClassInfluence:
         if vs is not None:
             vs = _class_index(vs, "vs")
             if vs == cls:
-                raise ConfigError(f"vs must differ from the explained class {cls}: a comparative quantity c1 - c1 is zero")
+                raise ConfigError(
+                    f"vs must differ from the explained class {cls}: a comparative quantity c1 - c1 is zero"
+                )
         start = time.perf_counter()
         idx = select_class(y, cls)
         shown = idx[: self.max_instances]
         xs = x[shown.to(x.device)]
         infl = InternalInfluence(
-            self.model, layer=name, distribution="class" if self.distribution == "class" else "path",
-            reduce=self.reduce, batching=self.batching,
+            self.model,
+            layer=name,
+            distribution="class" if self.distribution == "class" else "path",
+            reduce=self.reduce,
+            batching=self.batching,
         )
         res = infl.compute(x, Class(cls), labels=y, of_class=cls)
         neurons = res.top_positive(self.top)
@@ -367,7 +388,9 @@ class ClassInfluence:
             warnings.filterwarnings("ignore", message=r".*identically zero.*")
             maps[f"integrated gradients: {cname}"] = ig.attribute(xs, Class(cls))
             if vs is not None:
-                maps[f"integrated gradients: {cname} - {_name(vs, class_names)}"] = ig.attribute(xs, ClassDifference(cls, vs))
+                maps[f"integrated gradients: {cname} - {_name(vs, class_names)}"] = ig.attribute(
+                    xs, ClassDifference(cls, vs)
+                )
             maps[f"influence-directed: {cname}"] = method.attribute(xs, _weighted(name, res, neurons))
             if vs is not None and comp is not None and comp_neurons is not None:
                 maps[f"influence-directed: {cname} - {_name(vs, class_names)}"] = method.attribute(
@@ -376,9 +399,19 @@ class ClassInfluence:
         class_maps = {key: e.attributions.mean(dim=0) for key, e in maps.items()}
         names = tuple(str(c) for c in class_names) if class_names is not None else None
         return ClassComparison(
-            cls=cls, vs=vs, class_names=names, influence=res, comparative=comp, neurons=neurons,
-            comparative_neurons=comp_neurons, maps=maps, class_maps=class_maps, inputs=xs, instances=shown.clone(),
-            settings={**self.settings(), "layer": name}, seconds=time.perf_counter() - start,
+            cls=cls,
+            vs=vs,
+            class_names=names,
+            influence=res,
+            comparative=comp,
+            neurons=neurons,
+            comparative_neurons=comp_neurons,
+            maps=maps,
+            class_maps=class_maps,
+            inputs=xs,
+            instances=shown.clone(),
+            settings={**self.settings(), "layer": name},
+            seconds=time.perf_counter() - start,
         )
 
 
@@ -408,4 +441,3 @@ def _jsonable(d: Mapping[str, Any]) -> dict[str, Any]:
     for k, v in d.items():
         out[k] = v if isinstance(v, (int, float, str, bool, type(None), list, tuple)) else repr(v)
     return out
-

@@ -80,7 +80,9 @@ def plot_influence(result: InfluenceResult, *, ax=None, k: int = 5, title: str |
     red = f", {result.reduce} over positions" if result.reduce else ""
     ax.set_ylabel("influence" + (" x activation" if result.multiply_by_activation else ""))
     ax.set_title(
-        title if title is not None else f"{result.target} · {result.distribution} distribution ({result.n_instances}){red}",
+        title
+        if title is not None
+        else f"{result.target} · {result.distribution} distribution ({result.n_instances}){red}",
         fontsize=9,
     )
     return fig
@@ -156,8 +158,13 @@ def plot_neuron_maps(maps: NeuronMaps, *, ax=None, n_show: int = 4, cell: int = 
     for j, v in zip(neurons, maps.influence.tolist()):
         cols.append(f"{maps.neuron} {j}" + ("" if np.isnan(v) else f"\n{v:+.3g}"))
     fig, ax = _new_axes(ax, figsize=(1.3 * len(cols) + 0.6, 1.35 * n + 0.7))
-    _draw_mosaic(ax, cells, [f"#{i}" for i in range(n)], cols,
-                 title if title is not None else f"{maps.method} of {maps.neuron} activations at {maps.layer}")
+    _draw_mosaic(
+        ax,
+        cells,
+        [f"#{i}" for i in range(n)],
+        cols,
+        title if title is not None else f"{maps.method} of {maps.neuron} activations at {maps.layer}",
+    )
     return fig
 
 
@@ -180,8 +187,15 @@ def plot_comparison(comparison: ClassComparison, *, ax=None, n_show: int = 4, ce
     cols = [f"#{int(i)}" for i in comparison.instances[:n].tolist()] + [f"class mean\n({len(comparison.instances)})"]
     fig, ax = _new_axes(ax, figsize=(1.3 * (n + 1) + 2.0, 1.35 * len(rows) + 0.7))
     vs = f" vs {comparison.name_of(comparison.vs)}" if comparison.vs is not None else ""
-    _draw_mosaic(ax, cells, rows, cols,
-                 title if title is not None else f"class {comparison.name_of(comparison.cls)}{vs} · slice {comparison.influence.layer}")
+    _draw_mosaic(
+        ax,
+        cells,
+        rows,
+        cols,
+        title
+        if title is not None
+        else f"class {comparison.name_of(comparison.cls)}{vs} · slice {comparison.influence.layer}",
+    )
     return fig
 
 
@@ -256,14 +270,23 @@ def no_negative_note(result: InfluenceResult) -> str | None:
     """Why no neuron is listed with negative influence, or None when some are."""
     if bool((result.neuron_influence < 0).any()):
         return None
-    why = (" With reduce='max' a channel is negative only if its influence is negative at every "
-           "position; a max-pooling or ReLU after the slice leaves positions at 0.") if result.reduce == "max" else ""
+    why = (
+        (
+            " With reduce='max' a channel is negative only if its influence is negative at every "
+            "position; a max-pooling or ReLU after the slice leaves positions at 0."
+        )
+        if result.reduce == "max"
+        else ""
+    )
     return f"no {result.neuron} has negative influence.{why}"
 
 
 def _describe(result: InfluenceResult) -> str:
-    red = (f" A channel's influence is the {result.reduce} over its positions of the averaged "
-           f"gradient map.") if result.reduce else ""
+    red = (
+        (f" A channel's influence is the {result.reduce} over its positions of the averaged gradient map.")
+        if result.reduce
+        else ""
+    )
     mult = " Gradients are multiplied by the activation." if result.multiply_by_activation else ""
     return (
         f"Internal influence at slice {result.layer!r} of the quantity {result.target}, averaged over "
@@ -302,14 +325,18 @@ def comparison_html(comparison: ClassComparison, *, n_show: int = 4) -> str:
     parts = []
     c1 = comparison.name_of(comparison.cls)
     n_cls = comparison.influence.n_instances
-    what = f"class {c1!r}" + (f" rather than {comparison.name_of(comparison.vs)!r}" if comparison.vs is not None else "")
+    what = f"class {c1!r}" + (
+        f" rather than {comparison.name_of(comparison.vs)!r}" if comparison.vs is not None else ""
+    )
     parts.append(
         f"<p>Why {_esc(what)}: rows are plain integrated gradients on the input and the influence-directed "
         f"explanations (the input attribution of the top {len(comparison.neurons)} neuron(s) of slice "
         f"{_esc(comparison.influence.layer)} by influence over the {n_cls} instances of {_esc(c1)}); the last "
         f"column is each map's mean over the {len(comparison.instances)} explained instances of the class.</p>"
     )
-    parts.append(_figure_html(plot_comparison(comparison, n_show=n_show), "class and comparative explanations side by side"))
+    parts.append(
+        _figure_html(plot_comparison(comparison, n_show=n_show), "class and comparative explanations side by side")
+    )
     rows = []
     for label, res, neurons in (
         (f"{c1}", comparison.influence, comparison.neurons),
@@ -317,9 +344,17 @@ def comparison_html(comparison: ClassComparison, *, n_show: int = 4) -> str:
     ):
         if res is None or neurons is None:
             continue
-        rows.append([label, res.target, ", ".join(f"{j} ({float(res.neuron_influence[j]):+.3g})" for j in neurons.tolist()),
-                     ", ".join(str(j) for j in res.top_positive(min(5, res.n_neurons)).tolist())])
-    parts.append(_table_html(["quantity", "target", "neurons used (influence)", f"top 5 {comparison.influence.neuron}s"], rows))
+        rows.append(
+            [
+                label,
+                res.target,
+                ", ".join(f"{j} ({float(res.neuron_influence[j]):+.3g})" for j in neurons.tolist()),
+                ", ".join(str(j) for j in res.top_positive(min(5, res.n_neurons)).tolist()),
+            ]
+        )
+    parts.append(
+        _table_html(["quantity", "target", "neurons used (influence)", f"top 5 {comparison.influence.neuron}s"], rows)
+    )
     parts.append(_kv_table(sorted(_thaw(comparison.settings).items()), caption="settings"))
     return "\n".join(parts)
 
@@ -328,20 +363,24 @@ def essence_rows(result: EssenceResult) -> list[dict]:
     """Table rows of an essence result, numbers formatted (mean ± std over random draws)."""
     rows = []
     for r in result.rows():
-        rows.append({
-            "k": r["k"],
-            "top-k balanced acc.": f"{r['top-k balanced accuracy']:.3f}",
-            "random-k balanced acc.": f"{r['random-k balanced accuracy (mean)']:.3f} ± {r['random-k balanced accuracy (std)']:.3f}",
-            "top-k AUC": f"{r['top-k AUC']:.3f}",
-            "random-k AUC": f"{r['random-k AUC (mean)']:.3f} ± {r['random-k AUC (std)']:.3f}",
-        })
-    rows.append({
-        "k": f"all {result.n_neurons}",
-        "top-k balanced acc.": f"{result.full_accuracy:.3f}",
-        "random-k balanced acc.": "",
-        "top-k AUC": f"{result.full_auc:.3f}",
-        "random-k AUC": "",
-    })
+        rows.append(
+            {
+                "k": r["k"],
+                "top-k balanced acc.": f"{r['top-k balanced accuracy']:.3f}",
+                "random-k balanced acc.": f"{r['random-k balanced accuracy (mean)']:.3f} ± {r['random-k balanced accuracy (std)']:.3f}",
+                "top-k AUC": f"{r['top-k AUC']:.3f}",
+                "random-k AUC": f"{r['random-k AUC (mean)']:.3f} ± {r['random-k AUC (std)']:.3f}",
+            }
+        )
+    rows.append(
+        {
+            "k": f"all {result.n_neurons}",
+            "top-k balanced acc.": f"{result.full_accuracy:.3f}",
+            "random-k balanced acc.": "",
+            "top-k AUC": f"{result.full_auc:.3f}",
+            "random-k AUC": "",
+        }
+    )
     return rows
 
 

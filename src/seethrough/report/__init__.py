@@ -5,7 +5,6 @@ Importing this package registers the views of the core results (``Explanation.pl
 """
 
 from .._core.result import Explanation, register_view
-
 from .html import HtmlReport, explanation_html
 from .plot import (
     array_to_png,

@@ -11,8 +11,9 @@ import datetime as _dt
 import html as _html
 import json
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -213,9 +214,12 @@ def explanation_html(
     meta += [
         ("target", expl.target or None),
         ("attributions", f"{tuple(expl.attributions.shape)} {'signed' if expl.signed else 'non-negative'}"),
-        ("display", f"channels reduced by {reduce!r}; "
-                    + ("diverging colours symmetric around 0" if signed else "sequential colours from 0")
-                    + f", scaled per map at the {percentile:g}th percentile"),
+        (
+            "display",
+            f"channels reduced by {reduce!r}; "
+            + ("diverging colours symmetric around 0" if signed else "sequential colours from 0")
+            + f", scaled per map at the {percentile:g}th percentile",
+        ),
         ("run time", f"{float(expl.seconds):.4g} s"),
         ("model evaluations", int(expl.n_evaluations)),
     ]
@@ -325,7 +329,7 @@ class HtmlReport:
         return len(self._blocks)
 
     # -- content -------------------------------------------------------------------
-    def add_heading(self, text: str, level: int = 2) -> "HtmlReport":
+    def add_heading(self, text: str, level: int = 2) -> HtmlReport:
         """A heading (``level`` 1 to 6), listed in the table of contents."""
         level = int(level)
         if not 1 <= level <= 6:
@@ -336,14 +340,14 @@ class HtmlReport:
         self._blocks.append(f'<h{level} id="{anchor}">{_esc(text)}</h{level}>')
         return self
 
-    def add_paragraph(self, text: str) -> "HtmlReport":
+    def add_paragraph(self, text: str) -> HtmlReport:
         """Plain text (escaped); blank lines start new paragraphs, single newlines break lines."""
         for para in re.split(r"\n\s*\n", str(text).strip()):
             if para.strip():
                 self._blocks.append("<p>" + "<br>".join(_esc(line) for line in para.split("\n")) + "</p>")
         return self
 
-    def add_html(self, fragment: str) -> "HtmlReport":
+    def add_html(self, fragment: str) -> HtmlReport:
         """Raw HTML, inserted as is (the caller is responsible for its safety)."""
         self._blocks.append(str(fragment))
         return self
@@ -354,7 +358,7 @@ class HtmlReport:
         header: Sequence[Any] | None = None,
         *,
         caption: str | None = None,
-    ) -> "HtmlReport":
+    ) -> HtmlReport:
         """A table from a list of dicts (columns: the union of their keys, in order of
         appearance; missing cells are blank) or from ``header`` plus rows of values.
         Floats are shown with 4 significant digits; every cell is escaped."""
@@ -386,7 +390,7 @@ class HtmlReport:
         *,
         dpi: int = 100,
         alt: str | None = None,
-    ) -> "HtmlReport":
+    ) -> HtmlReport:
         """An image: a matplotlib Figure (rendered to PNG), PNG bytes, or an array
         (encoded with :func:`~seethrough.report.plot.array_to_png`)."""
         if isinstance(figure, (bytes, bytearray, memoryview)):
@@ -404,7 +408,7 @@ class HtmlReport:
         )
         return self
 
-    def add_explanation(self, expl, **kwargs) -> "HtmlReport":
+    def add_explanation(self, expl, **kwargs) -> HtmlReport:
         """The :func:`explanation_html` section of one explanation."""
         kwargs.setdefault("include_style", False)
         self._blocks.append(explanation_html(expl, **kwargs))
@@ -423,7 +427,7 @@ class HtmlReport:
         indices: Sequence[int] | None = None,
         percentile: float = 99.5,
         caption: str | None = None,
-    ) -> "HtmlReport":
+    ) -> HtmlReport:
         """Compare methods on the same samples in one table: a column per sample; rows
         for the input, the ground-truth mask over it (``masks``), the predicted and true
         class (``predictions`` as indices or logits, ``labels``, named by
@@ -439,9 +443,7 @@ class HtmlReport:
         n = len(inputs) if inputs is not None else len(named[0][1].attributions)
         for name, e in named:
             if len(e.attributions) != n:
-                raise InputError(
-                    f"explanation {name!r} has {len(e.attributions)} samples but there are {n} inputs"
-                )
+                raise InputError(f"explanation {name!r} has {len(e.attributions)} samples but there are {n} inputs")
         if indices is None:
             cols = list(range(n))
         else:
@@ -493,10 +495,10 @@ class HtmlReport:
             cells = []
             for i in cols:
                 png, vmax, strip = _heat_png(heats[i].numpy().astype(np.float64), signed, percentile)
-                cells.append(f"<td>{_img_tag(png, alt=f'{name} {i}', title=_scale_text(vmax, signed), strip=strip)}</td>")
-            out.append(
-                f'<tr><th>{_esc(name)}<span class="st-sub">{_esc(sub)}</span></th>' + "".join(cells) + "</tr>"
-            )
+                cells.append(
+                    f"<td>{_img_tag(png, alt=f'{name} {i}', title=_scale_text(vmax, signed), strip=strip)}</td>"
+                )
+            out.append(f'<tr><th>{_esc(name)}<span class="st-sub">{_esc(sub)}</span></th>' + "".join(cells) + "</tr>")
         out.append("</tbody></table></div>")
         out.append(
             '<p class="st-note">Each map has its own colour scale (hover for it): signed maps '
@@ -512,8 +514,7 @@ class HtmlReport:
         if not self._toc:
             return ""
         items = "".join(
-            f'<li class="st-l{level}"><a href="#{anchor}">{_esc(text)}</a></li>'
-            for level, anchor, text in self._toc
+            f'<li class="st-l{level}"><a href="#{anchor}">{_esc(text)}</a></li>' for level, anchor, text in self._toc
         )
         return f'<nav class="st-toc"><strong>Contents</strong><ul>{items}</ul></nav>'
 
@@ -546,4 +547,4 @@ class HtmlReport:
         return path
 
     def _repr_html_(self) -> str:  # notebooks
-        return f"<style>{CSS}</style><div class=\"st-report\">{self._toc_html()}{''.join(self._blocks)}</div>"
+        return f'<style>{CSS}</style><div class="st-report">{self._toc_html()}{"".join(self._blocks)}</div>'

@@ -13,7 +13,8 @@ from __future__ import annotations
 import base64
 import io
 import math
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -102,8 +103,7 @@ def image_for_display(x: Any) -> np.ndarray:
             arr = arr.mean(axis=-1)
     elif arr.ndim != 2:
         raise InputError(
-            f"cannot display an input of shape {tuple(arr.shape)}: expected (C, H, W), "
-            f"(H, W, 3), (H, W) or (D,)"
+            f"cannot display an input of shape {tuple(arr.shape)}: expected (C, H, W), (H, W, 3), (H, W) or (D,)"
         )
     arr = np.where(np.isfinite(arr), arr, 0.0)
     lo, hi = float(arr.min()), float(arr.max())
@@ -375,8 +375,14 @@ def _new_axes(ax, figsize=(4.0, 4.0)):
 
 def _show_image(ax, img: np.ndarray) -> None:
     if img.ndim == 2:
-        ax.imshow(img, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest",
-                  aspect="auto" if img.shape[0] == 1 else "equal")
+        ax.imshow(
+            img,
+            cmap="gray",
+            vmin=0.0,
+            vmax=1.0,
+            interpolation="nearest",
+            aspect="auto" if img.shape[0] == 1 else "equal",
+        )
     else:
         ax.imshow(img, interpolation="nearest")
 
@@ -440,8 +446,7 @@ def plot_explanation(
         img = image_for_display(inputs[index])
         _show_image(ax, img)
         H, W = img.shape[:2]
-        im = _draw_heat(ax, heat, cmap=cmap, vmin=vmin, vmax=vmax, alpha=alpha,
-                        extent=(-0.5, W - 0.5, H - 0.5, -0.5))
+        im = _draw_heat(ax, heat, cmap=cmap, vmin=vmin, vmax=vmax, alpha=alpha, extent=(-0.5, W - 0.5, H - 0.5, -0.5))
         ax.set_xlim(-0.5, W - 0.5)
         ax.set_ylim(H - 0.5, -0.5)
     else:
@@ -615,8 +620,7 @@ def plot_grid(
             if overlay and img is not None and heat.shape[0] > 1:
                 _show_image(ax, img)
                 H, W = img.shape[:2]
-                _draw_heat(ax, heat, cmap=cmap, vmin=vmin, vmax=vmax, alpha=0.6,
-                           extent=(-0.5, W - 0.5, H - 0.5, -0.5))
+                _draw_heat(ax, heat, cmap=cmap, vmin=vmin, vmax=vmax, alpha=0.6, extent=(-0.5, W - 0.5, H - 0.5, -0.5))
             else:
                 _draw_heat(ax, heat, cmap=cmap, vmin=vmin, vmax=vmax)
         lab = row_labels[r]

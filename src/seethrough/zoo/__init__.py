@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import difflib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from torch import nn
 
@@ -201,8 +202,7 @@ def load(name: str, *, weights_dir: str | Path | None = None) -> nn.Module:
     path = _weights_dir(weights_dir) / f"{name}.safetensors"
     if not path.is_file():
         raise FileNotFoundError(
-            f"no weights for zoo model {name!r} at {path}; create them with "
-            f"`python scripts/train_zoo.py --only {name}`"
+            f"no weights for zoo model {name!r} at {path}; create them with `python scripts/train_zoo.py --only {name}`"
         )
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}

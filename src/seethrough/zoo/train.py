@@ -15,9 +15,10 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -307,7 +308,7 @@ def save_weights(model: nn.Module, path: str | Path, metadata: Mapping[str, Any]
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = dict(metadata)
     metrics = meta.pop("metrics", {})
-    meta.setdefault("date", _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat())
+    meta.setdefault("date", _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat())
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     header = {k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}
     save_file(state, str(path), metadata=header)
@@ -354,14 +355,21 @@ def train_stripes(
         model = ShapesCNN(num_classes=len(STRIPES_CLASSES))
         t1 = time.perf_counter()
         hist = _fit(
-            model, x, y, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-            seed=seed, augment=None, progress=progress, desc="stripes-cnn",
+            model,
+            x,
+            y,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            seed=seed,
+            augment=None,
+            progress=progress,
+            desc="stripes-cnn",
         )
         train_seconds = time.perf_counter() - t1
         acc = evaluate(model, xt, yt)
-        per_class = {
-            name: evaluate(model, xt[yt == k], yt[yt == k]) for k, name in enumerate(STRIPES_CLASSES)
-        }
+        per_class = {name: evaluate(model, xt[yt == k], yt[yt == k]) for k, name in enumerate(STRIPES_CLASSES)}
         acc_train = evaluate(model, x, y)
     metrics: dict[str, Any] = {
         "test_accuracy": acc,

@@ -13,13 +13,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 from seethrough._core.errors import SeethroughError
 
 from ._args import method_names, progress
-
 
 __all__ = ["main", "build_parser"]
 
@@ -49,9 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--n-images", type=int, default=6, help="held-out images to explain (default: 6)")
     d.add_argument("--methods", default="all", help=f"comma-separated methods or 'all' (of: {', '.join(METHODS)})")
     d.add_argument("--seed", type=int, default=12345, help="seed of the held-out images")
-    d.add_argument("--maps-only", action="store_true",
-                   help="only the attribution maps (skip the trust reports, feature visualization, atlas, "
-                   "influence and concept sections)")
+    d.add_argument(
+        "--maps-only",
+        action="store_true",
+        help="only the attribution maps (skip the trust reports, feature visualization, atlas, "
+        "influence and concept sections)",
+    )
 
     sub.add_parser("methods", help="list the attribution methods")
     sub.add_parser("models", help="list the bundled models")
@@ -63,8 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
 def _cmd_demo(args) -> int:
     from seethrough.app.demo import demo_report
 
-    path = demo_report(args.out, n_images=args.n_images, methods=method_names(args.methods), seed=args.seed,
-                       progress=progress, model_sections=not args.maps_only)
+    path = demo_report(
+        args.out,
+        n_images=args.n_images,
+        methods=method_names(args.methods),
+        seed=args.seed,
+        progress=progress,
+        model_sections=not args.maps_only,
+    )
     print(f"Report written to {path.resolve()}")
     return 0
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 
 from seethrough._core.errors import SeethroughError
-
 from seethrough.app.specs import floats as _floats
 
 __all__ = ["_floats", "_parse_target", "method_names", "progress"]
@@ -39,5 +38,5 @@ def _parse_target(text: str | None):
         raise SeethroughError(
             f"cannot read target {text!r}: give a class index (3), one per input (3,1,0), "
             f"a class difference (3-5) or 'predicted'"
-        )
+        ) from None
     return parts[0] if len(parts) == 1 else parts

@@ -24,8 +24,11 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     add_data_arguments(p, n_default=None, labels=False)
     # the earlier name of --data-seed
     p.add_argument("--seed", dest="data_seed", type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    p.add_argument("--layers", default="conv",
-                   help="'conv' (every convolution, default), 'all' (convolutions and linear layers) or a,b,c")
+    p.add_argument(
+        "--layers",
+        default="conv",
+        help="'conv' (every convolution, default), 'all' (convolutions and linear layers) or a,b,c",
+    )
     p.add_argument("--top-k", type=int, default=9, help="most and least activating examples per unit (default: 9)")
     p.add_argument("--batch-size", type=int, help="images per forward pass (default: sized from memory)")
 
@@ -40,8 +43,9 @@ def register(sub: Any) -> None:
         "Generated shapes data: 5,000 images unless --n says otherwise; other data: all of it.",
     )
     _arguments(a)
-    a.add_argument("--steps", type=int, default=256,
-                   help="feature-visualisation steps per unit (default: 256; 0: none)")
+    a.add_argument(
+        "--steps", type=int, default=256, help="feature-visualisation steps per unit (default: 256; 0: none)"
+    )
     # dest differs from --labels of the data vocabulary (class labels), which the atlas does not take
     a.add_argument("--labels", dest="unit_labels", help="JSON file of dissection labels: {layer: {unit: label}}")
     a.add_argument("--out", required=True, help="output folder (new, or one holding an unfinished atlas)")
@@ -90,8 +94,16 @@ def _cmd_atlas(args: argparse.Namespace) -> int:
     labels = _read_labels(args.unit_labels) if args.unit_labels else None
     mean, std = spec.normalization
     build = Atlas(
-        model, layers=layers, top_k=args.top_k, steps=args.steps, unit_labels=labels,
-        batching=args.batch_size, mean=mean, std=std, title=f"{args.model} atlas", progress=_progress,
+        model,
+        layers=layers,
+        top_k=args.top_k,
+        steps=args.steps,
+        unit_labels=labels,
+        batching=args.batch_size,
+        mean=mean,
+        std=std,
+        title=f"{args.model} atlas",
+        progress=_progress,
     ).build(source, args.out)
     print(
         f"Atlas of {build.n_units} units in {len(build.layers)} layers written to {build.index.resolve()} "
@@ -108,12 +120,15 @@ def _cmd_examples(args: argparse.Namespace) -> int:
     if out.suffix != ".safetensors":
         raise ConfigError(f"--out must be a .safetensors file, got {args.out!r}")
     _, model, source, layers = _load(args)
-    ex = DatasetExamples(model, layers=layers, top_k=args.top_k, batching=args.batch_size,
-                         checkpoint=args.checkpoint, progress=_progress).fit(source)
+    ex = DatasetExamples(
+        model, layers=layers, top_k=args.top_k, batching=args.batch_size, checkpoint=args.checkpoint, progress=_progress
+    ).fit(source)
     ex.save(out)
     if args.csv:
         ex.to_csv(args.csv)
     units = sum(ex.n_units(nm) for nm in ex.layers_)
-    print(f"Examples of {units} units in {len(ex.layers_)} layers written to {out.resolve()}"
-          + (f" and {Path(args.csv).resolve()}" if args.csv else ""))
+    print(
+        f"Examples of {units} units in {len(ex.layers_)} layers written to {out.resolve()}"
+        + (f" and {Path(args.csv).resolve()}" if args.csv else "")
+    )
     return 0

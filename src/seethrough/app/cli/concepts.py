@@ -68,21 +68,37 @@ def register(sub: Any) -> None:
     _common(t)
     t.add_argument("--layer", required=True, help="dotted layer name (see model.named_modules())")
     t.add_argument("--concepts", help="comma-separated generated concepts (e.g. stripes,dots,red)")
-    t.add_argument("--concept-dir", action="append", metavar="NAME=FOLDER",
-                   help="a concept given by a folder of example images (repeatable)")
+    t.add_argument(
+        "--concept-dir",
+        action="append",
+        metavar="NAME=FOLDER",
+        help="a concept given by a folder of example images (repeatable)",
+    )
     t.add_argument("--classes", help="comma-separated class indices to test (default: every label present)")
-    t.add_argument("--inputs", help="class inputs: bundled data, a folder of images or a tensor file "
-                   "(bundled models: their own generated data)")
+    t.add_argument(
+        "--inputs",
+        help="class inputs: bundled data, a folder of images or a tensor file "
+        "(bundled models: their own generated data)",
+    )
     t.add_argument("--labels", help="labels of --inputs: a tensor file (.npy, .safetensors, torch)")
     t.add_argument("--n-inputs", type=int, default=200, help="generated inputs for a bundled model (default: 200)")
     t.add_argument("--random-dir", help="random images: a folder or tensor file (default: generated)")
     t.add_argument("--random-runs", type=int, default=20, help="runs per concept (default: 20)")
     t.add_argument("--n-examples", type=int, default=20, help="examples per run (default: 20)")
-    t.add_argument("--protocol", choices=("disjoint", "shared"), default="disjoint",
-                   help="'disjoint' (default, calibrated) or 'shared' (the paper's per-run t-test)")
+    t.add_argument(
+        "--protocol",
+        choices=("disjoint", "shared"),
+        default="disjoint",
+        help="'disjoint' (default, calibrated) or 'shared' (the paper's per-run t-test)",
+    )
     t.add_argument("--significance", type=float, default=0.05, help="family-wise level (default: 0.05)")
-    t.add_argument("--null-check", type=int, default=0, metavar="TRIALS",
-                   help="also measure the false-positive rate on random sets posed as concepts")
+    t.add_argument(
+        "--null-check",
+        type=int,
+        default=0,
+        metavar="TRIALS",
+        help="also measure the false-positive rate on random sets posed as concepts",
+    )
     t.set_defaults(handler=_run_tcav)
 
     d = sub.add_parser(
@@ -152,20 +168,28 @@ def _run_tcav(args: Any) -> int:
     if data.labels is None and classes is None:
         raise ConfigError("give --classes (the inputs have no labels)")
     tcav = TCAV(
-        model, layer=args.layer, random_runs=args.random_runs, n_examples=args.n_examples,
-        protocol=args.protocol, significance=args.significance, batching=args.batch_size, seed=args.seed,
+        model,
+        layer=args.layer,
+        random_runs=args.random_runs,
+        n_examples=args.n_examples,
+        protocol=args.protocol,
+        significance=args.significance,
+        batching=args.batch_size,
+        seed=args.seed,
     )
     names = spec.classes or (list(data.classes) if data.classes else None)
-    result = run_tcav(tcav, data.images, concepts, random=args.random_dir, labels=data.labels, classes=classes,
-                      class_names=names)
+    result = run_tcav(
+        tcav, data.images, concepts, random=args.random_dir, labels=data.labels, classes=classes, class_names=names
+    )
     print(result.to_text())
     null = None
     if args.null_check:
         if args.null_check < 1:
             raise ConfigError(f"--null-check takes a positive number of trials, got {args.null_check}")
         print(f"  null check: {args.null_check} trials ...", file=sys.stderr, flush=True)
-        null = run_null_check(tcav, data.images, random=args.random_dir, labels=data.labels, classes=classes,
-                              trials=args.null_check)
+        null = run_null_check(
+            tcav, data.images, random=args.random_dir, labels=data.labels, classes=classes, trials=args.null_check
+        )
         lo, hi = null.interval
         print(
             f"null check: {null.n_false_positives}/{null.trials} random sets called significant "
@@ -197,8 +221,11 @@ def _run_dissect(args: Any) -> int:
     ).dissect(scenes)
     print(result.to_text(top=args.top))
     if args.html:
-        _save_report(f"Network dissection: {args.model}",
-                     lambda r: add_dissection(r, result, model=model, scenes=scenes), args.html)
+        _save_report(
+            f"Network dissection: {args.model}",
+            lambda r: add_dissection(r, result, model=model, scenes=scenes),
+            args.html,
+        )
     if args.labels_out:
         out = Path(args.labels_out)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -28,12 +28,20 @@ def register(sub) -> None:
     for action in e._actions:  # --data is given by one of its three spellings
         if action.dest == "data":
             action.required = False
-    e.add_argument("--methods", default="saliency,integrated_gradients,gradcam",
-                   help="comma-separated methods or 'all' (see 'seethrough methods')")
-    e.add_argument("--target", help="class index, one per input (3,1,0), class difference (3-5), or 'predicted' (default)")
+    e.add_argument(
+        "--methods",
+        default="saliency,integrated_gradients,gradcam",
+        help="comma-separated methods or 'all' (see 'seethrough methods')",
+    )
+    e.add_argument(
+        "--target", help="class index, one per input (3,1,0), class difference (3-5), or 'predicted' (default)"
+    )
     e.add_argument("--layer", help="dotted layer name for layer methods (bundled models: their default)")
-    e.add_argument("--feature-mask", help="features of mask-based methods (LIME, SHAP, ablation): grid:N, "
-                   "slic[:N], quickshift, felzenszwalb or elements (default: an 8x8 grid for images)")
+    e.add_argument(
+        "--feature-mask",
+        help="features of mask-based methods (LIME, SHAP, ablation): grid:N, "
+        "slic[:N], quickshift, felzenszwalb or elements (default: an 8x8 grid for images)",
+    )
     e.add_argument("--class-names", help="comma-separated class names for the report")
     e.add_argument("--html", help="write an HTML report here")
     e.add_argument("--maps", help="write the maps: a .safetensors file, or a folder of .npy files")
@@ -51,14 +59,24 @@ def _run(args) -> int:
     data = data_spec(args, spec).load(default_n=4)
     x = data.images
     layer = args.layer or spec.default_layer
-    class_names = args.class_names.split(",") if args.class_names else (spec.classes or (
-        list(data.classes) if data.classes else None))
+    class_names = (
+        args.class_names.split(",")
+        if args.class_names
+        else (spec.classes or (list(data.classes) if data.classes else None))
+    )
     if not args.html and not args.maps:
         args.html = "reports/explain.html"
     explain_report(
-        model, x, method_names(args.methods), target=_parse_target(args.target), layer=layer,
-        class_names=class_names, html=args.html, maps=args.maps,
-        feature_mask=feature_mask_from_spec(args.feature_mask, x), progress=progress,
+        model,
+        x,
+        method_names(args.methods),
+        target=_parse_target(args.target),
+        layer=layer,
+        class_names=class_names,
+        html=args.html,
+        maps=args.maps,
+        feature_mask=feature_mask_from_spec(args.feature_mask, x),
+        progress=progress,
     )
     if args.html:
         print(f"Report written to {Path(args.html).resolve()}")

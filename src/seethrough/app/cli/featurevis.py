@@ -64,8 +64,15 @@ def _run(args) -> int:
         print(f"  {msg}", file=sys.stderr, flush=True)
 
     fv = FeatureVisualizer(
-        model, param=args.param, steps=args.steps, lr=args.lr, size=args.size, seed=args.seed,
-        input_range=args.input_range, mean=mean, std=std,
+        model,
+        param=args.param,
+        steps=args.steps,
+        lr=args.lr,
+        size=args.size,
+        seed=args.seed,
+        input_range=args.input_range,
+        mean=mean,
+        std=std,
         input_shape=None if info is None else tuple(info.input_shape),
     )
     vis = fv.visualize_channels(args.layer, _channels(args.channels), batching=args.batch_size, progress=progress)

@@ -29,26 +29,42 @@ def register(sub: Any) -> None:
     p.add_argument("--layer", required=True, help="the slice: a dotted layer name (see seethrough.layer_names)")
     p.add_argument("--class", dest="cls", required=True, help="class index or name: the quantity of interest")
     p.add_argument("--vs", help="contrast class (index or name): the quantity becomes class - vs")
-    p.add_argument("--distribution", choices=("point", "class", "path"), default="class",
-                   help="point: one instance (--index); class: every instance of --class in the data (default); "
-                   "path: the straight path from a zero baseline to the instance")
-    p.add_argument("--data", default="shapes",
-                   help="shapes (synthetic, generated), mnist (held-out digits), a tensor file of inputs "
-                   "(.npy, .safetensors, torch) or a folder of images (read at the model's input size)")
-    p.add_argument("--labels", help="labels for a tensor file or folder --data (tensor file); default: the model's "
-                   "predictions")
+    p.add_argument(
+        "--distribution",
+        choices=("point", "class", "path"),
+        default="class",
+        help="point: one instance (--index); class: every instance of --class in the data (default); "
+        "path: the straight path from a zero baseline to the instance",
+    )
+    p.add_argument(
+        "--data",
+        default="shapes",
+        help="shapes (synthetic, generated), mnist (held-out digits), a tensor file of inputs "
+        "(.npy, .safetensors, torch) or a folder of images (read at the model's input size)",
+    )
+    p.add_argument(
+        "--labels", help="labels for a tensor file or folder --data (tensor file); default: the model's predictions"
+    )
     p.add_argument("--n", type=int, help="number of inputs (shapes: generated, default 400; others: first N)")
     p.add_argument("--index", type=int, help="the instance for point/path (default: the first of --class)")
     p.add_argument("--top", type=int, default=5, help="neurons to list and visualise per sign (default: 5)")
-    p.add_argument("--reduce", choices=("max", "mean"), default="max",
-                   help="channel influence over positions (default: max)")
+    p.add_argument(
+        "--reduce", choices=("max", "mean"), default="max", help="channel influence over positions (default: max)"
+    )
     p.add_argument("--steps", type=int, default=50, help="points on the path (path distribution; default: 50)")
-    p.add_argument("--method", default="integrated_gradients",
-                   help="input attribution of a neuron's activation: integrated_gradients (default) or saliency")
+    p.add_argument(
+        "--method",
+        default="integrated_gradients",
+        help="input attribution of a neuron's activation: integrated_gradients (default) or saliency",
+    )
     p.add_argument("--essence", help="comma-separated k: run the essence experiment keeping k neurons")
     p.add_argument("--random-draws", type=int, default=10, help="random k-neuron draws per k (default: 10)")
-    p.add_argument("--select", choices=("positive", "absolute"), default="positive",
-                   help="essence: keep the k neurons of largest influence (positive, default) or largest |influence|")
+    p.add_argument(
+        "--select",
+        choices=("positive", "absolute"),
+        default="positive",
+        help="essence: keep the k neurons of largest influence (positive, default) or largest |influence|",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the generated data and the random draws")
     p.add_argument("--html", help="write an HTML report here")
     p.set_defaults(handler=_run)
@@ -69,7 +85,9 @@ def parse_class(text: str, names: list[str] | None, what: str = "--class") -> in
         known = f"one of {names}" if names else "an integer class index"
         raise InputError(f"cannot read {what} {text!r}: give {known}") from None
     if names and not 0 <= c < len(names):
-        raise InputError(f"{what} {c} is out of range for the {len(names)} classes {names} (valid: 0..{len(names) - 1})")
+        raise InputError(
+            f"{what} {c} is out of range for the {len(names)} classes {names} (valid: 0..{len(names) - 1})"
+        )
     return c
 
 
@@ -97,8 +115,9 @@ class CliData(NamedTuple):
     note: str
 
 
-def load_data(data: str, n: int | None, *, seed: int, model=None, labels_path: str | None = None, size: int = 64,
-              spec=None) -> CliData:
+def load_data(
+    data: str, n: int | None, *, seed: int, model=None, labels_path: str | None = None, size: int = 64, spec=None
+) -> CliData:
     """The data named by ``--data``: ``shapes`` (generated), ``mnist``, a tensor file or a
     folder of images (read through :class:`~seethrough.app.data.DataSpec` at the input size,
     channels and normalisation of the model ``spec``)."""
@@ -122,17 +141,28 @@ def load_data(data: str, n: int | None, *, seed: int, model=None, labels_path: s
         s = mnist_split(seed=0)
         m = n or len(s.x_test)
         xtr, ytr, xte, yte = s.x_train[:m], s.y_train[:m], s.x_test[:m], s.y_test[:m]
-        note = (f"MNIST (mnist_split(seed=0)): influence over {len(xtr)} training digits; essence scored on "
-                f"{len(xte)} held-out digits")
+        note = (
+            f"MNIST (mnist_split(seed=0)): influence over {len(xtr)} training digits; essence scored on "
+            f"{len(xte)} held-out digits"
+        )
         return CliData(xtr, ytr, xtr, ytr, xte, yte, [str(d) for d in range(10)], note)
     from seethrough.app.data import DataSpec
 
     if not Path(data).exists():
-        raise InputError(f"--data {data!r} is neither 'shapes', 'mnist' nor an existing tensor file or folder of images")
+        raise InputError(
+            f"--data {data!r} is neither 'shapes', 'mnist' nor an existing tensor file or folder of images"
+        )
     shape = spec.input_shape() if spec is not None else None
     mean, std = spec.normalization if spec is not None else (None, None)
-    loaded = DataSpec(data, n=n, size=shape[1] if shape else None, channels=shape[0] if shape else None, mean=mean,
-                      std=std, labels=labels_path).load()
+    loaded = DataSpec(
+        data,
+        n=n,
+        size=shape[1] if shape else None,
+        channels=shape[0] if shape else None,
+        mean=mean,
+        std=std,
+        labels=labels_path,
+    ).load()
     x, y = loaded.images, loaded.labels
     if y is not None:
         src = f"labels from {labels_path}"
@@ -152,15 +182,28 @@ def _run(args) -> int:
     import torch
 
     from seethrough._core.targets import Class, ClassDifference
-    from seethrough.influence import ClassInfluence, EssenceExperiment, InternalInfluence, NeuronVisualization, views
-    from seethrough.influence import select_class
+    from seethrough.influence import (
+        ClassInfluence,
+        EssenceExperiment,
+        InternalInfluence,
+        NeuronVisualization,
+        select_class,
+        views,
+    )
     from seethrough.report.html import HtmlReport
 
     spec = model_spec(args)
     model = spec.load()
     shape = spec.input_shape()
-    d = load_data(args.data, args.n, seed=args.seed, model=model, labels_path=args.labels,
-                  size=shape[1] if shape else 64, spec=spec)
+    d = load_data(
+        args.data,
+        args.n,
+        seed=args.seed,
+        model=model,
+        labels_path=args.labels,
+        size=shape[1] if shape else 64,
+        spec=spec,
+    )
     x, y, names, note = d.x, d.y, d.names, d.note
     if spec.classes is not None:
         names = spec.classes
@@ -182,12 +225,16 @@ def _run(args) -> int:
         xs, ys, where = x, y, f"the {of_cls.numel()} instances of {cname!r}"
     target = Class(cls) if vs is None else ClassDifference(cls, vs)
     _say("internal influence")
-    infl = InternalInfluence(model, layer=args.layer, distribution=args.distribution, reduce=args.reduce, steps=args.steps)
+    infl = InternalInfluence(
+        model, layer=args.layer, distribution=args.distribution, reduce=args.reduce, steps=args.steps
+    )
     res = infl.compute(xs, target, labels=ys)
     k = res.top_positive(args.top).numel()  # a ConfigError when --top exceeds the neurons
     print(f"{note}")
-    print(f"internal influence of {res.target} at {res.layer!r} over {args.distribution}: {where}; "
-          f"{res.n_neurons} {res.neuron}s" + (f", {res.reduce} over positions" if res.reduce else ""))
+    print(
+        f"internal influence of {res.target} at {res.layer!r} over {args.distribution}: {where}; "
+        f"{res.n_neurons} {res.neuron}s" + (f", {res.reduce} over positions" if res.reduce else "")
+    )
     for row in views.neuron_rows(res, k):
         print(f"  {row['rank']:>4}  {res.neuron} {row[res.neuron]:>5}  influence {row['influence']:+.4g}")
     neg_note = views.no_negative_note(res)
@@ -198,16 +245,25 @@ def _run(args) -> int:
     if ks is not None:
         _say("essence experiment")
         ess = EssenceExperiment(
-            model, layer=args.layer, ks=ks, n_random=args.random_draws, reduce=args.reduce, select=args.select,
+            model,
+            layer=args.layer,
+            ks=ks,
+            n_random=args.random_draws,
+            reduce=args.reduce,
+            select=args.select,
             seed=args.seed,
         ).run(d.x_train, d.y_train, d.x_test, d.y_test, cls)
-        print(f"essence of {cname!r} (class vs rest) at {ess.layer!r}: balanced accuracy on the test split "
-              f"({ess.counts['test_positive']} + {ess.counts['test_negative']} inputs)")
+        print(
+            f"essence of {cname!r} (class vs rest) at {ess.layer!r}: balanced accuracy on the test split "
+            f"({ess.counts['test_positive']} + {ess.counts['test_negative']} inputs)"
+        )
         print(f"  {'k':>6}  {'top-k':>7}  {'random-k (mean ± std)':>21}  {'top-k AUC':>9}  {'random-k AUC':>13}")
         for r in ess.rows():
-            print(f"  {r['k']:>6}  {r['top-k balanced accuracy']:7.3f}  "
-                  f"{r['random-k balanced accuracy (mean)']:13.3f} ± {r['random-k balanced accuracy (std)']:.3f}  "
-                  f"{r['top-k AUC']:9.3f}  {r['random-k AUC (mean)']:5.3f} ± {r['random-k AUC (std)']:.3f}")
+            print(
+                f"  {r['k']:>6}  {r['top-k balanced accuracy']:7.3f}  "
+                f"{r['random-k balanced accuracy (mean)']:13.3f} ± {r['random-k balanced accuracy (std)']:.3f}  "
+                f"{r['top-k AUC']:9.3f}  {r['random-k AUC (mean)']:5.3f} ± {r['random-k AUC (std)']:.3f}"
+            )
         print(f"  {'all':>6}  {ess.full_accuracy:7.3f}  {'':21}  {ess.full_auc:9.3f}")
 
     if args.html:
@@ -222,8 +278,9 @@ def _run(args) -> int:
         views.add_neuron_maps(report, maps, n_show=len(shown))
         _say("class and comparative explanations")
         report.add_heading("Class and comparative explanations")
-        comp = ClassInfluence(model, layer=args.layer, top=1, reduce=args.reduce, method=args.method,
-                              max_instances=16).explain(x, y, cls, vs, class_names=names)
+        comp = ClassInfluence(
+            model, layer=args.layer, top=1, reduce=args.reduce, method=args.method, max_instances=16
+        ).explain(x, y, cls, vs, class_names=names)
         views.add_comparison(report, comp, n_show=4)
         if ess is not None:
             report.add_heading("Essence")

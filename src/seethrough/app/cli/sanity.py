@@ -19,10 +19,17 @@ def register(sub) -> None:
     )
     p.add_argument("--model", default="shapes-cnn", help="bundled model (default: shapes-cnn)")
     p.add_argument("--methods", default="saliency,guided_backprop,gradcam", help="comma-separated methods")
-    p.add_argument("--mode", default="cascading", choices=("cascading", "independent", "data"),
-                   help="cascading (default), independent, or data (against --random-model)")
-    p.add_argument("--random-model", default="shapes-cnn-random-labels",
-                   help="bundled model trained on permuted labels, for --mode data")
+    p.add_argument(
+        "--mode",
+        default="cascading",
+        choices=("cascading", "independent", "data"),
+        help="cascading (default), independent, or data (against --random-model)",
+    )
+    p.add_argument(
+        "--random-model",
+        default="shapes-cnn-random-labels",
+        help="bundled model trained on permuted labels, for --mode data",
+    )
     p.add_argument("--n-images", type=int, default=8, help="held-out shapes images (default: 8)")
     p.add_argument("--seed", type=int, default=0, help="randomization seed (default: 0)")
     p.add_argument("--data-seed", type=int, default=4242, help="seed of the held-out images")

@@ -20,7 +20,8 @@ def register(sub) -> None:
     p.add_argument("--model", default="shapes-cnn", help="bundled name, TorchScript file, or package.module:factory")
     p.add_argument("--weights", help="state dict for a factory model")
     p.add_argument(
-        "--data", default="shapes",
+        "--data",
+        default="shapes",
         help="shapes (with evidence masks), shapes-shortcut (masks = the planted mark), mnist, "
         "or a tensor file (.npy, .safetensors, torch)",
     )
@@ -31,8 +32,11 @@ def register(sub) -> None:
     p.add_argument("--families", help="comma-separated metric families instead of --metrics")
     p.add_argument("--layer", help="layer for layer methods (bundled models: their default)")
     p.add_argument("--target", help="class index, or 'predicted' (default)")
-    p.add_argument("--random-label-model", help="a model of the same architecture trained on permuted labels "
-                   "(bundled: shapes-cnn-random-labels) for the data randomization check")
+    p.add_argument(
+        "--random-label-model",
+        help="a model of the same architecture trained on permuted labels "
+        "(bundled: shapes-cnn-random-labels) for the data randomization check",
+    )
     p.add_argument("--no-randomization", action="store_true", help="skip the randomization curves")
     p.add_argument("--time-budget", type=float, help="seconds; no new metric starts after that")
     p.add_argument("--seed", type=int, default=0)
@@ -87,14 +91,20 @@ def _run(args) -> int:
     x, masks, classes, note = load_trust_data(args.data, args.n, seed=args.seed, masks_path=args.masks)
     rl = load_model(args.random_label_model) if args.random_label_model else None
     report = trust_report(
-        model, x, [m for m in args.methods.split(",") if m.strip()],
-        target=_parse_target(args.target), masks=masks,
+        model,
+        x,
+        [m for m in args.methods.split(",") if m.strip()],
+        target=_parse_target(args.target),
+        masks=masks,
         layer=args.layer or (info.default_cam_layer if info else None),
         metrics=args.metrics.split(",") if args.metrics else None,
         families=args.families.split(",") if args.families else None,
-        randomization=not args.no_randomization, random_label_model=rl,
+        randomization=not args.no_randomization,
+        random_label_model=rl,
         class_names=classes or (list(info.classes) if info else None),
-        time_budget=args.time_budget, seed=args.seed, progress=_say,
+        time_budget=args.time_budget,
+        seed=args.seed,
+        progress=_say,
         title=f"Trust report: {args.model} on {args.data}",
     )
     path = report.save(args.out)

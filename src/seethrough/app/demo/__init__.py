@@ -3,16 +3,14 @@ feature-visualization, atlas, influence and concept sections, as one offline HTM
 
 from __future__ import annotations
 
-import time
-import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 
 from seethrough._core.errors import ConfigError
 from seethrough.app.runs import run_methods, timing_rows
-from seethrough.attribution.registry import METHODS, build_method, get_method
+from seethrough.attribution.registry import METHODS
 from seethrough.report.html import HtmlReport
 
 __all__ = ["demo_report"]
@@ -79,9 +77,9 @@ def _model_sections(report: HtmlReport, out: Path, *, progress=None) -> None:
     visualization, the atlas, influence, concepts)."""
     from seethrough.app.demo.atlas import atlas_section
     from seethrough.app.demo.concepts import dissection_section, tcav_section
-    from seethrough.app.demo.trust import trust_section
     from seethrough.app.demo.featurevis import featurevis_section
     from seethrough.app.demo.influence import influence_section
+    from seethrough.app.demo.trust import trust_section
 
     say = progress or (lambda _s: None)
     trust_section(report, out, progress=say)

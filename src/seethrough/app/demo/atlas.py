@@ -46,8 +46,15 @@ def atlas_section(
     source = open_source("shapes", n=DEMO_IMAGES, seed=DEMO_SEED)
     steps = DEMO_STEPS
     t0 = time.perf_counter()
-    build = Atlas(model, layers=layers, top_k=9, steps=steps, title="shapes-cnn atlas (demo)",
-                  unit_labels=unit_labels, progress=progress).build(source, atlas_dir)
+    build = Atlas(
+        model,
+        layers=layers,
+        top_k=9,
+        steps=steps,
+        title="shapes-cnn atlas (demo)",
+        unit_labels=unit_labels,
+        progress=progress,
+    ).build(source, atlas_dir)
     seconds = time.perf_counter() - t0
 
     ex = DatasetExamples.load(atlas_dir / "examples.safetensors")
@@ -82,11 +89,20 @@ def atlas_section(
         i = int(ex.top_indices_[layer][u, 0])
         pics = []
         if fv.is_file():
-            pics.append(f'<img class="st-img" src="{_uri(fv)}" '
-                        f'alt="{_html.escape(layer)} unit {u}: feature visualisation">')
+            pics.append(
+                f'<img class="st-img" src="{_uri(fv)}" alt="{_html.escape(layer)} unit {u}: feature visualisation">'
+            )
         box = tuple(int(v) for v in ex.top_boxes_[layer][u, 0])
-        pics.append(crop_html(_uri(atlas_dir / "examples" / f"{i}.png"), box, H, W, 128,
-                              f"{layer} unit {u}: receptive field of its top example #{i}"))
+        pics.append(
+            crop_html(
+                _uri(atlas_dir / "examples" / f"{i}.png"),
+                box,
+                H,
+                W,
+                128,
+                f"{layer} unit {u}: receptive field of its top example #{i}",
+            )
+        )
         cells.append(
             f'<figure class="st-sample"><a class="st-pair" href="{_html.escape(page)}">{"".join(pics)}</a>'
             f"<figcaption>{_html.escape(layer)} unit {u}: "

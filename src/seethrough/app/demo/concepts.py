@@ -38,8 +38,9 @@ def tcav_section(report: HtmlReport, *, progress: Callable[[str], None] | None =
     result = run_tcav(tcav, x, ["stripes", "dots", "red"], labels=y, class_names=info.classes)
     plain: dict[str, Any] = dict(min_effect=0.0, min_accuracy=0.0, seed=0)  # the t-test alone
     nulls = [
-        run_null_check(TCAV(model, layer=layer, protocol="shared", random_runs=10, **plain), x[:100], labels=y[:100],
-                       trials=40),
+        run_null_check(
+            TCAV(model, layer=layer, protocol="shared", random_runs=10, **plain), x[:100], labels=y[:100], trials=40
+        ),
         run_null_check(TCAV(model, layer=layer, random_runs=10, **plain), x[:100], labels=y[:100], trials=40),
     ]
     report.add_heading("Concepts: TCAV")

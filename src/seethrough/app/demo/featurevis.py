@@ -13,9 +13,7 @@ from seethrough.report.html import HtmlReport
 __all__ = ["featurevis_section"]
 
 
-def featurevis_section(
-    report: HtmlReport, *, progress: Callable[[str], None] | None = None, steps: int = 96
-) -> None:
+def featurevis_section(report: HtmlReport, *, progress: Callable[[str], None] | None = None, steps: int = 96) -> None:
     """Feature visualizations of the bundled ``shapes-cnn``: every channel of the first
     block (``features.5``), the 4 channels of the last layer (``features.16``) that the
     classifier weighs most for each class, and one image per class logit."""

@@ -39,7 +39,9 @@ def influence_section(report: HtmlReport, *, progress: Callable[[str], None] | N
     add_influence(report, res, k=3)
     say("neuron visualisations")
     shown = res.instances[:4]
-    maps = NeuronVisualization(model, layer=layer, method_settings={"steps": 16}).visualize(data.images[shown], res, k=3)
+    maps = NeuronVisualization(model, layer=layer, method_settings={"steps": 16}).visualize(
+        data.images[shown], res, k=3
+    )
     add_neuron_maps(report, maps, n_show=4)
 
     say("class and comparative explanations")

@@ -10,8 +10,14 @@ from seethrough.evaluation.views import plot_randomization_curves, plot_randomiz
 __all__ = ["sanity_section"]
 
 
-def sanity_section(report, *, n_images: int = 8, seed: int = 4242, methods: Sequence[str] = ("saliency",
-                   "guided_backprop", "gradcam"), progress: Callable[[str], None] | None = None) -> None:
+def sanity_section(
+    report,
+    *,
+    n_images: int = 8,
+    seed: int = 4242,
+    methods: Sequence[str] = ("saliency", "guided_backprop", "gradcam"),
+    progress: Callable[[str], None] | None = None,
+) -> None:
     """Add the sanity checks of the bundled shapes model to an :class:`~seethrough.report.html.HtmlReport`:
     cascading model randomization of each method (curves, example maps, verdicts), and the
     data randomization check when the zoo has ``shapes-cnn-random-labels``."""

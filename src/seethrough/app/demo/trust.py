@@ -57,8 +57,15 @@ def trust_section(
     rl = zoo.load("shapes-cnn-random-labels") if "shapes-cnn-random-labels" in zoo.available() else None
     say("trust report: shapes-cnn")
     clean = trust_report(
-        zoo.load("shapes-cnn"), data.images, list(methods), masks=data.masks, layer=info.default_cam_layer,
-        metric_settings=settings, random_label_model=rl, class_names=list(data.classes), seed=seed,
+        zoo.load("shapes-cnn"),
+        data.images,
+        list(methods),
+        masks=data.masks,
+        layer=info.default_cam_layer,
+        metric_settings=settings,
+        random_label_model=rl,
+        class_names=list(data.classes),
+        seed=seed,
         progress=lambda s: say(f"trust: {s}"),
         title="Trust report: shapes-cnn (ground truth: the object)",
     )
@@ -69,10 +76,16 @@ def trust_section(
         sdata = make_shapes(n_images, seed=20_000 + seed, shortcut=True)
         say("trust report: shapes-cnn-shortcut")
         short = trust_report(
-            zoo.load("shapes-cnn-shortcut"), sdata.images, list(methods), masks=sdata.shortcut_masks,
-            layer=info.default_cam_layer, families=("localization", "complexity"), randomization=False,
+            zoo.load("shapes-cnn-shortcut"),
+            sdata.images,
+            list(methods),
+            masks=sdata.shortcut_masks,
+            layer=info.default_cam_layer,
+            families=("localization", "complexity"),
+            randomization=False,
             class_names=list(sdata.classes),
-            seed=seed, progress=lambda s: say(f"trust: {s}"),
+            seed=seed,
+            progress=lambda s: say(f"trust: {s}"),
             title="Trust report: shapes-cnn-shortcut (ground truth: the planted mark)",
         )
         written["shapes-cnn-shortcut"] = short.save(out / "trust-shortcut.html")

@@ -46,5 +46,7 @@ class GradCAMPlusPlus(BaseCAM):
         g3 = g2 * gradients
         sum_a = activations.sum(dim=dims, keepdim=True)
         denom = 2 * g2 + sum_a * g3
-        alpha = torch.where(denom != 0, g2 / torch.where(denom != 0, denom, torch.ones_like(denom)), torch.zeros_like(denom))
+        alpha = torch.where(
+            denom != 0, g2 / torch.where(denom != 0, denom, torch.ones_like(denom)), torch.zeros_like(denom)
+        )
         return (alpha * gradients.clamp(min=0)).sum(dim=dims)

@@ -6,9 +6,8 @@ from torch import Tensor, nn
 
 from ..._core.batching import Batching
 from ..._core.errors import ConfigError
-from ..._core.layers import LayerRef
+from ..._core.layers import LayerRef, layer_label
 from ..._core.targets import Target
-from ..._core.layers import layer_label
 from .._base import Attribution, Computed, check_layer
 from ..gradient import GuidedBackprop
 from ._base import _MODES, upsample_map
