@@ -47,18 +47,6 @@ UNSIGNED_CMAP = "inferno"
 # ---------------------------------------------------------------------------------------
 # array helpers
 # ---------------------------------------------------------------------------------------
-def _as_tensor(x: Any, name: str) -> Tensor:
-    if isinstance(x, Tensor):
-        t = x.detach()
-    elif isinstance(x, np.ndarray) or isinstance(x, (list, tuple)):
-        t = torch.as_tensor(np.asarray(x))
-    else:
-        raise InputError(f"{name} must be a torch.Tensor or numpy array, got {type(x).__name__}")
-    if t.is_complex():
-        raise InputError(f"{name} are complex; take .abs() or .real before plotting")
-    return t.cpu()
-
-
 def _as_numpy(x: Any, name: str = "array") -> np.ndarray:
     if isinstance(x, Tensor):
         x = x.detach().cpu()
