@@ -9,6 +9,8 @@ max        largest value
 abs_sum    sum of absolute values
 max_abs    largest absolute value
 l2         Euclidean norm
+none       no reduction: every element is kept (only where a function says so, e.g.
+           the complexity metrics, which then count channels as features)
 =========  ==========================================
 
 A function accepts the subset that makes sense for it (a channel target: ``mean`` or

@@ -203,7 +203,7 @@ class Atlas:
         unit pages and in the layer listings.
     batching:
         Batch size (or :class:`Batching`) of the examples pass.
-    seed, size, input_range, mean, std, featurevis_batch_size:
+    seed, size, input_range, mean, std, featurevis_batching:
         Passed to ``visualize`` (``size`` defaults to the data's image size).
     title:
         Title of the index page (default: the model's class name).
@@ -226,7 +226,7 @@ class Atlas:
         input_range: tuple[float, float] | None = None,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
-        featurevis_batch_size: int | None = None,
+        featurevis_batching: Batching | int | None = None,
         checkpoint_every: int = 20,
         title: str | None = None,
         progress: Callable[[str], None] | None = None,
@@ -234,7 +234,7 @@ class Atlas:
         self.model, self.layers, self.top_k, self.batching = model, layers, top_k, batching
         self.steps, self.visualize, self.seed, self.size = steps, visualize, seed, size
         self.input_range, self.mean, self.std = input_range, mean, std
-        self.featurevis_batch_size, self.checkpoint_every = featurevis_batch_size, checkpoint_every
+        self.featurevis_batching, self.checkpoint_every = featurevis_batching, checkpoint_every
         self.unit_labels, self.title, self.progress = unit_labels, title, progress
 
     # -- entry point --------------------------------------------------------------------
@@ -400,7 +400,7 @@ class Atlas:
         _atomic_write(out / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True).encode())
 
     def _fv_kwargs(self, source: ImageSource, input_shape: tuple[int, ...]) -> dict:
-        size = self.size
+        size: int | tuple[int, int] | None = self.size
         if size is None and len(input_shape) == 3:
             size = input_shape[1] if input_shape[1] == input_shape[2] else (input_shape[1], input_shape[2])
         kw: dict[str, Any] = {"size": size, "steps": self.steps, "seed": self.seed}
@@ -410,8 +410,8 @@ class Atlas:
                 v = getattr(source, k, None)
             if v is not None:
                 kw[k] = v
-        if self.featurevis_batch_size is not None:
-            kw["batch_size"] = self.featurevis_batch_size
+        if self.featurevis_batching is not None:
+            kw["batching"] = self.featurevis_batching
         return kw
 
     def _featurevis(self, out: Path, ex: DatasetExamples, source, visualize, manifest) -> tuple[int, str]:
@@ -509,8 +509,8 @@ class Atlas:
             i = int(ex.top_indices_[nm][u, 0])
             H, W = ex.input_shape_[1], ex.input_shape_[2]
             boxes = ex.top_boxes_[nm]
-            box = tuple(int(v) for v in boxes[u, 0]) if boxes is not None else (0, 0, H - 1, W - 1)
-            return crop_html(f"../../examples/{i}.png", box, H, W, 96, f"unit {u}: top example {i}")
+            y0, x0, y1, x1 = (int(v) for v in boxes[u, 0]) if boxes is not None else (0, 0, H - 1, W - 1)
+            return crop_html(f"../../examples/{i}.png", (y0, x0, y1, x1), H, W, 96, f"unit {u}: top example {i}")
         return ""
 
     def _unit_page(self, ldir: Path, ex, nm, u, labels, image_like, fv_entry) -> None:
@@ -571,6 +571,7 @@ class Atlas:
                 where = f" at {tuple(int(p) for p in pos[r])}" if pos.shape[-1] else ""
                 cap = f"#{i} · {_fmt(float(vals[r]))}{where}"
                 if image_like:
+                    assert H is not None and W is not None  # set above for image-like inputs
                     frame = f'<img src="../../examples/{i}.png" alt="example {i}">'
                     patch = ""
                     if boxes is not None:

@@ -313,7 +313,7 @@ class FeatureVisualizer:
             chans = _channel_list(channels, n_units, name)
             objectives = [ChannelObjective(name, c) for c in chans]
             measured = batching.batch_size is None
-            if not measured:
+            if batching.batch_size is not None:
                 per_chunk = batching.batch_size
             else:
                 row_bytes = self._row_bytes(_Plan(self.model, objectives[:1]), torch.tensor(chans[:1]), n_units, setup)
@@ -581,7 +581,7 @@ def visualize_channels(
     size: int | tuple[int, int] | None = None,
     steps: int = 256,
     seed: int = 0,
-    batch_size: int | None = None,
+    batching: Batching | int | None = None,
     progress: Progress | None = None,
     input_range: tuple[float, float] | None = None,
     mean: Sequence[float] | float | None = None,
@@ -591,7 +591,7 @@ def visualize_channels(
     """One image per channel of ``layer`` (None: every channel), with the default
     settings (FFT parameterization, decorrelated colour for RGB, standard transforms,
     Adam at 0.05, redirected ReLU for 16 steps). ``.images`` is ``(K, C, H, W)`` in
-    [0, 1]. ``batch_size`` fixes the images per chunk (None: sized automatically);
+    [0, 1]. ``batching`` (an int: images per chunk; None: sized automatically) as everywhere;
     ``input_shape`` ``(C, H, W)`` gives the model's input when ``size`` is not given."""
     return FeatureVisualizer(
         model,
@@ -602,4 +602,4 @@ def visualize_channels(
         mean=mean,
         std=std,
         input_shape=input_shape,
-    ).visualize_channels(layer, channels, batching=batch_size, progress=progress)
+    ).visualize_channels(layer, channels, batching=batching, progress=progress)
