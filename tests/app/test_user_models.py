@@ -57,8 +57,23 @@ def _run(argv, capsys):
 def test_explain_on_a_folder(user, capsys, tmp_path):
     root, model = user
     maps = tmp_path / "m.safetensors"
-    _run(["explain", *_model(root), "--data", str(root / "photos"), "--n", "3", "--methods", "saliency",
-          "--target", "1", "--maps", str(maps)], capsys)
+    _run(
+        [
+            "explain",
+            *_model(root),
+            "--data",
+            str(root / "photos"),
+            "--n",
+            "3",
+            "--methods",
+            "saliency",
+            "--target",
+            "1",
+            "--maps",
+            str(maps),
+        ],
+        capsys,
+    )
     assert load_file(str(maps))["saliency"].shape == (3, 3, 16, 16)
 
 
@@ -66,17 +81,33 @@ def test_explain_on_a_folder(user, capsys, tmp_path):
 def test_trust_on_a_tensor_file_with_masks(user, capsys, tmp_path):
     root, _ = user
     out = tmp_path / "trust.html"
-    text = _run(["trust", *_model(root), "--data", str(root / "x.npy"), "--masks", str(root / "masks.npy"),
-                 "--n", "4", "--methods", "saliency", "--families", "localization,complexity",
-                 "--no-randomization", "--out", str(out)], capsys)
+    text = _run(
+        [
+            "trust",
+            *_model(root),
+            "--data",
+            str(root / "x.npy"),
+            "--masks",
+            str(root / "masks.npy"),
+            "--n",
+            "4",
+            "--methods",
+            "saliency",
+            "--families",
+            "localization,complexity",
+            "--no-randomization",
+            "--out",
+            str(out),
+        ],
+        capsys,
+    )
     assert out.is_file() and "pointing_game" in out.read_text() and "masks from" in text
 
 
 @pytest.mark.slow
 def test_sanity_on_a_folder(user, capsys):
     root, _ = user
-    text = _run(["sanity", *_model(root), "--data", str(root / "photos"), "--n", "3", "--methods", "saliency"],
-                capsys)
+    text = _run(["sanity", *_model(root), "--data", str(root / "photos"), "--n", "3", "--methods", "saliency"], capsys)
     assert "saliency" in text and ("PASS" in text or "FAIL" in text)
 
 
@@ -84,8 +115,26 @@ def test_sanity_on_a_folder(user, capsys):
 def test_featurevis_on_a_factory_model(user, capsys, tmp_path):
     root, _ = user
     out = tmp_path / "fv"
-    _run(["featurevis", "--model", FACTORY, "--weights", str(root / "w.safetensors"), "--size", "16",
-          "--layer", "features.3", "--channels", "0,1", "--steps", "4", "--out", str(out)], capsys)
+    _run(
+        [
+            "featurevis",
+            "--model",
+            FACTORY,
+            "--weights",
+            str(root / "w.safetensors"),
+            "--size",
+            "16",
+            "--layer",
+            "features.3",
+            "--channels",
+            "0,1",
+            "--steps",
+            "4",
+            "--out",
+            str(out),
+        ],
+        capsys,
+    )
     assert len(list(out.glob("*.png"))) >= 2
 
 
@@ -93,8 +142,23 @@ def test_featurevis_on_a_factory_model(user, capsys, tmp_path):
 def test_atlas_on_a_folder(user, capsys, tmp_path):
     root, _ = user
     out = tmp_path / "atlas"
-    _run(["atlas", *_model(root), "--data", str(root / "photos"), "--layers", "features.3", "--top-k", "2",
-          "--steps", "2", "--out", str(out)], capsys)
+    _run(
+        [
+            "atlas",
+            *_model(root),
+            "--data",
+            str(root / "photos"),
+            "--layers",
+            "features.3",
+            "--top-k",
+            "2",
+            "--steps",
+            "2",
+            "--out",
+            str(out),
+        ],
+        capsys,
+    )
     assert (out / "index.html").is_file()
 
 
@@ -102,18 +166,56 @@ def test_atlas_on_a_folder(user, capsys, tmp_path):
 def test_influence_on_a_tensor_file_with_labels(user, capsys, tmp_path):
     root, _ = user
     html = tmp_path / "inf.html"
-    text = _run(["influence", *_model(root), "--data", str(root / "x.npy"), "--labels", str(root / "y.npy"),
-                 "--layer", "features.3", "--class", "1", "--steps", "4", "--html", str(html)], capsys)
+    text = _run(
+        [
+            "influence",
+            *_model(root),
+            "--data",
+            str(root / "x.npy"),
+            "--labels",
+            str(root / "y.npy"),
+            "--layer",
+            "features.3",
+            "--class",
+            "1",
+            "--steps",
+            "4",
+            "--html",
+            str(html),
+        ],
+        capsys,
+    )
     assert html.is_file() and "labels from" in text
 
 
 @pytest.mark.slow
 def test_tcav_on_concept_folders(user, capsys, tmp_path):
     root, _ = user
-    text = _run(["tcav", *_model(root), "--layer", "features.3", "--inputs", str(root / "photos"),
-                 "--labels", str(root / "y.npy"), "--classes", "1",
-                 "--concept-dir", f"a={root / 'concept_a'}", "--concept-dir", f"b={root / 'concept_b'}",
-                 "--random-dir", str(root / "random"), "--random-runs", "2", "--n-examples", "10"], capsys)
+    text = _run(
+        [
+            "tcav",
+            *_model(root),
+            "--layer",
+            "features.3",
+            "--inputs",
+            str(root / "photos"),
+            "--labels",
+            str(root / "y.npy"),
+            "--classes",
+            "1",
+            "--concept-dir",
+            f"a={root / 'concept_a'}",
+            "--concept-dir",
+            f"b={root / 'concept_b'}",
+            "--random-dir",
+            str(root / "random"),
+            "--random-runs",
+            "2",
+            "--n-examples",
+            "10",
+        ],
+        capsys,
+    )
     assert "a" in text and "b" in text
 
 
@@ -121,9 +223,23 @@ def test_tcav_on_concept_folders(user, capsys, tmp_path):
 def test_dissect_on_own_scenes_and_masks(user, capsys, tmp_path):
     root, _ = user
     labels = tmp_path / "labels.json"
-    text = _run(["dissect", *_model(root), "--layers", "features.3", "--scenes", str(root / "x.npy"),
-                 "--concept-masks", str(root / "concept_masks.safetensors"), "--iou", "0.0",
-                 "--labels-out", str(labels)], capsys)
+    text = _run(
+        [
+            "dissect",
+            *_model(root),
+            "--layers",
+            "features.3",
+            "--scenes",
+            str(root / "x.npy"),
+            "--concept-masks",
+            str(root / "concept_masks.safetensors"),
+            "--iou",
+            "0.0",
+            "--labels-out",
+            str(labels),
+        ],
+        capsys,
+    )
     assert "features.3" in text
     got = json.loads(labels.read_text())["features.3"]
     assert got and all(v.split(" ")[0] in ("square", "border") for v in got.values())

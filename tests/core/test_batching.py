@@ -45,6 +45,8 @@ def make(method, model, batching, seed=0):
 ROWS = {"saliency": B, "integrated_gradients": B * 16, "smoothgrad": B * 8}
 # model calls besides the chunks: integrated gradients scores the inputs and the baseline
 EXTRA = {"saliency": 0, "integrated_gradients": 2, "smoothgrad": 0}
+# model calls a predicted target adds: none where the method's forward pass is the clean pass
+EXTRA_PREDICTED = {"saliency": 0, "integrated_gradients": 1, "smoothgrad": 1}
 
 BATCHINGS = {
     "1": 1,
@@ -85,10 +87,15 @@ def test_explicit_batch_size_gives_ceil_rows_over_size_calls(method, size, x):
     assert sum(chunk_calls) == rows
     assert max(chunk_calls) <= size
     assert expl.n_evaluations == rows + EXTRA[method] * B
-    # the clean forward for a predicted target is one more call
+    # a predicted target needs the clean output: a single-pass input method (saliency) reads
+    # it from its own forward pass, the same calls as for a given class; the others run one
+    # more, clean, forward pass of all B samples
     with count_calls(model) as sizes_pred:
-        make(method, model, size).attribute(x, target=None)
-    assert len(sizes_pred) == len(sizes) + 1
+        pred = make(method, model, size).attribute(x, target=None)
+    extra = EXTRA_PREDICTED[method]
+    assert len(sizes_pred) == len(sizes) + extra
+    assert sorted(sizes_pred) == sorted(sizes + [B] * extra)
+    assert pred.n_evaluations == expl.n_evaluations + extra * B
 
 
 @pytest.mark.parametrize("method", list(ROWS))

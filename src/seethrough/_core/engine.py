@@ -156,7 +156,8 @@ class GradientRunner:
                     self.layer is None or self.layer[1] is not self.target_module
                 )
                 if substituted:
-                    stack.enter_context(substitute_output(self.layer[1], leaf, store))  # type: ignore[index]
+                    assert self.layer is not None  # __init__ refuses feed= without layer=
+                    stack.enter_context(substitute_output(self.layer[1], leaf, store))
                 elif self.layer is not None:
                     stack.enter_context(_capture_for_grad(self.layer[1], store))
                 if self.target_module is not None:
@@ -165,7 +166,7 @@ class GradientRunner:
                     )
                 if self.relu_rule is not None:
                     stack.enter_context(relu_backward_override(self.relu_rule))
-                model_input = self.feed[samples.to(self.feed.device)] if substituted else leaf  # type: ignore[index]
+                model_input = self.feed[samples.to(self.feed.device)] if self.feed is not None else leaf
                 try:
                     out = call_model(self.model, model_input.clone())
                 except StopForward:

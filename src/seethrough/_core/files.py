@@ -39,13 +39,13 @@ def load_images(
         if not p.is_file():
             raise InputError(f"image file {str(p)!r} does not exist")
         try:
-            img = Image.open(p)
+            img: Image.Image = Image.open(p)
             img = img.convert("RGB" if channels == 3 else "L")
         except OSError as e:
             raise InputError(f"cannot read {str(p)!r} as an image: {e}") from e
         if size is not None:
             wh = (size, size) if isinstance(size, int) else (size[1], size[0])
-            img = img.resize(wh, Image.BILINEAR)
+            img = img.resize(wh, Image.Resampling.BILINEAR)
         arr = np.asarray(img, dtype=np.float32) / 255.0
         arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
         out.append(torch.from_numpy(arr.copy()))

@@ -44,7 +44,7 @@ class _ModifiedReLU(torch.autograd.Function):
     """ReLU whose backward ignores or keeps the forward mask and clips the gradient."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, guided: bool, inplace: bool) -> Tensor:  # type: ignore[override]
+    def forward(ctx, x: Tensor, guided: bool, inplace: bool) -> Tensor:
         if inplace:
             out = x.clamp_(min=0)
             ctx.mark_dirty(x)
@@ -56,16 +56,23 @@ class _ModifiedReLU(torch.autograd.Function):
         return out
 
     @staticmethod
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
+    def backward(ctx, grad: Tensor):
         g = grad.clamp(min=0)
         if ctx.guided:
+            # the gradient where the output is positive, else 0: one kernel for the mask and
+            # the product (the values of ``g * (out > 0)`` for every finite gradient)
             (out,) = ctx.saved_tensors
-            g = g * (out > 0).to(g.dtype)
+            g = torch.ops.aten.threshold_backward(g, out, 0)
         return g, None, None
 
 
 _RELU_OUT = {F.relu, torch.relu, Tensor.relu}
 _RELU_INPLACE = {F.relu_, torch.relu_, Tensor.relu_}
+_RELU_ANY = frozenset(_RELU_OUT | _RELU_INPLACE)
+
+
+def _positive(grad: Tensor) -> Tensor:
+    return grad.clamp(min=0)
 
 
 class _ReLUOverride(TorchFunctionMode):
@@ -74,13 +81,23 @@ class _ReLUOverride(TorchFunctionMode):
         self.guided = guided
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func in _RELU_OUT:
-            inplace = bool(kwargs.get("inplace", args[1] if len(args) > 1 else False))
-            return _ModifiedReLU.apply(args[0], self.guided, inplace)
+        # every torch function of the forward pass comes here: anything but a ReLU goes on
+        # after one set lookup
+        if func not in _RELU_ANY:
+            return func(*args, **kwargs) if kwargs else func(*args)
+        if self.guided:
+            # guided: the native ReLU (its backward keeps the forward mask, the same kernel as
+            # ``threshold_backward`` below), with the incoming gradient clipped by a tensor hook
+            # first: the values of _ModifiedReLU without a Python autograd Function per call
+            out = func(*args, **kwargs) if kwargs else func(*args)
+            if isinstance(out, Tensor) and out.requires_grad:
+                out.register_hook(_positive)
+            return out
         if func in _RELU_INPLACE:
             return _ModifiedReLU.apply(args[0], self.guided, True)
-        return func(*args, **kwargs)
+        kwargs = kwargs or {}
+        inplace = bool(kwargs.get("inplace", args[1] if len(args) > 1 else False))
+        return _ModifiedReLU.apply(args[0], self.guided, inplace)
 
 
 @contextmanager

@@ -172,7 +172,7 @@ _POINTWISE_FUNCS = {
     F.tanh,
     F.logsigmoid,
 }
-_INPLACE_FUNCS = {
+_INPLACE_FUNCS: dict[Callable[..., Any], Callable[..., Any]] = {
     operator.iadd: operator.add,
     operator.isub: operator.sub,
     operator.imul: operator.mul,
@@ -244,14 +244,14 @@ def _module_op(node: fx.Node, m: nn.Module, dep: fx.Node, D: int) -> LocalOp | s
             conv_fn = _CONV_FN[D]
             stride, dil, groups = s, d, m.groups
 
-            def fn(t, m=m, conv_fn=conv_fn, stride=stride, dil=dil, groups=groups):
+            def conv_box(t, m=m, conv_fn=conv_fn, stride=stride, dil=dil, groups=groups):
                 return conv_fn(t, m.weight, m.bias, stride, 0, dil, groups)
 
             return LocalOp(
                 node,
                 "window",
                 (dep,),
-                fn,
+                conv_box,
                 name,
                 window=w,
                 pad_value=0.0,
@@ -268,21 +268,21 @@ def _module_op(node: fx.Node, m: nn.Module, dep: fx.Node, D: int) -> LocalOp | s
             d, p = _ntuple(m.dilation, D), _ntuple(m.padding, D)
             pool_fn = _MAXPOOL_FN[D]
 
-            def fn(t, k=k, s=s, d=d, pool_fn=pool_fn):
+            def max_pool_box(t, k=k, s=s, d=d, pool_fn=pool_fn):
                 return pool_fn(t, k, s, 0, d)
 
             return LocalOp(
                 node,
                 "window",
                 (dep,),
-                fn,
+                max_pool_box,
                 name,
                 window=Window(k, s, d, p, p),
                 pad_value=float("-inf"),
                 macs=math.prod(k),
             )
-    for nd, pool in _AVGPOOLS.items():
-        if isinstance(m, pool):
+    for nd, avg_pool in _AVGPOOLS.items():
+        if isinstance(m, avg_pool):
             if nd != D:
                 return f"{name} pools over {nd} dimensions on inputs with {D} spatial dimensions"
             if m.ceil_mode:
@@ -294,14 +294,21 @@ def _module_op(node: fx.Node, m: nn.Module, dep: fx.Node, D: int) -> LocalOp | s
                 return f"{name} pads but excludes the padding from the average"
             div = getattr(m, "divisor_override", None)
 
-            def fn(t, k=k, s=s, div=div, D=D):
+            def avg_pool_box(t, k=k, s=s, div=div, D=D):
                 if D == 1:
                     return F.avg_pool1d(t, k, s, 0, False, True)
                 f = F.avg_pool2d if D == 2 else F.avg_pool3d
                 return f(t, k, s, 0, False, True, div)
 
             return LocalOp(
-                node, "window", (dep,), fn, name, window=Window(k, s, (1,) * D, p, p), pad_value=0.0, macs=math.prod(k)
+                node,
+                "window",
+                (dep,),
+                avg_pool_box,
+                name,
+                window=Window(k, s, (1,) * D, p, p),
+                pad_value=0.0,
+                macs=math.prod(k),
             )
     if isinstance(m, nn.modules.batchnorm._BatchNorm):
         if m.training or m.running_mean is None or m.running_var is None:
@@ -309,12 +316,15 @@ def _module_op(node: fx.Node, m: nn.Module, dep: fx.Node, D: int) -> LocalOp | s
         return LocalOp(node, "pointwise", (dep,), m, name, macs=2.0)
     if isinstance(m, _ACTIVATIONS):
         inplace = bool(getattr(m, "inplace", False))
+        fn: Callable[..., Tensor]
         if type(m) is nn.ReLU:
             fn = torch.relu
         elif inplace:
 
-            def fn(t, m=m):
+            def on_copy(t, m=m):
                 return m(t.clone())
+
+            fn = on_copy
         else:
             fn = m
         return LocalOp(node, "pointwise", (dep,), fn, name, inplace=inplace, macs=1.0)
@@ -351,6 +361,7 @@ def classify(node: fx.Node, gm: fx.GraphModule, values: dict, deps: set, D: int,
     if not dep_args:
         return "it does not take a spatial tensor"
     if node.op == "call_module":
+        assert isinstance(node.target, str)  # a call_module target is the module's qualified name
         m = gm.get_submodule(node.target)
         if len(dep_args) != 1 or node.args[0] is not dep_args[0]:
             return f"module {node.target} is called on something else than one tensor"
@@ -398,6 +409,7 @@ def classify(node: fx.Node, gm: fx.GraphModule, values: dict, deps: set, D: int,
         )
     if node.op == "call_method":
         meth = node.target
+        assert isinstance(meth, str)  # a call_method target is the method's name
         if not isinstance(node.args[0], fx.Node) or node.args[0] not in deps:
             return f"method {meth} is called on a constant"
         if meth in _ALIAS_METHODS:
@@ -426,6 +438,7 @@ def affected(op: LocalOp, ranges: dict, n_out: tuple[int, ...]) -> tuple[Tensor,
     """Interval of ``op``'s output positions that the changes in its inputs can reach."""
     if op.kind == "window":
         lo, hi = ranges[op.deps[0]]
+        assert op.window is not None  # every window operation has one
         return op.window.affected(lo, hi, n_out)
     los = [ranges[d][0] for d in op.deps]
     his = [ranges[d][1] for d in op.deps]
@@ -454,10 +467,14 @@ def run_node(gm: fx.GraphModule, node: fx.Node, values: dict):
         for part in str(node.target).split("."):
             obj = getattr(obj, part)
         return obj
+    target = node.target
     if node.op == "call_module":
-        return gm.get_submodule(node.target)(*args, **kwargs)
+        assert isinstance(target, str)  # the module's qualified name
+        return gm.get_submodule(target)(*args, **kwargs)
     if node.op == "call_function":
-        return node.target(*args, **kwargs)
+        assert callable(target)  # the function itself
+        return target(*args, **kwargs)
     if node.op == "call_method":
-        return getattr(args[0], node.target)(*args[1:], **kwargs)
+        assert isinstance(target, str)  # the method's name
+        return getattr(args[0], target)(*args[1:], **kwargs)
     raise ConfigError(f"cannot evaluate graph node {node.name!r} ({node.op})")

@@ -28,7 +28,20 @@ __all__ = ["Result", "Explanation", "register_view"]
 _FORMAT = "seethrough.result/1"
 
 
+#: exact types that are never mappings nor sequences to freeze: returned as they are without
+#: the (slower) ``isinstance`` checks against the ``Mapping`` ABC
+_LEAF_TYPES = frozenset({str, int, float, bool, type(None), Tensor, torch.dtype, torch.device})
+_MAPPING_TYPES = (dict, MappingProxyType)
+
+
 def _deep_freeze(v: Any) -> Any:
+    t = type(v)
+    if t in _LEAF_TYPES:
+        return v
+    if t in _MAPPING_TYPES:
+        return MappingProxyType({k: _deep_freeze(x) for k, x in v.items()})
+    if t is tuple or t is list:
+        return tuple(_deep_freeze(x) for x in v)
     if isinstance(v, Mapping):
         return MappingProxyType({k: _deep_freeze(x) for k, x in v.items()})
     if isinstance(v, (list, tuple)):
@@ -160,7 +173,7 @@ class Result:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
             v = getattr(self, f.name)
-            if isinstance(v, Mapping):
+            if type(v) not in _LEAF_TYPES and isinstance(v, Mapping):
                 object.__setattr__(self, f.name, _freeze(v))
 
     # -- persistence -------------------------------------------------------------------

@@ -115,7 +115,7 @@ class TensorSource(ImageSource):
             h = hashlib.blake2b(digest_size=16)
             h.update(repr((tuple(self.images.shape), str(self.images.dtype))).encode())
             arr = self.images.cpu().contiguous().numpy()
-            h.update(memoryview(arr.reshape(-1).view(np.uint8)))
+            h.update(arr.reshape(-1).view(np.uint8).data)
             self._fp = h.hexdigest()
         return self._fp
 

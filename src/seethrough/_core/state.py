@@ -57,8 +57,10 @@ class ModelSnapshot:
     """
 
     def __init__(self, model: nn.Module) -> None:
-        self.modules = _all_modules(model)
-        self.training = [m.training for m in self.modules]
+        # one breadth-first pass over the modules (``_all_modules``' order) that also collects
+        # parameters, buffers and hooks: this runs once per explanation, so every step counts
+        self.modules = modules = [model]
+        seen_modules = {id(model)}
         self.params: list[nn.Parameter] = []
         #: (module, buffer name, buffer, its version counter) for every buffer slot
         self.buffers: list[tuple[nn.Module, str, torch.Tensor | None, int]] = []
@@ -67,18 +69,35 @@ class ModelSnapshot:
         self.hooks: list[tuple[set | None, ...] | None] = []
         seen: set[int] = set()
         unique: dict[int, torch.Tensor] = {}
-        for m in self.modules:
+        params, buffers, hook_keys = self.params, self.buffers, self.hooks
+        i = 0
+        while i < len(modules):
+            m = modules[i]
+            i += 1
             d = m.__dict__
-            for p in d.get("_parameters", {}).values():
-                if p is not None and id(p) not in seen:
-                    seen.add(id(p))
-                    self.params.append(p)
-            for name, buf in d.get("_buffers", {}).items():
-                self.buffers.append((m, name, buf, -1 if buf is None else buf._version))
-                if buf is not None:
-                    unique.setdefault(id(buf), buf)
-            hooks = tuple(map(d.get, _HOOK_DICTS))
-            self.hooks.append(tuple(set(h) if h else None for h in hooks) if any(hooks) else None)
+            children = d.get("_modules")
+            if children:
+                for child in children.values():
+                    if child is not None and id(child) not in seen_modules:
+                        seen_modules.add(id(child))
+                        modules.append(child)
+            slots = d.get("_parameters")
+            if slots:
+                for p in slots.values():
+                    if p is not None and id(p) not in seen:
+                        seen.add(id(p))
+                        params.append(p)
+            slots = d.get("_buffers")
+            if slots:
+                for name, buf in slots.items():
+                    buffers.append((m, name, buf, -1 if buf is None else buf._version))
+                    if buf is not None:
+                        unique.setdefault(id(buf), buf)
+            if any(map(d.get, _HOOK_DICTS)):
+                hook_keys.append(tuple(set(h) if h else None for h in map(d.get, _HOOK_DICTS)))
+            else:
+                hook_keys.append(None)
+        self.training = [m.training for m in modules]
         self.requires_grad = [p.requires_grad for p in self.params]
         self.param_versions = [p._version for p in self.params]
         self._copies = _BufferCopies(list(unique.values()))
@@ -100,10 +119,10 @@ class ModelSnapshot:
             if m.training != flag:
                 m.__dict__["training"] = flag
         for m, before in zip(self.modules, self.hooks):
-            hooks = tuple(map(m.__dict__.get, _HOOK_DICTS))
-            if not any(hooks):
+            d = m.__dict__
+            if not any(map(d.get, _HOOK_DICTS)):
                 continue
-            for h, keys in zip(hooks, before or _NO_HOOKS):
+            for h, keys in zip(map(d.get, _HOOK_DICTS), before or _NO_HOOKS):
                 if not h:
                     continue
                 if keys is None:
@@ -122,33 +141,34 @@ class _BufferCopies:
     sparse, tensor subclasses) cloned on its own."""
 
     def __init__(self, buffers: list[torch.Tensor]) -> None:
-        self._where: dict[int, tuple[int, int]] = {}  # id(buffer) -> (flat copy index, offset)
-        self._flat: list[torch.Tensor] = []
+        #: (the buffers of one dtype and device, in order; their flat copy)
+        self._groups: list[tuple[list[torch.Tensor], torch.Tensor]] = []
         self._single: dict[int, torch.Tensor] = {}
         groups: dict[tuple[torch.dtype, torch.device], list[torch.Tensor]] = {}
+        strided = torch.strided
         with torch.no_grad():
             for b in buffers:
-                if type(b) is torch.Tensor and b.layout == torch.strided and not b.is_meta:
+                if type(b) is torch.Tensor and b.layout == strided and not b.is_meta:
                     groups.setdefault((b.dtype, b.device), []).append(b)
                 else:
                     self._single[id(b)] = b.detach().clone()
             for group in groups.values():
-                offset = 0
-                for b in group:
-                    self._where[id(b)] = (len(self._flat), offset)
-                    offset += b.numel()
                 flat = torch._C._nn.flatten_dense_tensors(group) if len(group) > 1 else group[0].flatten().clone()
-                self._flat.append(flat)
+                self._groups.append((group, flat))
 
     def of(self, buf: torch.Tensor) -> torch.Tensor | None:
-        """The copy of ``buf`` (its shape, contiguous), or None if it was not copied."""
+        """The copy of ``buf`` (its shape, contiguous), or None if it was not copied. Only
+        asked for a buffer written during the call (rare), so its place in the flat copy is
+        looked up here rather than recorded for every buffer up front."""
         if id(buf) in self._single:
             return self._single[id(buf)]
-        where = self._where.get(id(buf))
-        if where is None:
-            return None
-        flat, offset = self._flat[where[0]], where[1]
-        return flat.narrow(0, offset, buf.numel()).view(buf.shape)
+        for group, flat in self._groups:
+            offset = 0
+            for b in group:
+                if b is buf:
+                    return flat.narrow(0, offset, buf.numel()).view(buf.shape)
+                offset += b.numel()
+        return None
 
 
 @contextmanager

@@ -92,8 +92,9 @@ class Target(ABC):
     layer: LayerRef | None = None
 
     @abstractmethod
-    def score(self, output: Tensor, samples: Tensor, activation: Tensor | None = None) -> Tensor:
-        """Scores of shape ``(rows,)``. ``samples[i]`` is the original sample of row ``i``."""
+    def score(self, output: Tensor | None, samples: Tensor, activation: Tensor | None = None) -> Tensor:
+        """Scores of shape ``(rows,)``. ``samples[i]`` is the original sample of row ``i``.
+        ``output`` is None when the forward pass stopped at the target's ``layer``."""
 
     def resolve(self, model: nn.Module, output: Tensor | None, n_samples: int) -> Target:
         """Bind to a concrete model and batch; validate. ``output`` is the clean output."""
@@ -147,10 +148,29 @@ class Class(Target):
             )
         return self
 
+    def _index_range(self) -> tuple[int, int] | None:
+        """The smallest and largest index as Python ints (None for no index), computed once
+        per index tensor (and again if it is replaced or written in place): a range check
+        per call is then two int comparisons, not a reduction and a device sync."""
+        idx = self.index
+        cached = self.__dict__.get("_range")
+        if cached is None or cached[0] is not idx or cached[1] != idx._version:
+            values = idx.reshape(-1)
+            if not values.numel():
+                span = None
+            elif values.numel() <= 256 and values.device.type == "cpu":  # a few ints: no kernel
+                ints = values.tolist()
+                span = (min(ints), max(ints))
+            else:
+                span = (int(values.min()), int(values.max()))
+            cached = self.__dict__["_range"] = (idx, idx._version, span)
+        return cached[2]
+
     def _check_range(self, flat: Tensor) -> None:
         n = flat.shape[1]
-        bad = (self.index < 0) | (self.index >= n)
-        if bool(bad.any()):
+        span = self._index_range()
+        if span is not None and (span[0] < 0 or span[1] >= n):
+            bad = (self.index < 0) | (self.index >= n)
             raise TargetError(
                 f"target class {self.index[bad].tolist()[0]} is out of range for a model output "
                 f"with {n} classes (valid: 0..{n - 1})"
@@ -667,8 +687,10 @@ def as_target(target: TargetLike) -> Target:
         return target
     if isinstance(target, bool):
         raise TargetError("a target cannot be a bool; give a class index")
-    if isinstance(target, (int, Tensor, list, tuple)) or type(target).__module__ == "numpy":
+    if isinstance(target, (int, Tensor, list, tuple)):
         return Class(target)
+    if type(target).__module__ == "numpy":  # an array or a numpy integer
+        return Class(torch.as_tensor(target))
     if callable(target):
         return Custom(target)
     raise TargetError(
@@ -692,3 +714,45 @@ def resolve_target(model: nn.Module, x: Tensor, target: Target) -> tuple[Target,
             clean = call_model(model, x.clone())
         n_clean = int(x.shape[0])
     return target.resolve(model, clean, x.shape[0]), n_clean
+
+
+class PredictedInPass(Target):
+    """:class:`Predicted` read from the output of the pass being differentiated, for a method
+    whose rows are the clean inputs themselves (a single-pass input method such as Saliency):
+    that forward pass is the clean pass, so the predicted class of each row is taken from its
+    output (the argmax, as :meth:`Predicted.resolve` does) before the row is scored, and no
+    extra clean forward pass is run. :meth:`resolved` then gives the target
+    :func:`resolve_target` would have given (``Class`` of the argmax, ``Class(0)`` for one
+    output, ``TokenAt(-1, argmax)`` for a sequence output)."""
+
+    def __init__(self, predicted: Predicted, n_samples: int) -> None:
+        self.predicted = predicted
+        self.n_samples = n_samples
+        self._index: Tensor | None = None  # the predicted index of each sample
+        self._kind: Target | None = None  # the last chunk's resolved target (its kind)
+
+    def score(self, output, samples, activation=None):
+        if output is None:  # pragma: no cover - a Predicted target has no layer
+            raise TargetError("Predicted() needs the model output")
+        chunk = self.predicted.resolve(None, output.detach(), output.shape[0])
+        idx = chunk.token if isinstance(chunk, TokenAt) else chunk.index
+        if idx.dim() == 1 and idx.numel() == samples.shape[0]:
+            if self._index is None:
+                self._index = torch.zeros(self.n_samples, dtype=torch.long)
+            self._index[samples.cpu()] = idx
+        self._kind = chunk
+        return chunk.score(output, torch.arange(output.shape[0], device=samples.device), activation)
+
+    def resolved(self) -> Target:
+        """The target on the whole batch, once every sample has been scored."""
+        kind = self._kind
+        if kind is None:
+            raise TargetError("Predicted() was not scored on any row")  # pragma: no cover
+        if isinstance(kind, TokenAt):
+            return TokenAt(-1, self._index, output=kind.output)  # type: ignore[arg-type]
+        if self._index is None:  # one output: Class(0)
+            return kind
+        return Class(self._index, output=kind.output)  # type: ignore[attr-defined]
+
+    def describe(self):
+        return "Predicted()"

@@ -22,11 +22,28 @@ __all__ = ["check_inputs", "check_token_ids", "model_device"]
 _TOKEN_METHODS = "Saliency, InputXGradient, IntegratedGradients, SmoothGrad or LayerGradientXActivation"
 
 
+def _first_tensor(module: nn.Module, slots: str, seen: set[int] | None = None) -> Tensor | None:
+    """The first of ``module.parameters()`` (``slots="_parameters"``) or ``module.buffers()``
+    (``"_buffers"``), found depth first (each module once, as ``named_modules``) without its
+    generators."""
+    for t in module.__dict__.get(slots, {}).values():
+        if t is not None:
+            return t
+    seen = {id(module)} if seen is None else seen
+    for child in module.__dict__.get("_modules", {}).values():
+        if child is not None and id(child) not in seen:
+            seen.add(id(child))
+            t = _first_tensor(child, slots, seen)
+            if t is not None:
+                return t
+    return None
+
+
 def model_device(model: nn.Module) -> torch.device | None:
-    for p in model.parameters():
-        return p.device
-    for b in model.buffers():
-        return b.device
+    for slots in ("_parameters", "_buffers"):
+        t = _first_tensor(model, slots)
+        if t is not None:
+            return t.device
     return None
 
 

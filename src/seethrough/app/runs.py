@@ -77,6 +77,7 @@ def timing_rows(explanations: dict[str, Explanation]) -> list[dict]:
             "settings": ", ".join(f"{k}={v}" for k, v in e.settings.items()),
         }
         if e.delta is not None:
+            assert e.scores is not None  # a completeness delta comes with the scores
             gap = (e.scores - e.extras["baseline_scores"]).abs().clamp(min=1e-12)
             row["completeness |delta| / |F(x)-F(x')|"] = f"{float((e.delta.abs() / gap).max()):.2e} (max)"
         rows.append(row)

@@ -77,7 +77,7 @@ def select_layers(model: nn.Module, layers: str | LayerRef | Sequence[LayerRef] 
     out: list[str] = []
     for ref in layers:
         if isinstance(ref, str) and "," in ref:
-            refs = [r.strip() for r in ref.split(",") if r.strip()]
+            refs: list[str | nn.Module] = [r.strip() for r in ref.split(",") if r.strip()]
         else:
             refs = [ref]
         for r in refs:
@@ -344,6 +344,7 @@ class DatasetExamples(Estimator):
             raise InputError("the data set is empty: there are no examples to rank; give at least one image")
         batching = as_batching(self.batching)
         model = self.model
+        assert model is not None  # _check refused a DatasetExamples without one
         start_time = time.perf_counter()
         with model_guard(model, method="dataset examples"):
             names = select_layers(model, self.layers)
@@ -408,6 +409,7 @@ class DatasetExamples(Estimator):
 
     def _probe(self, modules: Mapping[str, nn.Module], x0: Tensor) -> dict[str, tuple[int, ...]]:
         """The per-sample output shape of every layer, from one image."""
+        assert self.model is not None  # fit checked it
         with torch.no_grad():
             store, _ = run_capture(
                 self.model, x0, modules, what="ranked by its activation", transform=_unit_maxima, clone=False
@@ -458,7 +460,9 @@ class DatasetExamples(Estimator):
 
     # -- results ------------------------------------------------------------------------
     def _finish(self, names, shapes, state, n, fields: dict[str, ReceptiveField], x0: Tensor) -> None:
-        tv, ti, tp, bv, bi, bp, tb, bb = {}, {}, {}, {}, {}, {}, {}, {}
+        tv, ti, tp, bv, bi, bp = {}, {}, {}, {}, {}, {}
+        tb: dict[str, Tensor | None] = {}
+        bb: dict[str, Tensor | None] = {}
         mean, std, frac, how = {}, {}, {}, {}
         in_spatial = tuple(x0.shape[2:])
         for nm in names:
@@ -482,7 +486,9 @@ class DatasetExamples(Estimator):
         self.unit_shapes_ = _frozen({nm: tuple(shapes[nm]) for nm in names})
         self.top_values_, self.top_indices_, self.top_positions_ = _frozen(tv), _frozen(ti), _frozen(tp)
         self.bottom_values_, self.bottom_indices_, self.bottom_positions_ = _frozen(bv), _frozen(bi), _frozen(bp)
-        self.top_boxes_, self.bottom_boxes_ = tb, bb  # frozen after the gradient boxes
+        # frozen after the gradient boxes
+        self.top_boxes_: Mapping[str, Tensor | None] = tb
+        self.bottom_boxes_: Mapping[str, Tensor | None] = bb
         self.mean_, self.std_, self.frac_positive_ = _frozen(mean), _frozen(std), _frozen(frac)
         self.receptive_field_ = _frozen(how)
         self.fields_ = _frozen({nm: fields[nm] for nm in names if how[nm] == "arithmetic"})
@@ -491,6 +497,7 @@ class DatasetExamples(Estimator):
         self, modules: Mapping[str, nn.Module], source: ImageSource, device: torch.device, batching: Batching
     ) -> None:
         """Boxes of the non-zero input gradient of each recorded activation."""
+        assert self.model is not None  # fit checked it
         tb, bb = dict(self.top_boxes_), dict(self.bottom_boxes_)
         for nm, module in modules.items():
             if self.receptive_field_[nm] != "gradient":
@@ -517,6 +524,7 @@ class DatasetExamples(Estimator):
     def _grad_chunk(self, module, source, rows, device, batching: Batching) -> int:
         if batching.batch_size is not None:
             return batching.batch_size
+        assert self.model is not None  # fit checked it
         x = self._read_rows(source, rows, device)
         with saved_bytes() as counter:
             _grad_boxes(

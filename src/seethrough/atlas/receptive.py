@@ -66,7 +66,7 @@ def arithmetic_fields(model: nn.Module, names: list[str], x_probe: Tensor) -> di
     ``x_probe`` is one input ``(1, C, *spatial)``; the graph runs on it once (no grad)
     to learn the tensor shapes. Call inside ``model_guard`` (eval mode).
     """
-    from .._core.receptive import classify, run_node
+    from .._core.receptive import LocalOp, classify, run_node
 
     wanted = set(names)
     out: dict[str, ReceptiveField] = {}
@@ -91,7 +91,7 @@ def arithmetic_fields(model: nn.Module, names: list[str], x_probe: Tensor) -> di
                 continue
             if any(a in tainted for a in node.all_input_nodes):
                 tainted.add(node)
-                op = "it depends on a non-local operation"
+                op: LocalOp | str = "it depends on a non-local operation"
             try:
                 if node in tainted:
                     values[node] = run_node(gm, node, values)
@@ -113,6 +113,7 @@ def arithmetic_fields(model: nn.Module, names: list[str], x_probe: Tensor) -> di
             if op.kind == "window":
                 S, A, L = fields[op.deps[0]]
                 w = op.window
+                assert w is not None  # every window operation has one
                 fields[node] = (
                     tuple(s * si for s, si in zip(w.stride, S)),
                     tuple(a - p * si for a, p, si in zip(A, w.pad_lo, S)),

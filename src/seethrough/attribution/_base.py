@@ -21,7 +21,7 @@ from .._core.engine import ForwardFailed, forward_scores
 from .._core.errors import InputError, ZeroAttributionWarning
 from .._core.result import Explanation
 from .._core.state import model_guard
-from .._core.targets import Class, Target, TargetLike, as_target, resolve_target
+from .._core.targets import Class, Predicted, PredictedInPass, Target, TargetLike, as_target, resolve_target
 from .._core.validation import check_inputs
 
 __all__ = ["Attribution", "Computed", "check_layer"]
@@ -76,8 +76,14 @@ class Attribution(ABC):
     def _guarded(self, x: Tensor, t: Target, batching: Batching, **kwargs: Any) -> Explanation:
         with model_guard(self.model, method=self.name):
             start = time.perf_counter()
-            t, n_clean = resolve_target(self.model, x, t)
-            out = self._attribute(x, t, batching, **kwargs)
+            if type(t) is Predicted and x.shape[0] and self._predicts_in_pass():
+                # the method's own forward pass is the clean pass: no extra one to predict
+                in_pass = PredictedInPass(t, x.shape[0])
+                out = self._attribute(x, in_pass, batching, **kwargs)
+                t, n_clean = in_pass.resolved(), 0
+            else:
+                t, n_clean = resolve_target(self.model, x, t)
+                out = self._attribute(x, t, batching, **kwargs)
             seconds = time.perf_counter() - start
         self._warn_if_zero(out.attributions)
         return Explanation(
@@ -105,6 +111,13 @@ class Attribution(ABC):
         None when it needs floating inputs (the default)."""
         return None
 
+    def _predicts_in_pass(self) -> bool:
+        """Whether ``_attribute`` runs the model once on each clean input (rows = the samples,
+        unchanged) and scores the target on that output, so that a predicted target can be
+        read from that pass (:class:`~seethrough._core.targets.PredictedInPass`) instead of
+        an extra clean forward pass. False by default."""
+        return False
+
     def _check_settings(self) -> None:  # noqa: B027 (an optional step: most methods need no check)
         """Raise ConfigError on settings that cannot work (called before any compute)."""
 
@@ -119,9 +132,11 @@ class Attribution(ABC):
     def _warn_if_zero(self, attributions: Tensor) -> None:
         flat = attributions.reshape(attributions.shape[0], -1)
         if flat.shape[1] and flat.dtype.is_floating_point:
-            # one reduction (the largest magnitude per sample) in the common no-warning case
-            peak = torch.linalg.vector_norm(flat, float("inf"), dim=1)
-            if float(peak.min()) > 0:  # NaN compares False: the exact check below
+            # the largest magnitude per sample, in the common no-warning case (abs + amax: ~10x
+            # faster on CPU than the inf-norm kernel); a NaN propagates and compares False,
+            # which leaves it to the exact check below
+            peak = flat.abs().amax(dim=1)
+            if float(peak if flat.shape[0] == 1 else peak.min()) > 0:
                 return
         zero = (flat == 0).all(dim=1)
         if bool(zero.any()):

@@ -48,6 +48,15 @@ class GradientAttribution(Attribution):
     def row_attribution(self, chunk: ChunkResult) -> Tensor:
         return chunk.grad
 
+    def _predicts_in_pass(self) -> bool:
+        # at the input, every row is a sample's clean input, run once (a subclass with other
+        # rows overrides _attribute, and then does not predict in the pass). Modules with an
+        # inference-only fast path (taken without autograd, other kernels) keep the clean pass,
+        # so that the predicted class is the one a no-grad forward pass gives, to the bit.
+        if self.layer is not None or type(self)._attribute is not GradientAttribution._attribute:
+            return False
+        return not any(isinstance(m, _NO_GRAD_FAST_PATHS) for m in self.model.modules())
+
     def _attribute(self, x: Tensor, target: Target, batching: Batching, **kwargs) -> Computed:
         if kwargs:
             raise TypeError(f"{type(self).__name__}.attribute() got unexpected arguments {sorted(kwargs)}")
@@ -118,6 +127,10 @@ class Deconvolution(GradientAttribution):
 
     name = "deconvolution"
     relu_rule = "deconv"
+
+
+#: modules whose forward takes another code path without autograd (PyTorch's fast paths)
+_NO_GRAD_FAST_PATHS = (nn.MultiheadAttention, nn.TransformerEncoderLayer)
 
 
 def _joined(parts: list[Tensor]) -> Tensor:

@@ -34,14 +34,17 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, fx, nn
 
+from .._core.batching import Batching
 from .._core.errors import ConfigError
 from .._core.forward import ForwardRunner
 from .._core.layers import resolve_layer
 from .._core.receptive import LocalOp, affected, classify, fixed_regions, run_node
+from .._core.targets import Target
 from ._base import Computed
 from .perturbation import Occlusion, _baseline
 
@@ -186,6 +189,7 @@ def _analyse(gm: fx.GraphModule, x: Tensor, stop_modules: tuple[nn.Module, ...])
         if not isinstance(out, Tensor) or out.dim() != D + 2 or out.shape[0] != B:
             bad = "its output is not a (batch, channels, *spatial) tensor"
         elif op.kind == "window":
+            assert op.window is not None  # every window operation has one
             if tuple(out.shape[2:]) != op.window.out_size(tuple(values[op.deps[0]].shape[2:])):
                 bad = "its output size does not follow from its window"
         elif any(tuple(values[d].shape[2:]) != tuple(out.shape[2:]) for d in op.deps):
@@ -320,6 +324,7 @@ def _flat(pos: list[Tensor], shape: tuple[int, ...]) -> Tensor:
     idx = None
     for p, n in zip(pos, shape):
         idx = p if idx is None else idx * n + p
+    assert idx is not None  # at least one spatial dimension
     return idx
 
 
@@ -373,6 +378,7 @@ class _Engine:
             shape = [R] + [1] * D
             m = (p >= self.win_lo[k, d].view(shape)) & (p <= self.win_hi[k, d].view(shape))
             inside = m if inside is None else inside & m
+        assert inside is not None  # at least one spatial dimension
         return inside
 
     def gather(self, node, start, size, pad_lo, pad_hi, pad_value, k, b, vals, token) -> Tensor:
@@ -407,6 +413,7 @@ class _Engine:
                 m = (r >= 0) & (r < nsize[d])
                 inside = m if inside is None else inside & m
                 rel.append(r.clamp(0, nsize[d] - 1))
+            assert inside is not None  # at least one spatial dimension
             store.put(new, token)
             new_idx = store.n_clean + torch.arange(R, device=self.device).view([R] + [1] * D) * math.prod(nsize)
             new_idx = new_idx + _flat(rel, nsize)
@@ -471,6 +478,7 @@ def _spread(drops: Tensor, window, strides, shape) -> Tensor:
         total = torch.tensordot(total, member, dims=([1], [0]))
         count = member.sum(0)
         cover = count if cover is None else cover.unsqueeze(-1) * count
+    assert cover is not None  # at least one spatial dimension
     return torch.where(cover > 0, total / cover.clamp(min=1), torch.zeros_like(total))
 
 
@@ -609,7 +617,7 @@ class IncrementalOcclusion(Occlusion):
         return node
 
     # -- attribution -------------------------------------------------------------------------
-    def _attribute(self, x, target, batching, **kwargs):
+    def _attribute(self, x: Tensor, target: Target, batching: Batching, **kwargs: Any) -> Computed:
         if kwargs:
             raise TypeError(f"IncrementalOcclusion.attribute() got unexpected arguments {sorted(kwargs)}")
         if x.dim() < 3:

@@ -109,6 +109,7 @@ class IntegratedGradients(Attribution):
 
     def _layer_baseline(self, spec: Baseline, feed: Tensor, values: Tensor) -> Tensor:
         """A baseline in the layer's output space: integer tensors are token ids run to the layer."""
+        assert self.layer is not None  # only used when integrating at a layer
         if isinstance(spec, Given) and not spec.tensor.dtype.is_floating_point:
             ids = torch.broadcast_to(spec.tensor.to(feed.device), feed.shape).clone()
             ids = check_token_ids(self.model, ids, self.layer, name="baseline token ids")

@@ -53,7 +53,10 @@ class LayerGradientXActivation(Attribution):
 
         def consume(chunk: ChunkResult) -> None:
             g = chunk.grad
-            parts.append(g * chunk.activation if self.multiply_by_activation else g)
+            if self.multiply_by_activation:
+                assert chunk.activation is not None  # the runner attributes to a layer
+                g = g * chunk.activation
+            parts.append(g)
             scores.append(chunk.scores)
 
         n = runner.run(x.shape[0], lambda sl: (x[sl], samples[sl]), consume)

@@ -107,7 +107,7 @@ class MeaningfulPerturbation(Attribution):
     """
 
     name = "meaningful_perturbation"
-    signed = False  # type: ignore[assignment]
+    signed = False
 
     def __init__(
         self,

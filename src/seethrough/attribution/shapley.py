@@ -177,13 +177,13 @@ class _KernelDesign:
         index = {r.tobytes(): k for k, r in enumerate(rows)}
         draws: list[list[int]] = []
         if sampled and remaining > 0:
-            sizes = np.array([s for p in sampled for s in p])
-            p = mass[sizes - 1] / mass[sizes - 1].sum()
+            sampled_sizes = np.array([s for p in sampled for s in p])
+            p = mass[sampled_sizes - 1] / mass[sampled_sizes - 1].sum()
             cap = 50 * remaining + 1000  # guarantees termination; rarely reached
             n_new = 0
             while n_new < remaining and len(draws) < cap:
                 n = max(16, 2 * (remaining - n_new))
-                ks = rng.choice(sizes, size=n, p=p)
+                ks = rng.choice(sampled_sizes, size=n, p=p)
                 order = np.argsort(rng.random((n, M)), axis=1)
                 batch = np.zeros((n, M), bool)
                 for j in range(n):
@@ -513,9 +513,9 @@ class ShapleyValueSampling(PerturbationAttribution):
         fx = f_x.detach().to("cpu", torch.float64)
         phi, err = [], []
         for b, M in enumerate(feats.counts()):
-            perms, unit, _, inverse = plans[M]
+            perms, unit, _, row_of = plans[M]
             P = perms.shape[0]
-            v_rows = values[b][inverse]
+            v_rows = values[b][row_of]
             v = torch.empty(P, M + 1, dtype=torch.float64)
             v[:, 0] = v_rows[0]
             v[:, 1:M] = v_rows[1:].reshape(P, max(M - 1, 0))

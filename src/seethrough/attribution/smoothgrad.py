@@ -167,7 +167,7 @@ class SmoothGradSquared(SmoothGrad):
     """Mean of the squared attributions over noisy copies (SmoothGrad-squared)."""
 
     name = "smoothgrad_sq"
-    signed = False  # type: ignore[assignment]
+    signed = False
 
     def _aggregate(self, total, total_sq, n):
         return total_sq / n
@@ -177,7 +177,7 @@ class VarGrad(SmoothGrad):
     """Variance of the attributions over noisy copies (VarGrad)."""
 
     name = "vargrad"
-    signed = False  # type: ignore[assignment]
+    signed = False
 
     def _aggregate(self, total, total_sq, n):
         mean = total / n

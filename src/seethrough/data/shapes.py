@@ -386,6 +386,7 @@ def make_shapes(
         if rng.random() < shortcut_prob and shortcut:
             y0, y1, x0, x1 = cv.corners[label]
             img[:, y0:y1, x0:x1] = np.asarray(SHORTCUT_COLORS[label], dtype=np.float32)[:, None, None]
+            assert sc_masks is not None  # made when shortcut
             sc_masks[i, 0, y0:y1, x0:x1] = True
 
         # sensor noise everywhere

@@ -59,10 +59,13 @@ def _randomize_module(module: nn.Module, name: str, how: str, seed: int) -> None
     device = params[0][1].device if params else torch.device("cpu")
     with torch.no_grad():
         if how == "reset":
+            reset = getattr(module, "reset_parameters", None)
+            assert callable(reset)  # _how checked it
             with seeded(s, device):
-                module.reset_parameters()
+                reset()
         else:
             w = module.weight
+            assert isinstance(w, Tensor)  # _how checked it
             std = float(w.detach().float().std())
             g = generator(s, device=device)
             for _, p in params:

@@ -24,7 +24,7 @@ the map.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
@@ -52,7 +52,7 @@ class ComplexityRun(MapRun):
     """A complexity run: ``features``, the absolute attributions ``(N, n_features)`` float64
     on the CPU, after the channel reduction."""
 
-    features: Tensor | None = None
+    features: Tensor = field(kw_only=True)
 
 
 class ComplexityMetric(MapMetric):
@@ -94,7 +94,8 @@ class Sparseness(ComplexityMetric):
     higher_is_better = True
     defaults = {"reduce": "abs_sum"}
 
-    def score(self, run: ComplexityRun) -> Score:
+    def score(self, run: MapRun) -> Score:
+        assert isinstance(run, ComplexityRun)  # made by ComplexityMetric.prepare
         a = run.features
         n_features = a.shape[1]
         ranked = a.sort(dim=1).values
@@ -124,7 +125,8 @@ class EntropyComplexity(ComplexityMetric):
     name = "entropy_complexity"
     defaults = {"reduce": "abs_sum"}
 
-    def score(self, run: ComplexityRun) -> Score:
+    def score(self, run: MapRun) -> Score:
+        assert isinstance(run, ComplexityRun)  # made by ComplexityMetric.prepare
         a = run.features
         p = a / _per_sample_total(a).unsqueeze(1)
         return Score(
@@ -156,7 +158,8 @@ class EffectiveComplexity(ComplexityMetric):
             raise ConfigError(f"eps must be a fraction of the largest |attribution| in [0, 1), got {eps!r}")
         return super().check(settings)
 
-    def score(self, run: ComplexityRun) -> Score:
+    def score(self, run: MapRun) -> Score:
+        assert isinstance(run, ComplexityRun)  # made by ComplexityMetric.prepare
         a, eps = run.features, float(run.settings["eps"])
         top = a.amax(dim=1, keepdim=True)
         counts = (a > eps * top).sum(dim=1).double()

@@ -114,6 +114,8 @@ class _Setup(MetricRun):
     """A faithfulness run: the scored target (``target``), the class per sample when the
     target is a class (``indices``) and the output transform actually scored (``output``)."""
 
+    model: nn.Module  # the model evaluated: never None here
+    maps: Tensor  # resolved: never None here
     indices: Tensor | None = None
     output: str = ""  # the output transform actually scored, for settings["output"]
     method: str = ""  # the metric's name, for errors
@@ -192,7 +194,9 @@ def _scoring_target(
     if isinstance(t, Predicted):
         indices = flat.argmax(dim=1).cpu()
     else:  # an int or one index per sample
-        indices = per_sample_indices(t.resolve(model, clean, n).index, n)
+        resolved = t.resolve(model, clean, n)
+        assert isinstance(resolved, Class)  # not a Target object, nor Predicted: a class index
+        indices = per_sample_indices(resolved.index, n)
         bad = (indices < 0) | (indices >= flat.shape[1])
         if bool(bad.any()):
             raise TargetError(
@@ -417,7 +421,7 @@ def _counts(n_features: int, steps: int) -> Tensor:
     return (2 * k * n_features + steps) // (2 * steps)
 
 
-class FaithfulnessMetric(Metric):
+class FaithfulnessMetric(Metric[_Setup]):
     """A metric that perturbs the inputs according to the map and scores the target on the
     perturbed inputs (see the module docstring): ``prepare`` validates the inputs, fixes the
     scored target with one clean pass and resolves the maps (running a method given as
@@ -881,9 +885,9 @@ class ROAD(FaithfulnessMetric):
 
         def one(b: int, o: int, k: int) -> Tensor:
             order = (morf if o == 0 else lerf)[b, : counts[k]].numpy()
-            removed = np.zeros(P, dtype=bool)
-            removed[order] = True
-            removed = removed.reshape(H, W)
+            flat_removed = np.zeros(P, dtype=bool)
+            flat_removed[order] = True
+            removed = flat_removed.reshape(H, W)
             img = torch.from_numpy(_linear_imputation(x64[b], removed))
             if noise_std > 0:
                 img = torch.where(torch.from_numpy(removed), img + noise_std * noise[b], img)
@@ -1111,6 +1115,7 @@ class Infidelity(FaithfulnessMetric):
 
                 settings_extra = {"n_perturbations": K, "square_sizes": sizes}
             else:
+                assert explicit is not None  # kind == "masks"
                 m = explicit
                 if m.dim() == 3 and tuple(m.shape[1:]) == (H, W):
                     m = m.unsqueeze(0).expand(n, *m.shape)

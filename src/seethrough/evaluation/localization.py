@@ -24,7 +24,7 @@ Inputs of shape ``(N, D)`` (tabular) are treated as ``D`` positions of one chann
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
@@ -71,8 +71,8 @@ class LocalizationRun(MapRun):
     """A localization run: the maps reduced to one value per position, ``flat`` ``(N, P)``
     float64 on the CPU, the masks as ``fmask`` ``(N, P)`` and the positions' ``spatial`` shape."""
 
-    flat: Tensor | None = None
-    fmask: Tensor | None = None
+    flat: Tensor = field(kw_only=True)
+    fmask: Tensor = field(kw_only=True)
     spatial: tuple[int, ...] = ()
 
 
@@ -85,6 +85,7 @@ class LocalizationMetric(MapMetric):
 
     def prepare(self, model, inputs, maps, *, target, batching, seed, settings) -> LocalizationRun:
         run = super().prepare(model, inputs, maps, target=target, batching=batching, seed=seed, settings=settings)
+        assert run.masks is not None  # checked by MapMetric.prepare, as needs has "masks"
         pm = pixel_maps(run.maps, run.view, reduce=run.settings["reduce"]).double().cpu()
         n = pm.shape[0]
         return LocalizationRun(
@@ -130,7 +131,8 @@ class PointingGame(LocalizationMetric):
             raise ConfigError(f"tolerance must be a number of pixels >= 0, got {tolerance!r}")
         return super().check(settings)
 
-    def score(self, run: LocalizationRun) -> Score:
+    def score(self, run: MapRun) -> Score:
+        assert isinstance(run, LocalizationRun)  # made by LocalizationMetric.prepare
         flat, fmask, n = run.flat, run.fmask, run.flat.shape[0]
         is_max = flat == flat.max(dim=1, keepdim=True).values
         keys = _random_keys(tuple(flat.shape), run.seed).masked_fill(~is_max, -1.0)
@@ -170,7 +172,8 @@ class RelevanceMassAccuracy(LocalizationMetric):
     defaults = {"masks": None, "reduce": "sum"}
     allow_zero_maps = True
 
-    def score(self, run: LocalizationRun) -> Score:
+    def score(self, run: MapRun) -> Score:
+        assert isinstance(run, LocalizationRun)  # made by LocalizationMetric.prepare
         pos, fmask = run.flat.clamp(min=0), run.fmask
         total = pos.sum(dim=1)
         inside = (pos * fmask).sum(dim=1)
@@ -201,7 +204,8 @@ class RelevanceRankAccuracy(LocalizationMetric):
     name = "relevance_rank_accuracy"
     defaults = {"masks": None, "reduce": "sum"}
 
-    def score(self, run: LocalizationRun) -> Score:
+    def score(self, run: MapRun) -> Score:
+        assert isinstance(run, LocalizationRun)  # made by LocalizationMetric.prepare
         flat, fmask = run.flat, run.fmask
         k = fmask.sum(dim=1)
         ranked = flat.sort(dim=1, descending=True).values
@@ -255,7 +259,8 @@ class MaskIoU(LocalizationMetric):
             raise ConfigError(f"threshold={threshold!r} takes no value=; it is only for 'percentile' and 'fixed'")
         return super().check(settings)
 
-    def score(self, run: LocalizationRun) -> Score:
+    def score(self, run: MapRun) -> Score:
+        assert isinstance(run, LocalizationRun)  # made by LocalizationMetric.prepare
         from ..attribution.segmentation import threshold_map
 
         s = run.settings

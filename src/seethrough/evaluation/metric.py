@@ -28,7 +28,7 @@ import inspect
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -64,6 +64,10 @@ class MetricRun:
     record: dict[str, Any] = field(default_factory=dict)
 
 
+#: The run a metric's :meth:`Metric.prepare` hands to its :meth:`Metric.score`.
+RunT = TypeVar("RunT", bound=MetricRun)
+
+
 @dataclass
 class Score:
     """What :meth:`Metric.score` computes: one value per sample and what it reports."""
@@ -74,7 +78,7 @@ class Score:
     extras: Mapping[str, Any] = field(default_factory=dict)
 
 
-class Metric:
+class Metric(Generic[RunT]):
     """Base of every evaluation metric (see the module docstring).
 
     Subclasses set ``name``, ``family``, ``higher_is_better``, ``needs`` (a subset of
@@ -140,12 +144,12 @@ class Metric:
         batching: Any,
         seed: int,
         settings: dict[str, Any],
-    ) -> MetricRun:
+    ) -> RunT:
         """Validate the settings and inputs and resolve the maps (overridden by families
         whose metrics evaluate the model)."""
         raise NotImplementedError  # pragma: no cover - every family prepares
 
-    def score(self, run: MetricRun) -> Score:
+    def score(self, run: RunT) -> Score:
         """The metric's computation on a prepared run."""
         raise NotImplementedError  # pragma: no cover - every metric scores
 
@@ -213,11 +217,12 @@ class MapRun(MetricRun):
     """A run of a metric on maps alone: ``view`` is the inputs with a channel axis (``(N, D)``
     becomes ``(N, 1, D)``), ``masks`` the checked ground truth ``(N, *spatial)`` or None."""
 
-    view: Tensor | None = None
+    maps: Tensor  # resolved: never None here
+    view: Tensor = field(kw_only=True)
     masks: Tensor | None = None
 
 
-class MapMetric(Metric):
+class MapMetric(Metric[MapRun]):
     """A metric computed on the maps alone (localization, complexity): the model runs only
     when ``maps`` is an attribution method, which is run here on the inputs and ``target``
     with its own batching (``batching`` is only validated)."""

@@ -566,10 +566,10 @@ def data_randomization_check(
 class _RandomizationRun(MetricRun):
     """A run of :class:`ModelRandomization`: the cascading check's result."""
 
-    check: SanityResult | None = None
+    check: SanityResult = field(kw_only=True)
 
 
-class ModelRandomization(Metric):
+class ModelRandomization(Metric[_RandomizationRun]):
     """Model parameter randomization as a metric: per sample, the similarity between the
     original map and the map of the fully randomized model (cascading randomization of every
     layer, output layer first; see :class:`ModelRandomizationCheck`).

@@ -24,7 +24,7 @@ model evaluations with its own batching.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -59,11 +59,11 @@ class _SensitivityRun(MetricRun):
     the inputs, ``(N, elements)`` float64 on the CPU, and ``shape`` their per-sample shape."""
 
     method: Any = None
-    phi: Tensor | None = None
+    phi: Tensor = field(kw_only=True)
     shape: tuple[int, ...] = ()
 
 
-class SensitivityMetric(Metric):
+class SensitivityMetric(Metric[_SensitivityRun]):
     """Max- and average-sensitivity: the relative change of the maps of perturbed copies of
     each input, re-explained by the method given as ``maps`` (see the module docstring)."""
 

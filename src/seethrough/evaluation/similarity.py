@@ -246,8 +246,8 @@ def hog_features(
     rows = np.arange(n_cr * cr)[:, None] // cr
     cols = np.arange(n_cc * cc)[None, :] // cc
     index = (rows * n_cc + cols) * orientations + bins
-    hist = np.bincount(index[keep], weights=mag[keep], minlength=n_cr * n_cc * orientations)
-    hist = hist.reshape(n_cr, n_cc, orientations) / (cr * cc)
+    counts = np.bincount(index[keep], weights=mag[keep], minlength=n_cr * n_cc * orientations)
+    hist = counts.reshape(n_cr, n_cc, orientations) / (cr * cc)
     blocks = np.lib.stride_tricks.sliding_window_view(hist, (br, bc), axis=(0, 1))  # (n_br, n_bc, o, br, bc)
     blocks = np.moveaxis(blocks, 2, -1)  # (n_br, n_bc, br, bc, o)
     norm = np.sqrt((blocks**2).sum(axis=(2, 3, 4), keepdims=True) + eps**2)

@@ -67,6 +67,7 @@ def _fix_target(model: nn.Module, x: Tensor, target) -> tuple[Any, Tensor | None
         return target, idx
     idx = resolve_target_indices(model, x, None if isinstance(target, Predicted) else target)
     if isinstance(target, Predicted):
+        assert idx is not None  # the predicted class always resolves
         return Class(idx, output=getattr(target, "output", "logit")), idx
     return idx, idx
 
@@ -159,7 +160,7 @@ class TrustReport(Result):
         if spec is None:
             raise ConfigError(f"metric {metric!r} was not run; run: {[s.name for s in self.metrics]}")
         ranks = _ranks({m: self.value(m, metric) for m in self.methods}, spec.higher_is_better)
-        return min(ranks, key=ranks.get)
+        return min(ranks, key=ranks.__getitem__)
 
     def __post_init__(self) -> None:
         super().__post_init__()

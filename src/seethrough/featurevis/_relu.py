@@ -28,7 +28,7 @@ __all__ = ["redirected_relu"]
 
 class _RedirectedReLU(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: Tensor, inplace: bool) -> Tensor:  # type: ignore[override]
+    def forward(ctx, x: Tensor, inplace: bool) -> Tensor:
         if inplace:
             out = x.clamp_(min=0)
             ctx.mark_dirty(x)
@@ -38,7 +38,7 @@ class _RedirectedReLU(torch.autograd.Function):
         return out
 
     @staticmethod
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
+    def backward(ctx, grad: Tensor):
         (out,) = ctx.saved_tensors
         alive = out > 0
         normal = grad * alive.to(grad.dtype)

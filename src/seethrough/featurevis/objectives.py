@@ -136,7 +136,7 @@ class Objective:
 
     # -- description ---------------------------------------------------------------------
     def describe(self) -> str:
-        parts = []
+        parts: list[str] = []
         for c, t in self._terms():
             body = t.describe()
             if not parts:
@@ -686,7 +686,7 @@ def as_objectives(objective: Any, batch: int | None) -> list[Objective]:
 class _Group:
     __slots__ = ("kind", "source", "name", "terms", "rows", "coefs", "all_rows")
 
-    def __init__(self, kind, source, name):
+    def __init__(self, kind: str, source: str, name: str | None) -> None:
         self.kind = kind  # "fused", "same" or "coupled"
         self.source = source
         self.name = name
@@ -712,6 +712,7 @@ class _Plan:
                     term.bind(model)
                     name = None
                     if term.source == "layer":
+                        assert term.layer is not None  # a layer term names its layer
                         name, module = resolve_layer(model, term.layer)
                         self.modules[name] = module
                     fk = term.fuse_key()
@@ -748,6 +749,7 @@ class _Plan:
                     continue
                 seen.add(id(t))
                 if g.source == "layer":
+                    assert g.name is not None  # a layer group names its layer
                     t.check(shapes[g.name], f"layer {g.name!r}")
                 elif g.source == "output":
                     t.check(output_shape, "the model output")
@@ -757,7 +759,12 @@ class _Plan:
     def evaluate(self, acts: dict[str, Tensor], output: Tensor | None, image: Tensor) -> Tensor:
         total = None
         for g in self.groups:
-            src = acts[g.name] if g.source == "layer" else (output if g.source == "output" else image)
+            if g.source == "layer":
+                assert g.name is not None  # a layer group names its layer
+                src: Tensor | None = acts[g.name]
+            else:
+                src = output if g.source == "output" else image
+            assert src is not None  # the output is given when a term needs it (needs_output)
             rows = g.rows.to(src.device)
             if g.kind == "fused":
                 vals = type(g.terms[0]).score_fused(g.terms, src, rows)

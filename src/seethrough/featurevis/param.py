@@ -57,6 +57,11 @@ class ColorDecorrelation(Estimator):
     float64 (None for the default), ``mean_`` (3,) colour mean, ``n_pixels_``.
     """
 
+    matrix_: Tensor
+    covariance_: Tensor | None
+    mean_: Tensor | None
+    n_pixels_: int
+
     def fit(self, images: Tensor) -> ColorDecorrelation:
         if not isinstance(images, Tensor) or images.dim() != 4 or images.shape[1] != 3:
             got = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
@@ -109,12 +114,12 @@ class _InwardClamp(torch.autograd.Function):
     descent step would move the value back towards the range."""
 
     @staticmethod
-    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx, x: Tensor) -> Tensor:
         ctx.save_for_backward(x)
         return x.clamp(0.0, 1.0)
 
     @staticmethod
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
+    def backward(ctx, grad: Tensor):
         (x,) = ctx.saved_tensors
         # a descent step moves x by -grad: below the range it must rise (grad < 0),
         # above it must fall (grad > 0)
@@ -236,6 +241,7 @@ class ImageParam:
         c, h, w = (int(v) for v in shape)
         matrix = self._check(c)
         device = device or torch.device("cpu")
+        pshape: tuple[int, ...]
         if self.space == "fft":
             pshape = (c, h, w // 2 + 1, 2)
         else:

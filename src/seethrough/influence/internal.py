@@ -327,7 +327,10 @@ class InternalInfluence:
 
         def consume(chunk: ChunkResult) -> None:
             g = chunk.grad
-            parts.append(g * chunk.activation if self.multiply_by_activation else g)
+            if self.multiply_by_activation:
+                assert chunk.activation is not None  # the runner attributes to a layer
+                g = g * chunk.activation
+            parts.append(g)
 
         n_eval = runner.run(x.shape[0], lambda sl: (x[sl], samples[sl]), consume)
         return torch.cat(parts), n_eval
@@ -355,9 +358,10 @@ class InternalInfluence:
             r = torch.arange(chunk.rows.start, chunk.rows.stop, device=x.device)
             p, k = r // S, r % S
             g = chunk.grad
-            if acc[0] is None:
-                acc[0] = torch.zeros((nb * B,) + tuple(g.shape[1:]), dtype=g.dtype, device=g.device)
-            acc[0].index_add_(0, p, g * weights[k].reshape((-1,) + (1,) * (g.dim() - 1)))
+            buf = acc[0]
+            if buf is None:
+                buf = acc[0] = torch.zeros((nb * B,) + tuple(g.shape[1:]), dtype=g.dtype, device=g.device)
+            buf.index_add_(0, p, g * weights[k].reshape((-1,) + (1,) * (g.dim() - 1)))
 
         runner = GradientRunner(self.model, t, batching=batching, layer=(name, module))
         n_eval = runner.run(nb * B * S, rows, consume)

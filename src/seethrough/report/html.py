@@ -231,8 +231,9 @@ def explanation_html(
         parts.append(_kv_table(sorted(settings.items(), key=lambda kv: str(kv[0]))))
 
     per_sample: dict[str, list] = {}
-    if expl.scores is not None and _per_sample(expl.scores, n) is not None:
-        per_sample["score"] = _per_sample(expl.scores, n)
+    scores = _per_sample(expl.scores, n) if expl.scores is not None else None
+    if scores is not None:
+        per_sample["score"] = scores
     extra_rows: list[tuple[str, Any, Any]] = []
     for name, t in expl.extras.items():
         vals = _per_sample(t, n)
@@ -362,19 +363,19 @@ class HtmlReport:
         """A table from a list of dicts (columns: the union of their keys, in order of
         appearance; missing cells are blank) or from ``header`` plus rows of values.
         Floats are shown with 4 significant digits; every cell is escaped."""
-        rows = list(rows)
-        if rows and all(isinstance(r, Mapping) for r in rows):
+        items: list[Any] = list(rows)  # all dicts or all sequences, checked here
+        if items and all(isinstance(r, Mapping) for r in items):
             cols: list[Any] = list(header) if header is not None else []
             if header is None:
-                for r in rows:
+                for r in items:
                     for k in r:
                         if k not in cols:
                             cols.append(k)
-            body = [[r.get(c, "") for c in cols] for r in rows]
+            body = [[r.get(c, "") for c in cols] for r in items]
             self._blocks.append(_table_html(cols, body, caption))
         else:
             body = []
-            for r in rows:
+            for r in items:
                 if isinstance(r, Mapping) or isinstance(r, (str, bytes)):
                     raise InputError("add_table rows must all be dicts or all be sequences of values")
                 body.append(list(r))

@@ -250,6 +250,7 @@ def mask_overlay(
     and outlined; ``dim_outside`` darkens everything outside the mask by that fraction. Both are first upscaled (nearest) so the long side is at least
     ``min_size`` pixels, which keeps the outline thin; ``image`` may be None (black)."""
     m = _mask_2d(mask)
+    img: np.ndarray
     if image is None:
         img = np.zeros(m.shape + (3,))
     else:

@@ -37,6 +37,7 @@ def seeded(cls, *args, seed: int = 0, **kwargs) -> nn.Module:
         model = cls(*args, **kwargs)
         for m in model.modules():
             if isinstance(m, nn.BatchNorm2d):
+                assert m.running_mean is not None and m.running_var is not None  # tracked by default
                 m.running_mean.uniform_(-0.2, 0.2)
                 m.running_var.uniform_(0.5, 1.5)
                 m.weight.data.uniform_(0.5, 1.5)
@@ -263,6 +264,7 @@ class TinyGenerator(nn.Module):
             nn.ConvTranspose2d(8, channels, 4, stride=2, padding=1),
         )
         for m in (self.fc, self.deconv[0], self.deconv[3]):  # He init: images that vary with z
+            assert isinstance(m, (nn.Linear, nn.ConvTranspose2d))
             nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:

@@ -206,7 +206,7 @@ def _run_tcav(args: Any) -> int:
 
 
 def _run_dissect(args: Any) -> int:
-    from seethrough.concepts import Dissection
+    from seethrough.concepts import ConceptMasks, Dissection
     from seethrough.concepts.views import add_dissection
     from seethrough.data.concepts import concept_scenes
 
@@ -224,7 +224,9 @@ def _run_dissect(args: Any) -> int:
         from seethrough.app.concepts import load_concept_scenes
 
         mean, std = spec.normalization
-        scenes = load_concept_scenes(args.scenes, args.concept_masks, size=size, channels=channels, mean=mean, std=std)
+        scenes: ConceptMasks = load_concept_scenes(
+            args.scenes, args.concept_masks, size=size, channels=channels, mean=mean, std=std
+        )
     else:
         if size < 24:
             raise InputError(f"scenes need at least 24 pixels; the model takes {size}")

@@ -92,11 +92,13 @@ def atlas_section(
             pics.append(
                 f'<img class="st-img" src="{_uri(fv)}" alt="{_html.escape(layer)} unit {u}: feature visualisation">'
             )
-        box = tuple(int(v) for v in ex.top_boxes_[layer][u, 0])
+        boxes = ex.top_boxes_[layer]
+        assert boxes is not None  # a convolutional layer of images: every example has its box
+        y0, x0, y1, x1 = (int(v) for v in boxes[u, 0])
         pics.append(
             crop_html(
                 _uri(atlas_dir / "examples" / f"{i}.png"),
-                box,
+                (y0, x0, y1, x1),
                 H,
                 W,
                 128,

@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from torch import nn
+
 from seethrough.featurevis import FeatureVisualizer, class_logit
 from seethrough.featurevis.views import add_visualization
 from seethrough.report.html import HtmlReport
@@ -36,7 +38,9 @@ def featurevis_section(report: HtmlReport, *, progress: Callable[[str], None] | 
     vis = fv.visualize_channels("features.5", progress=progress)
     add_visualization(report, vis)
 
-    weights = model.classifier.weight.detach()  # (classes, 128)
+    classifier = model.classifier
+    assert isinstance(classifier, nn.Linear)  # shapes-cnn ends in one linear layer
+    weights = classifier.weight.detach()  # (classes, 128)
     picks: list[int] = []
     labels: list[str] = []
     for c, name in enumerate(info.classes):

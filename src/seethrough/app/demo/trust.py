@@ -110,7 +110,7 @@ def trust_section(
         if rep is None:
             continue
         for m in rep.methods:
-            row = {"model": label, "method": m}
+            row: dict[str, object] = {"model": label, "method": m}
             for fam, ranks in rep.rankings.items():
                 row[f"{fam} rank"] = ranks[m]
             if "relevance_mass_accuracy" in rep.results.get(m, {}):
