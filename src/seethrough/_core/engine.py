@@ -23,7 +23,15 @@ from .hooks import StopForward, capture_activation, relu_backward_override
 from .substitution import substitute_output
 from .targets import Target
 
-__all__ = ["GradientRunner", "ChunkResult", "ForwardFailed", "call_model", "find_layer", "forward_scores"]
+__all__ = [
+    "GradientRunner",
+    "ChunkResult",
+    "ForwardFailed",
+    "call_model",
+    "find_layer",
+    "forward_scores",
+    "layer_gradients",
+]
 
 MakeRows = Callable[[slice], tuple[Tensor, Tensor]]
 
@@ -290,3 +298,39 @@ class _capture_for_grad:
         if self.handle is not None:
             self.handle.remove()
         return False
+
+
+def layer_gradients(
+    model: nn.Module,
+    target: Target,
+    x: Tensor,
+    layer: tuple[str, nn.Module],
+    *,
+    batching: Batching,
+    times_activation: bool = False,
+    device: torch.device | str | None = None,
+) -> tuple[Tensor, Tensor, int]:
+    """The gradient of ``target`` with respect to ``layer``'s output (times that output with
+    ``times_activation``), one row per input of ``x``, through :class:`GradientRunner`.
+
+    Returns ``(gradients (N, *layer_shape), scores (N,), model rows evaluated)``; the
+    tensors are moved to ``device`` when given. Runs inside the caller's ``model_guard``."""
+    runner = GradientRunner(model, target, batching=batching, layer=layer)
+    samples = torch.arange(x.shape[0], device=x.device)
+    grads: list[Tensor] = []
+    scores: list[Tensor] = []
+
+    def consume(chunk: ChunkResult) -> None:
+        g = chunk.grad
+        if times_activation:
+            assert chunk.activation is not None  # the runner attributes to a layer
+            g = g * chunk.activation
+        grads.append(g if device is None else g.to(device))
+        scores.append(chunk.scores if device is None else chunk.scores.to(device))
+
+    n = runner.run(x.shape[0], lambda sl: (x[sl], samples[sl]), consume)
+
+    def joined(parts: list[Tensor]) -> Tensor:  # a job in one chunk copies nothing
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    return joined(grads), joined(scores), n

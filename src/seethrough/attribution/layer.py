@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from .._core.batching import Batching
-from .._core.engine import ChunkResult, GradientRunner, find_layer
+from .._core.engine import find_layer, layer_gradients
 from .._core.layers import LayerRef, layer_label
 from .._core.targets import Target
 from ._base import Attribution, Computed, check_layer
-from .gradient import _joined
 
 __all__ = ["LayerGradientXActivation"]
 
@@ -46,18 +44,7 @@ class LayerGradientXActivation(Attribution):
         if kwargs:
             raise TypeError(f"LayerGradientXActivation.attribute() got unexpected arguments {sorted(kwargs)}")
         name, module = find_layer(self.model, self.layer)
-        runner = GradientRunner(self.model, target, batching=batching, layer=(name, module))
-        parts: list[Tensor] = []
-        scores: list[Tensor] = []
-        samples = torch.arange(x.shape[0], device=x.device)
-
-        def consume(chunk: ChunkResult) -> None:
-            g = chunk.grad
-            if self.multiply_by_activation:
-                assert chunk.activation is not None  # the runner attributes to a layer
-                g = g * chunk.activation
-            parts.append(g)
-            scores.append(chunk.scores)
-
-        n = runner.run(x.shape[0], lambda sl: (x[sl], samples[sl]), consume)
-        return Computed(_joined(parts), n, scores=_joined(scores), layer=name)
+        grads, scores, n = layer_gradients(
+            self.model, target, x, (name, module), batching=batching, times_activation=self.multiply_by_activation
+        )
+        return Computed(grads, n, scores=scores, layer=name)

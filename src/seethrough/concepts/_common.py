@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from .._core.batching import Batching
-from .._core.engine import ChunkResult, GradientRunner
+from .._core.engine import layer_gradients
 from .._core.layers import layer_names
 from .._core.targets import Class
 from .._core.validation import check_inputs
@@ -26,15 +26,7 @@ def class_gradients(
 ) -> Tensor:
     """Gradient of the logit of class ``cls`` with respect to the layer's output, one row
     per input: ``(N, *layer_shape)`` on the CPU (through the shared gradient runner)."""
-    runner = GradientRunner(model, Class(int(cls)), batching=batching, layer=layer)
-    parts: list[Tensor] = []
-    samples = torch.arange(x.shape[0], device=x.device)
-
-    def consume(chunk: ChunkResult) -> None:
-        parts.append(chunk.grad.cpu())
-
-    runner.run(x.shape[0], lambda sl: (x[sl], samples[sl]), consume)
-    return torch.cat(parts)
+    return layer_gradients(model, Class(int(cls)), x, layer, batching=batching, device="cpu")[0]
 
 
 def check_images(model: nn.Module, x: object, what: str) -> Tensor:

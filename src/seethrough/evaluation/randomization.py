@@ -353,16 +353,10 @@ class ModelRandomizationCheck:
         method_settings: Mapping[str, Any] | None = None,
         batching: Any = None,
     ) -> None:
-        self.method_factory = method_factory
-        self.mode = mode
-        self.layers = layers
-        self.similarity = similarity
-        self.seed = seed
-        self.include_batchnorm = include_batchnorm
-        self.thresholds = thresholds
-        self.n_examples = n_examples
-        self.method_settings = method_settings
-        self.batching = batching
+        # what is explained, what is randomized, and how the maps are compared
+        self.method_factory, self.method_settings, self.batching = method_factory, method_settings, batching
+        self.mode, self.layers, self.include_batchnorm, self.seed = mode, layers, include_batchnorm, seed
+        self.similarity, self.thresholds, self.n_examples = similarity, thresholds, n_examples
 
     def settings(self) -> dict[str, Any]:
         layers = None

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from .._core.batching import Batching, as_batching
-from .._core.engine import ChunkResult, ForwardFailed, GradientRunner, forward_scores
+from .._core.engine import ChunkResult, ForwardFailed, GradientRunner, forward_scores, layer_gradients
 from .._core.errors import ConfigError, InputError, ZeroAttributionWarning
 from .._core.layers import LayerRef, layer_label, resolve_layer
 from .._core.result import Result
@@ -321,19 +321,10 @@ class InternalInfluence:
 
     def _points(self, x, t, batching, name, module) -> tuple[Tensor, int]:
         """Per-instance gradient (times activation) at the slice, one row per instance."""
-        runner = GradientRunner(self.model, t, batching=batching, layer=(name, module))
-        samples = torch.arange(x.shape[0], device=x.device)
-        parts: list[Tensor] = []
-
-        def consume(chunk: ChunkResult) -> None:
-            g = chunk.grad
-            if self.multiply_by_activation:
-                assert chunk.activation is not None  # the runner attributes to a layer
-                g = g * chunk.activation
-            parts.append(g)
-
-        n_eval = runner.run(x.shape[0], lambda sl: (x[sl], samples[sl]), consume)
-        return torch.cat(parts), n_eval
+        grads, _, n_eval = layer_gradients(
+            self.model, t, x, (name, module), batching=batching, times_activation=self.multiply_by_activation
+        )
+        return grads, n_eval
 
     def _path(self, x, t, batching, name, module) -> tuple[Tensor, int]:
         """Per-instance path integral of the slice gradient (times the activation change)."""
