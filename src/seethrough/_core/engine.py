@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from .batching import Batching, saved_bytes
-from .call import ForwardFailed, call_model
+from .call import call_model
 from .errors import GradientError, LayerError
 from .hooks import StopForward, capture_activation, relu_backward_override
 from .substitution import substitute_output
@@ -26,8 +26,6 @@ from .targets import Target
 __all__ = [
     "GradientRunner",
     "ChunkResult",
-    "ForwardFailed",
-    "call_model",
     "find_layer",
     "forward_scores",
     "layer_gradients",

@@ -17,7 +17,8 @@ import torch
 from torch import Tensor, nn
 
 from .._core.batching import Batching, as_batching
-from .._core.engine import ForwardFailed, forward_scores
+from .._core.call import ForwardFailed
+from .._core.engine import forward_scores
 from .._core.errors import InputError, ZeroAttributionWarning
 from .._core.result import Explanation
 from .._core.state import model_guard

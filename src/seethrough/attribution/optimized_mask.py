@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .._core.batching import Batching
-from .._core.engine import call_model
+from .._core.call import call_model
 from .._core.errors import ConfigError, GradientError, InputError
 from .._core.hooks import StopForward, capture_activation
 from .._core.layers import resolve_layer

@@ -50,8 +50,8 @@ import torch
 from torch import Tensor, nn
 
 from .._core.batching import Batching, as_batching
+from .._core.call import call_model
 from .._core.capture import collect_activations
-from .._core.engine import call_model
 from .._core.errors import ConfigError, InputError, TargetError
 from .._core.layers import LayerRef, resolve_layer
 from .._core.result import Result

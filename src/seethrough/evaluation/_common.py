@@ -113,7 +113,7 @@ def per_sample_indices(index: Tensor, n: int) -> Tensor:
 
 def resolve_target_indices(model: nn.Module, inputs: Tensor, target: TargetLike) -> Tensor | None:
     """Class index per sample for a class target (``None`` = predicted class), else None."""
-    from .._core.engine import call_model
+    from .._core.call import call_model
     from .._core.state import model_guard
 
     t = as_target(target)

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from .._core.call import call_model
 from .._core.capture import capture
-from .._core.engine import call_model
 from .._core.errors import ConfigError, LayerError
 from .._core.layers import LayerRef, resolve_layer
 from .._core.seeds import generator, mix_seed, seeded

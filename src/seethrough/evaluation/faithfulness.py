@@ -66,7 +66,7 @@ from scipy.sparse.linalg import spsolve
 from torch import Tensor, nn
 
 from .._core.batching import as_batching
-from .._core.engine import call_model
+from .._core.call import call_model
 from .._core.errors import ConfigError, InputError, TargetError
 from .._core.forward import ForwardRunner
 from .._core.result import Explanation

@@ -26,8 +26,8 @@ import torch
 from torch import Tensor, nn
 
 from .._core.batching import Batching, as_batching, saved_bytes
+from .._core.call import ForwardFailed
 from .._core.capture import run_capture
-from .._core.engine import ForwardFailed
 from .._core.errors import ConfigError, InputError, LayerError, TargetError
 from .._core.layers import LayerRef, resolve_layer
 from .._core.result import Result

@@ -46,8 +46,8 @@ import torch
 from torch import Tensor, nn
 
 from .._core.batching import Batching, as_batching
+from .._core.call import ForwardFailed, call_model
 from .._core.capture import forward_chunk_rows
-from .._core.engine import ForwardFailed, call_model
 from .._core.errors import ConfigError, InputError, LayerError, TargetError
 from .._core.layers import LayerRef, layer_label, resolve_layer
 from .._core.result import Result

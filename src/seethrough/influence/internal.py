@@ -32,7 +32,8 @@ import torch
 from torch import Tensor, nn
 
 from .._core.batching import Batching, as_batching
-from .._core.engine import ChunkResult, ForwardFailed, GradientRunner, forward_scores, layer_gradients
+from .._core.call import ForwardFailed
+from .._core.engine import ChunkResult, GradientRunner, forward_scores, layer_gradients
 from .._core.errors import ConfigError, InputError, ZeroAttributionWarning
 from .._core.layers import LayerRef, layer_label, resolve_layer
 from .._core.result import Result

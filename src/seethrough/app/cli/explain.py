@@ -21,13 +21,9 @@ def register(sub) -> None:
         "on image files, a folder of images, a tensor file or bundled data.",
     )
     add_model_arguments(e)
-    add_data_arguments(e, default=None, labels=False)
-    # the older spellings of --data
+    add_data_arguments(e, default=None, labels=False, required=False)  # or one of its older spellings:
     e.add_argument("--images", nargs="+", dest="data", help=argparse.SUPPRESS)
     e.add_argument("--tensor", dest="data", type=lambda s: [s], help=argparse.SUPPRESS)
-    for action in e._actions:  # --data is given by one of its three spellings
-        if action.dest == "data":
-            action.required = False
     e.add_argument(
         "--methods",
         default="saliency,integrated_gradients,gradcam",
