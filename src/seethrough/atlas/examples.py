@@ -266,6 +266,21 @@ def _frozen(d: dict) -> Mapping:
     return MappingProxyType(dict(d))
 
 
+#: The fitted per-layer tables that :meth:`DatasetExamples.save` writes (``_BOXES`` only when computed).
+_TABLES = (
+    "top_values_",
+    "top_indices_",
+    "top_positions_",
+    "bottom_values_",
+    "bottom_indices_",
+    "bottom_positions_",
+    "mean_",
+    "std_",
+    "frac_positive_",
+)
+_BOXES = ("top_boxes_", "bottom_boxes_")
+
+
 class DatasetExamples(Estimator):
     """Top-k and bottom-k dataset examples of every unit of the chosen layers.
 
@@ -589,19 +604,9 @@ class DatasetExamples(Estimator):
         path = Path(path)
         tensors: dict[str, Tensor] = {}
         for i, nm in enumerate(self.layers_):
-            for key in (
-                "top_values_",
-                "top_indices_",
-                "top_positions_",
-                "bottom_values_",
-                "bottom_indices_",
-                "bottom_positions_",
-                "mean_",
-                "std_",
-                "frac_positive_",
-            ):
+            for key in _TABLES:
                 tensors[f"l{i}.{key}"] = getattr(self, key)[nm]
-            for key in ("top_boxes_", "bottom_boxes_"):
+            for key in _BOXES:
                 if getattr(self, key)[nm] is not None:
                     tensors[f"l{i}.{key}"] = getattr(self, key)[nm]
         meta = {
@@ -637,19 +642,7 @@ class DatasetExamples(Estimator):
         names = json.loads(meta["layers"])
         obj.layers_ = tuple(names)
         obj.unit_shapes_ = _frozen({k: tuple(v) for k, v in json.loads(meta["unit_shapes"]).items()})
-        for key in (
-            "top_values_",
-            "top_indices_",
-            "top_positions_",
-            "bottom_values_",
-            "bottom_indices_",
-            "bottom_positions_",
-            "mean_",
-            "std_",
-            "frac_positive_",
-            "top_boxes_",
-            "bottom_boxes_",
-        ):
+        for key in _TABLES + _BOXES:
             setattr(obj, key, _frozen({nm: tensors.get(f"l{i}.{key}") for i, nm in enumerate(names)}))
         obj.receptive_field_ = _frozen(json.loads(meta["receptive_field"]))
         obj.fields_ = _frozen(
