@@ -10,6 +10,20 @@ import torch
 import torch.nn.modules.module as torch_module
 from torch import nn
 
+# Light method settings for the contract tests, so the many combinations stay fast; every method
+# keeps its code path.
+FAST = {
+    "integrated_gradients": {"steps": 4},
+    "smoothgrad": {"n_samples": 3},
+    "smoothgrad_sq": {"n_samples": 3},
+    "vargrad": {"n_samples": 3},
+    "rise": {"n_masks": 6, "grid": 4},
+    "lime": {"n_samples": 12},
+    "kernel_shap": {"n_samples": 12},
+    "shapley_sampling": {"n_permutations": 2},
+    "meaningful_perturbation": {"steps": 3},
+}
+
 HOOK_ATTRS = (
     "_forward_hooks",
     "_forward_hooks_with_kwargs",

@@ -12,7 +12,7 @@ import warnings
 
 import pytest
 import torch
-from _model_state import assert_unchanged, freeze_some, snapshot
+from _model_state import FAST, assert_unchanged, freeze_some, snapshot
 from torch import nn
 
 import seethrough as st
@@ -24,19 +24,6 @@ MODELS = {
     "cnn": (TinyCNN, (2, 3, 16, 16), "features.3", (2, 4, 16, 16)),
     "resnet": (TinyResNet, (2, 3, 16, 16), "layer2", (2, 4, 16, 16)),
     "mlp": (TinyMLP, (2, 10), None, (2, 7)),
-}
-
-# Light settings so the ~300 combinations stay fast; every method keeps its code path.
-FAST = {
-    "integrated_gradients": {"steps": 4},
-    "smoothgrad": {"n_samples": 3},
-    "smoothgrad_sq": {"n_samples": 3},
-    "vargrad": {"n_samples": 3},
-    "rise": {"n_masks": 6, "grid": 4},
-    "lime": {"n_samples": 12},
-    "kernel_shap": {"n_samples": 12},
-    "shapley_sampling": {"n_permutations": 2},
-    "meaningful_perturbation": {"steps": 3},
 }
 
 

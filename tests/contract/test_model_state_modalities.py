@@ -13,23 +13,11 @@ import warnings
 
 import pytest
 import torch
-from _model_state import assert_unchanged, freeze_some, snapshot
+from _model_state import FAST, assert_unchanged, freeze_some, snapshot
 
 import seethrough as st
 from seethrough.attribution.registry import METHODS, build_method
 from seethrough.testing import TinyCNN, TinyEncoder, TinyGenerator, TinyLM, seeded
-
-FAST = {
-    "integrated_gradients": {"steps": 4},
-    "smoothgrad": {"n_samples": 3},
-    "smoothgrad_sq": {"n_samples": 3},
-    "vargrad": {"n_samples": 3},
-    "rise": {"n_masks": 6, "grid": 4},
-    "lime": {"n_samples": 12},
-    "kernel_shap": {"n_samples": 12},
-    "shapley_sampling": {"n_permutations": 2},
-    "meaningful_perturbation": {"steps": 3},
-}
 
 #: Methods that explain token ids at the embedding's output (``layer=``).
 TOKEN_METHODS = [

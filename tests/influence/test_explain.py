@@ -22,20 +22,7 @@ from seethrough.influence import (
     plot_influence,
     plot_neuron_maps,
 )
-from seethrough.testing import TinyCNN, TinyMLP, seeded
-
-
-@pytest.fixture(scope="module")
-def model():
-    return seeded(TinyCNN)
-
-
-@pytest.fixture(scope="module")
-def data():
-    g = torch.Generator().manual_seed(0)
-    x = torch.rand(12, 3, 16, 16, generator=g)
-    y = torch.tensor([0, 1, 2, 3] * 3)
-    return x, y
+from seethrough.testing import TinyMLP, seeded
 
 
 def test_neuron_maps_are_the_attribution_of_the_channel_activation(model, data):
