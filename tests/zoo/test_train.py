@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_recipes_cover_the_zoo():
-    assert sorted(ZOO_RECIPES) == zoo.available()
+    assert sorted(ZOO_RECIPES) == zoo.available("classifier")
     for name, (_, full, quick) in ZOO_RECIPES.items():
         assert full.get("seed") == quick.get("seed"), name
         assert full.get("shortcut", False) == quick.get("shortcut", False), name

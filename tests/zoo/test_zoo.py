@@ -24,8 +24,15 @@ needs_weights = pytest.mark.skipif(
 )
 
 
+GENERATIVE = ["mnist-vae", "peptide-vae", "peptide-wae", "scenes-factors", "scenes-vae"]
+
+
 def test_available():
-    assert zoo.available() == NAMES
+    assert zoo.available("classifier") == NAMES
+    assert zoo.available("autoencoder") == ["mnist-vae", "peptide-vae", "peptide-wae", "scenes-vae"]
+    assert zoo.available() == sorted(NAMES + GENERATIVE)
+    with pytest.raises(ConfigError, match="kind"):
+        zoo.available("gan")
     assert set(zoo.__all__) >= {"load", "available", "info", "ResNet18", "SmallVGG", "ShapesCNN", "MnistCNN"}
 
 

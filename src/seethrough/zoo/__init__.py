@@ -60,12 +60,17 @@ class ModelInfo:
     name: str
     architecture: str
     classes: tuple[str, ...]
-    input_shape: tuple[int, int, int]
+    input_shape: tuple[int, ...]
     mean: tuple[float, ...]
     std: tuple[float, ...]
     default_cam_layer: str
     metrics: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    #: "classifier", "autoencoder" (``encode``/``decode``, see :mod:`seethrough.generative`)
+    #: or "factor-predictor" (image -> the known factors of :mod:`seethrough.data.factors`)
+    kind: str = "classifier"
+    #: size of the latent code of an autoencoder, else None
+    latent_dim: int | None = None
 
 
 @dataclass(frozen=True)
@@ -73,9 +78,27 @@ class _Spec:
     architecture: str
     factory: Callable[[], nn.Module]
     classes: tuple[str, ...]
-    input_shape: tuple[int, int, int]
+    input_shape: tuple[int, ...]
     default_cam_layer: str
     description: str
+    kind: str = "classifier"
+    latent_dim: int | None = None
+
+
+def _peptide_model(name: str) -> nn.Module:
+    from . import peptides
+
+    return peptides.bundled(name)
+
+
+def _vae_model(name: str) -> nn.Module:
+    from . import vae
+
+    return vae.bundled(name)
+
+
+#: the kinds of bundled model (:attr:`ModelInfo.kind`)
+KINDS = ("classifier", "autoencoder", "factor-predictor")
 
 
 _DIGITS = tuple(str(d) for d in range(10))
@@ -140,12 +163,73 @@ _REGISTRY: dict[str, _Spec] = {
             "TCAV). Trained by scripts/train_concepts.py (seethrough.zoo.train.train_stripes)."
         ),
     ),
+    "peptide-wae": _Spec(
+        architecture="PeptideAutoencoder",
+        factory=lambda: _peptide_model("peptide-wae"),
+        classes=(),
+        input_shape=(40,),
+        default_cam_layer="",
+        description=(
+            "GRU sequence autoencoder with a Wasserstein (MMD) penalty on the latent code, trained on "
+            "the real antimicrobial and non-antimicrobial peptides that modlamp ships "
+            "(seethrough.data.peptides.load_peptides, length <= 40); the model of the Peptide Sampler."
+        ),
+        kind="autoencoder",
+        latent_dim=32,
+    ),
+    "peptide-vae": _Spec(
+        architecture="PeptideAutoencoder",
+        factory=lambda: _peptide_model("peptide-vae"),
+        classes=(),
+        input_shape=(40,),
+        default_cam_layer="",
+        description="The peptide-wae architecture trained as a VAE (KL term with annealing) on the same peptides.",
+        kind="autoencoder",
+        latent_dim=32,
+    ),
+    "mnist-vae": _Spec(
+        architecture="ConvVAE",
+        factory=lambda: _vae_model("mnist-vae"),
+        classes=(),
+        input_shape=(1, 28, 28),
+        default_cam_layer="",
+        description="Convolutional VAE trained on the 4,000 training digits of seethrough.data.mnist_split(seed=0).",
+        kind="autoencoder",
+        latent_dim=16,
+    ),
+    "scenes-vae": _Spec(
+        architecture="ConvVAE",
+        factory=lambda: _vae_model("scenes-vae"),
+        classes=(),
+        input_shape=(3, 32, 32),
+        default_cam_layer="",
+        description=(
+            "Convolutional beta-VAE trained on seethrough.data.factors scenes, whose generative factors "
+            "(shape, colour, scale, x, y, rotation) are known for every image."
+        ),
+        kind="autoencoder",
+        latent_dim=10,
+    ),
+    "scenes-factors": _Spec(
+        architecture="FactorPredictor",
+        factory=lambda: _vae_model("scenes-factors"),
+        classes=(),
+        input_shape=(3, 32, 32),
+        default_cam_layer="",
+        description=(
+            "CNN that reads the known factors (shape, colour, scale, x, y, rotation) off a "
+            "seethrough.data.factors scene; it scores latent directions against the truth."
+        ),
+        kind="factor-predictor",
+    ),
 }
 
 
-def available() -> list[str]:
-    """Names of the bundled models (sorted)."""
-    return sorted(_REGISTRY)
+def available(kind: str | None = None) -> list[str]:
+    """Names of the bundled models (sorted); ``kind`` keeps one kind (:data:`KINDS`)."""
+    if kind is not None and kind not in KINDS:
+        raise ConfigError(f"unknown zoo model kind {kind!r}; choose from {', '.join(KINDS)}")
+    return sorted(n for n, s in _REGISTRY.items() if kind is None or s.kind == kind)
 
 
 def _spec(name: str) -> _Spec:
@@ -169,7 +253,7 @@ def info(name: str, *, weights_dir: str | Path | None = None) -> ModelInfo:
     metrics: dict[str, Any] = {}
     if sidecar.is_file():
         metrics = dict(json.loads(sidecar.read_text()).get("metrics", {}))
-    channels = spec.input_shape[0]
+    channels = spec.input_shape[0] if len(spec.input_shape) == 3 else 0  # token inputs have no normalisation
     return ModelInfo(
         name=name,
         architecture=spec.architecture,
@@ -180,6 +264,8 @@ def info(name: str, *, weights_dir: str | Path | None = None) -> ModelInfo:
         default_cam_layer=spec.default_cam_layer,
         metrics=metrics,
         description=spec.description,
+        kind=spec.kind,
+        latent_dim=spec.latent_dim,
     )
 
 

@@ -92,7 +92,9 @@ def _cmd_models(args) -> int:
         i = zoo.info(name)
         acc = i.metrics.get("test_accuracy")
         acc_s = f"held-out accuracy {100 * acc:.1f}%" if acc is not None else ""
-        print(f"{name:22s} {i.architecture:10s} input {i.input_shape}  {acc_s}")
+        if i.latent_dim is not None:
+            acc_s = f"latent {i.latent_dim}  {acc_s}".rstrip()
+        print(f"{name:22s} {i.kind:16s} {i.architecture:18s} input {i.input_shape}  {acc_s}")
     return 0
 
 
