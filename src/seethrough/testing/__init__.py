@@ -1,5 +1,6 @@
 """Helpers for tests: tiny models with the structures that break naive implementations."""
 
+from .generative import TinySeqAE, TinyVAE
 from .models import (
     DeadBranchNet,
     FunctionalReLUNet,
@@ -25,5 +26,7 @@ __all__ = [
     "TinyLM",
     "TinyEncoder",
     "TinyGenerator",
+    "TinyVAE",
+    "TinySeqAE",
     "seeded",
 ]

@@ -32,6 +32,8 @@ _SUBCOMMAND_MODULES: tuple[str, ...] = (
     ".influence",
     ".sanity",
     ".concepts",
+    ".latent",
+    ".creative",
 )
 
 

@@ -27,7 +27,8 @@ def demo_report(
 ) -> Path:
     """Explain held-out images of the bundled shapes model with every method; write
     ``index.html`` into ``out_dir`` and return its path. ``model_sections`` adds the trust
-    reports (linked), feature visualization, the atlas (linked), influence and concepts."""
+    reports (linked), feature visualization, the atlas (linked), influence, concepts and the
+    generative page (linked)."""
     from seethrough import zoo
     from seethrough.data.shapes import make_shapes
 
@@ -78,6 +79,7 @@ def _model_sections(report: HtmlReport, out: Path, *, progress=None) -> None:
     from seethrough.app.demo.atlas import atlas_section
     from seethrough.app.demo.concepts import dissection_section, tcav_section
     from seethrough.app.demo.featurevis import featurevis_section
+    from seethrough.app.demo.generative import generative_section
     from seethrough.app.demo.influence import influence_section
     from seethrough.app.demo.trust import trust_section
 
@@ -94,6 +96,8 @@ def _model_sections(report: HtmlReport, out: Path, *, progress=None) -> None:
     say("atlas")
     # The atlas covers the dissected (post-ReLU) layers and shows their labels.
     atlas_section(report, out, progress=say, layers=list(dissection.layers), unit_labels=dissection.unit_labels())
+    say("generative models")
+    generative_section(report, out, progress=say)
 
 
 def shortcut_section(report: HtmlReport, *, n_images: int = 4, seed: int = 777, progress=None) -> None:

@@ -24,7 +24,14 @@ def featurevis_section(report: HtmlReport, *, progress: Callable[[str], None] | 
     start = time.perf_counter()
     model = zoo.load("shapes-cnn")
     info = zoo.info("shapes-cnn")
-    fv = FeatureVisualizer(model, steps=steps, seed=0, input_shape=info.input_shape, mean=info.mean, std=info.std)
+    fv = FeatureVisualizer(
+        model,
+        steps=steps,
+        seed=0,
+        input_shape=(info.input_shape[0], info.input_shape[1], info.input_shape[2]),
+        mean=info.mean,
+        std=info.std,
+    )
 
     report.add_heading("Feature visualization")
     report.add_paragraph(
