@@ -194,7 +194,7 @@ def write_sampling(out: Path, samples: SampleSet, result: dict[str, Any], *, tit
             "acceptance": s["acceptance_rate"],
             "validity": s["validity"],
             "uniqueness": s["uniqueness"],
-            "novel": s["novelty"].get("fraction"),
+            "novel": s["novelty"]["novelty"],
         }
         row.update({f"decoded: {k}": v for k, v in s["decoded_meets"].items()})
         rows.append(row)

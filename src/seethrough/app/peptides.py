@@ -129,7 +129,7 @@ class PeptideLab:
             regressors[d] = reg
             metrics[f"{d}_latent_r2"] = float(reg.evaluate(zn[te], desc[d][te])["r2"])
 
-        prior = GaussianMixturePrior(n_components=components, seed=seed).fit(z[torch.as_tensor(tr)])
+        prior = GaussianMixturePrior(n_components=components, seed=seed).fit(z[torch.from_numpy(tr.copy())])
         return cls(
             name=spec.label,
             model=model,
@@ -149,7 +149,7 @@ class PeptideLab:
     def scorers(self) -> dict[str, Any]:
         """Functions of ``z``, named ``<condition>_z``: the latent classifiers' probabilities
         (``amp_z``, ``acp_z``) and the descriptor regressors' predictions (``charge_z``, ...)."""
-        out: dict[str, Any] = {_z_column(k): c.predict_proba for k, c in self.classifiers.items()}
+        out: dict[str, Any] = {_z_column(k): c for k, c in self.classifiers.items()}
         out.update({_z_column(k): r.predict for k, r in self.regressors.items()})
         return out
 
@@ -160,7 +160,7 @@ class PeptideLab:
         (``amp_seq``, ``acp_seq``)."""
         return PeptideDescriber(
             self.model.sequences,  # type: ignore[arg-type]
-            classifiers={_z_column(k): c.predict_proba for k, c in self.classifiers.items()} if latent_scores else {},
+            classifiers={_z_column(k): c for k, c in self.classifiers.items()} if latent_scores else {},
             sequence_scorers={_seq_column(k): c.predict_proba for k, c in self.sequence_classifiers.items()},
             max_len=int(getattr(self.model, "max_len", 40)),
         )
@@ -204,7 +204,7 @@ class PeptideLab:
             k = int(name[2:])
             if k < 1 or k > self.z.shape[1]:
                 raise ConfigError(f"principal axis {name!r} out of range: pc1 .. pc{self.z.shape[1]}")
-            pca = PCADirections(n_components=k).fit(self.z[torch.as_tensor(self.train_idx)])
+            pca = PCADirections(n_components=k).fit(self.z[torch.from_numpy(self.train_idx.copy())])
             return pca.direction(k - 1)
         known = [*self.classifiers, *self.regressors, "pc1", "pc2", "..."]
         raise ConfigError(f"unknown direction {name!r}; choose from {', '.join(known)}")
@@ -247,7 +247,7 @@ def sampling_report(lab: PeptideLab, samples: SampleSet, conditions: Sequence[Co
     valid = np.asarray(table["valid"], dtype=bool)
     train = [lab.sequences[i] for i in lab.train_idx]
     good = [s for s, v in zip(seqs, valid, strict=True) if v]
-    nov = novelty(good, train) if good else {"fraction": float("nan"), "mean_distance": float("nan")}
+    nov = novelty(good, train)  # NaNs when no sequence is valid
     checks = samples.check([lab.decoded_condition(c) for c in conditions]) if conditions else {}
     on_z = samples.check([lab.z_condition(c) for c in conditions]) if conditions else {}
     out: dict[str, Any] = {

@@ -175,7 +175,7 @@ _REGISTRY: dict[str, _Spec] = {
         architecture="PeptideAutoencoder",
         factory=lambda: _peptide_model("peptide-wae"),
         classes=(),
-        input_shape=(40,),
+        input_shape=(41,),
         default_cam_layer="",
         description=(
             "GRU sequence autoencoder with a Wasserstein (MMD) penalty on the latent code, trained on "
@@ -189,7 +189,7 @@ _REGISTRY: dict[str, _Spec] = {
         architecture="PeptideAutoencoder",
         factory=lambda: _peptide_model("peptide-vae"),
         classes=(),
-        input_shape=(40,),
+        input_shape=(41,),
         default_cam_layer="",
         description="The peptide-wae architecture trained as a VAE (KL term with annealing) on the same peptides.",
         kind="autoencoder",

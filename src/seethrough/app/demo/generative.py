@@ -63,7 +63,7 @@ def peptide_section(report: HtmlReport, *, say: Callable[[str], None]) -> None:
                 "acceptance": s["acceptance_rate"],
                 "validity": s["validity"],
                 "uniqueness": s["uniqueness"],
-                "novel": s["novelty"].get("fraction"),
+                "novel": s["novelty"]["novelty"],
                 **{f"decoded {k}": v for k, v in s["decoded_meets"].items()},
             }
         )
