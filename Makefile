@@ -54,6 +54,8 @@ bench: $(TSTAMP)
 	$(PY) bench/bench_shapley.py --out docs/bench-shapley.md
 	$(PY) bench/bench_incremental.py --out docs/bench-incremental.md
 	$(PY) bench/bench_single_pass.py --out docs/bench-single-pass.md
+	$(PY) bench/bench_generative.py --out docs/bench-generative.md
+	$(PY) bench/bench_scanning.py --out docs/bench-scanning.md
 
 clean:
 	rm -rf $(VENV) reports build src/*.egg-info

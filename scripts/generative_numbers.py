@@ -44,7 +44,12 @@ def peptides(lines: list[str], model: str, n: int, candidates: int) -> None:
 
     t0 = time.perf_counter()
     lab = PeptideLab.build(model)
-    lines += [f"## Peptide probes ({model})", "", _table([{"measure": k, "value": v} for k, v in lab.metrics.items()]), ""]
+    lines += [
+        f"## Peptide probes ({model})",
+        "",
+        _table([{"measure": k, "value": v} for k, v in lab.metrics.items()]),
+        "",
+    ]
     sets = [
         ["amp > 0.8"],
         ["charge in [2, 6]"],
@@ -155,7 +160,17 @@ def creative(lines: list[str], n: int) -> None:
         "",
         "Planted check (`planted_check()`: 64 nodes, 8 of them shifted in 200 test samples):",
         "",
-        _table([{"precision": pc.precision, "recall": pc.recall, "AUC": pc.auc, "null AUC": pc.null_auc, "passed": pc.passed}]),
+        _table(
+            [
+                {
+                    "precision": pc.precision,
+                    "recall": pc.recall,
+                    "AUC": pc.auc,
+                    "null AUC": pc.null_auc,
+                    "passed": pc.passed,
+                }
+            ]
+        ),
         "",
         f"({time.perf_counter() - t0:.0f} s)",
         "",

@@ -52,16 +52,25 @@ class CreativeStudy:
     """What :func:`creative_study` found (see the module doc)."""
 
     samples: CreativeSamples
-    scans: dict[str, ScanResult]
+    scan: ScanResult
+    groups: list[str]
     auc: dict[str, float]
     settings: dict[str, Any] = field(default_factory=dict)
 
+    def group(self, name: str) -> Tensor:
+        """Positions of the samples of group ``name`` in :attr:`scan`."""
+        return torch.tensor([i for i, g in enumerate(self.groups) if g == name], dtype=torch.long)
+
     def summary(self) -> dict[str, Any]:
+        names = list(dict.fromkeys(self.groups))
         sizes = {
-            g: {"mean": float(r.sizes.float().mean()), "median": float(r.sizes.float().median())}
-            for g, r in self.scans.items()
+            g: {
+                "mean": float(self.scan.sizes[self.group(g)].float().mean()),
+                "median": float(self.scan.sizes[self.group(g)].float().median()),
+            }
+            for g in names
         }
-        scores = {g: float(r.scores.mean()) for g, r in self.scans.items()}
+        scores = {g: float(self.scan.scores[self.group(g)].mean()) for g in names}
         return {
             "settings": self.settings,
             "detection_auc_vs_real": self.auc,
@@ -123,9 +132,11 @@ def creative_study(
         "control (random units)": samples.control,
         "noise": noise,
     }
-    scans = {g: scanner.scan(x) for g, x in groups.items()}
-    real = scans["real (held out)"].scores
-    auc = {g: float(detection_auc(real, r.scores)) for g, r in scans.items() if g != "real (held out)"}
+    scan = scanner.scan(torch.cat([x.float() for x in groups.values()]))
+    labels = [g for g, x in groups.items() for _ in range(len(x))]
+    by = {g: torch.tensor([i for i, lab in enumerate(labels) if lab == g]) for g in groups}
+    real = scan.scores[by["real (held out)"]]
+    auc = {g: float(detection_auc(real, scan.scores[i])) for g, i in by.items() if g != "real (held out)"}
     settings = {
         "layer": layer,
         "detector_layer": detector_layer,
@@ -136,11 +147,11 @@ def creative_study(
         "alpha_max": alpha_max,
         "seed": seed,
         "n_background": int(train_images.shape[0]),
-        "nodes": int(np.prod(scans["generated"].node_shape)),
+        "nodes": int(np.prod(scan.node_shape)),
         "low_active_units": int(len(cd.low_active_units_)),
         "units_in_layer": int(cd.n_units_),
     }
-    return CreativeStudy(samples, scans, auc, settings)
+    return CreativeStudy(samples, scan, labels, auc, settings)
 
 
 def bundled_study(
@@ -203,7 +214,16 @@ def write_creative(out: Path, study: CreativeStudy, *, title: str) -> Path:
         caption=f"Subset scanning of the detector's {study.settings['detector_layer'] or 'output'} "
         f"({study.settings['nodes']} nodes): detection AUC of each group against held-out real images",
     )
-    for g, r in study.scans.items():
-        report.add_html(f"<h3>{g}</h3>")
-        report.add_html(r.to_html())
+    add_scan_figures(report, study)
+    report.add_html(study.scan.to_html(groups=study.groups))
     return report.save(out / "creative.html")
+
+
+def add_scan_figures(report: Any, study: CreativeStudy) -> None:
+    """The score and the anomalous subset's size per group, as two figures."""
+    from seethrough.generative import plot_scan
+
+    report.add_figure(plot_scan(study.scan, groups=study.groups), caption="Berk-Jones score per group")
+    report.add_figure(
+        plot_scan(study.scan, groups=study.groups, what="size"), caption="size of the most anomalous subset per group"
+    )

@@ -21,7 +21,8 @@ An autoencoder is any module with ``encode(x)``, ``decode(z)`` and ``latent_dim`
 (:mod:`seethrough.generative.protocol`).
 """
 
-from . import _scanviews, views  # noqa: F401  (registers the plot/to_html views)
+from . import views  # noqa: F401  (registers the plot/to_html views)
+from ._scanviews import creative_html, planted_html, plot_creative, plot_planted, plot_scan, scan_html
 from .attribution import LATENT_METHODS, LatentAttribution
 from .creative import CreativeDecoder, CreativeSamples, set_units
 from .directions import ClassifierDirection, Direction, GradientDirection, PCADirections, ProbeDirection, as_direction
@@ -104,4 +105,10 @@ __all__ = [
     "detection_auc",
     "planted_check",
     "PlantedCheck",
+    "plot_scan",
+    "scan_html",
+    "plot_planted",
+    "planted_html",
+    "plot_creative",
+    "creative_html",
 ]

@@ -224,7 +224,7 @@ class Latent:
                 if not isinstance(out, Tensor):
                     raise InputError(f"the {kind}r returned {type(out).__name__}; it must return a tensor")
                 outs.append(out.detach())
-        return torch.cat(outs)
+        return outs[0] if len(outs) == 1 else torch.cat(outs)
 
     def _inputs(self, x: Any, what: str = "inputs") -> Tensor:
         if isinstance(x, str) or (

@@ -212,7 +212,7 @@ _REGISTRY: dict[str, _Spec] = {
         input_shape=(3, 32, 32),
         default_cam_layer="",
         description=(
-            "Convolutional beta-VAE (beta 4) trained on 20,000 seethrough.data.factors scenes, whose generative "
+            "Convolutional beta-VAE (beta 0.5) trained on 20,000 seethrough.data.factors scenes, whose generative "
             "factors (shape, colour, scale, x, y, rotation) are known for every image."
         ),
         kind="autoencoder",

@@ -280,14 +280,14 @@ class FactorPredictor(nn.Module):
 #: Shipped hyper-parameters of the bundled models (see :func:`bundled`).
 BUNDLED: dict[str, dict[str, Any]] = {
     "mnist-vae": {"architecture": "ConvVAE", "channels": 1, "size": 28, "latent_dim": 16, "beta": 1.0},
-    "scenes-vae": {"architecture": "ConvVAE", "channels": 3, "size": 32, "latent_dim": 10, "beta": 1.0},
+    "scenes-vae": {"architecture": "ConvVAE", "channels": 3, "size": 32, "latent_dim": 10, "beta": 0.5},
     "scenes-factors": {"architecture": "FactorPredictor", "channels": 3, "size": 32},
 }
 
 
 def bundled(name: str) -> nn.Module:
     """The untrained architecture of a bundled model (``mnist-vae``: ``(1, 28, 28)``, latent
-    16, beta 1; ``scenes-vae``: ``(3, 32, 32)``, latent 10, beta 1; ``scenes-factors``)."""
+    16, beta 1; ``scenes-vae``: ``(3, 32, 32)``, latent 10, beta 0.5; ``scenes-factors``)."""
     if name not in BUNDLED:
         raise ConfigError(f"unknown bundled model {name!r}; choose from {', '.join(BUNDLED)}")
     cfg = BUNDLED[name]
