@@ -47,15 +47,6 @@ def _rss_mb() -> float:
     return float("nan")
 
 
-def _best(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
 def decode_rows(names: list[str], n: int, repeat: int) -> list[dict]:
     from seethrough import zoo
     from seethrough.generative import Latent
@@ -70,10 +61,24 @@ def decode_rows(names: list[str], n: int, repeat: int) -> list[dict]:
                 for i in range(0, n, b):
                     model.decode(z[i : i + b])
 
-        floor = {b: _best(lambda b=b: raw(b), repeat) for b in BATCHES}
+        # interleaved: every repeat runs each variant once, so that a busy machine slows all alike
+        runs: dict[str, list[float]] = {}
+
+        def timed(key: str, fn) -> None:
+            t0 = time.perf_counter()
+            fn()
+            runs.setdefault(key, []).append(time.perf_counter() - t0)
+
+        for _ in range(repeat):
+            for b in BATCHES:
+                timed(f"raw{b}", lambda b=b: raw(b))
+            timed("auto", lambda: Latent(model).decode(z))
+            for b in BATCHES:
+                timed(f"latent{b}", lambda b=b: Latent(model, batching=b).decode(z))
+        floor = {b: min(runs[f"raw{b}"]) for b in BATCHES}
         best_b = min(floor, key=lambda b: floor[b])
-        t_auto = _best(lambda: Latent(model).decode(z), repeat)
-        t_best = _best(lambda: Latent(model, batching=best_b).decode(z), repeat)
+        t_auto = min(runs["auto"])
+        t_best = min(runs[f"latent{best_b}"])
         rows.append(
             {
                 "model": name,
@@ -147,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             f"`python bench/bench_generative.py {shlex.join(argv)}`".replace(" `", "`"),
             "",
             f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads; load average at the end {load[0]:.1f}. Best of {args.repeat}.",
+            f"{torch.get_num_threads()} threads; load average at the end {load[0]:.1f}. Best of {args.repeat}, the variants interleaved.",
             "",
             "## Decoding throughput against the raw decode floor",
             "",

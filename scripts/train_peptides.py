@@ -13,64 +13,20 @@ uniqueness of sequences decoded from N(0, I), KL or MMD, training seconds, the c
 
 from __future__ import annotations
 
-import argparse
-import shlex
-import sys
-import time
-from pathlib import Path
-
-NAMES = ("peptide-wae", "peptide-vae")
-
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=NAMES, action="append", help="train only this model (repeatable)")
-    parser.add_argument("--quick", action="store_true", help="tiny configuration (seconds; for tests)")
-    parser.add_argument("--epochs", type=int, default=None, help="epochs (default: the recipe's)")
-    parser.add_argument("--out", default=None, help="output folder (default: the package's weights folder)")
-    parser.add_argument("--seed", type=int, default=0, help="training seed (default: 0)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
-    args = parser.parse_args(argv)
+    from seethrough.zoo.train import recipe_main
+    from seethrough.zoo.train_peptides import PEPTIDE_RECIPES, train_peptide_zoo
 
-    import torch
-
-    from seethrough.zoo import WEIGHTS_DIR
-    from seethrough.zoo.train import save_weights
-    from seethrough.zoo.train_peptides import train_peptide_autoencoder
-
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    out_dir = WEIGHTS_DIR if args.out is None else Path(args.out)
-    for name in args.only or NAMES:
-        kind = name.split("-")[1]
-        t0 = time.perf_counter()
-        model, metrics = train_peptide_autoencoder(
-            kind, seed=args.seed, epochs=args.epochs, quick=args.quick, progress=not args.no_progress
-        )
-        metrics["total_seconds"] = round(time.perf_counter() - t0, 2)
-        path = save_weights(
-            model,
-            out_dir / f"{name}.safetensors",
-            {
-                "name": name,
-                "architecture": "PeptideAutoencoder",
-                "kind": kind,
-                "latent_dim": str(model.latent_dim),
-                "token_accuracy": f"{metrics['test_token_accuracy']:.4f}",
-                "seed": str(args.seed),
-                "command": "python scripts/train_peptides.py" + ("" if not argv else " " + shlex.join(argv)),
-                "torch_version": torch.__version__,
-                "metrics": metrics,
-            },
-        )
-        print(
-            f"{name}: held-out token accuracy {metrics['test_token_accuracy']:.4f}, exact match "
-            f"{metrics['test_exact_match']:.4f}, prior validity {metrics['prior_validity']:.3f}, "
-            f"{metrics['train_seconds']:.0f} s -> {path}"
-        )
-    return 0
+    return recipe_main(
+        argv,
+        recipes=list(PEPTIDE_RECIPES),
+        train=train_peptide_zoo,
+        script="scripts/train_peptides.py",
+        doc=__doc__,
+        seed=True,
+        epochs=True,
+    )
 
 
 if __name__ == "__main__":

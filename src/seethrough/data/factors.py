@@ -50,6 +50,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ._index import as_index
+
 __all__ = [
     "FACTOR_NAMES",
     "CATEGORICAL_FACTORS",
@@ -139,13 +141,8 @@ class FactorScenes:
 
     def subset(self, idx: int | slice | Sequence[int] | np.ndarray | torch.Tensor) -> FactorScenes:
         """The scenes selected by ``idx`` (an int, a slice, indices or a boolean mask)."""
-        if isinstance(idx, int):
-            idx = [idx]
-        if not isinstance(idx, slice):
-            idx = torch.as_tensor(np.asarray(idx) if not isinstance(idx, torch.Tensor) else idx)
-            if idx.dtype != torch.bool:
-                idx = idx.long()
-        return FactorScenes(self.images[idx], self.factors[idx], self.masks[idx], self.factor_names, self.categorical)
+        sel = as_index(idx)
+        return FactorScenes(self.images[sel], self.factors[sel], self.masks[sel], self.factor_names, self.categorical)
 
 
 def sample_factors(n: int, seed: int = 0) -> torch.Tensor:

@@ -27,6 +27,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from ._index import as_index
+
 __all__ = ["CLASSES", "SHORTCUT_COLORS", "ShapesData", "make_shapes"]
 
 #: Class names, in label order.
@@ -90,17 +92,12 @@ class ShapesData:
 
     def subset(self, idx: int | slice | Sequence[int] | np.ndarray | torch.Tensor) -> ShapesData:
         """The images selected by ``idx`` (an int, a slice, indices or a boolean mask)."""
-        if isinstance(idx, int):
-            idx = [idx]
-        if not isinstance(idx, slice):
-            idx = torch.as_tensor(np.asarray(idx) if not isinstance(idx, torch.Tensor) else idx)
-            if idx.dtype != torch.bool:
-                idx = idx.long()
+        sel = as_index(idx)
         return ShapesData(
-            images=self.images[idx],
-            labels=self.labels[idx],
-            masks=self.masks[idx],
-            shortcut_masks=None if self.shortcut_masks is None else self.shortcut_masks[idx],
+            images=self.images[sel],
+            labels=self.labels[sel],
+            masks=self.masks[sel],
+            shortcut_masks=None if self.shortcut_masks is None else self.shortcut_masks[sel],
             classes=self.classes,
         )
 

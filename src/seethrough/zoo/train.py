@@ -40,6 +40,9 @@ __all__ = [
     "save_weights",
     "train_zoo",
     "ZOO_RECIPES",
+    "Recipe",
+    "run_recipes",
+    "recipe_main",
 ]
 
 #: Offset between the training seed and the seed of generated held-out data.
@@ -425,6 +428,133 @@ ZOO_RECIPES: dict[str, tuple[Callable[..., tuple[nn.Module, dict[str, Any]]], di
 }
 
 
+#: A training recipe: ``(trainer, full settings, quick settings)``; the trainer is called
+#: with the settings and ``progress=`` and returns ``(model, metrics)``.
+Recipe = tuple[Callable[..., tuple[nn.Module, dict[str, Any]]], Mapping[str, Any], Mapping[str, Any]]
+
+
+def run_recipes(
+    recipes: Mapping[str, Recipe],
+    names: Sequence[str],
+    *,
+    out_dir: str | Path | None,
+    quick: bool,
+    progress: bool,
+    command: str | None,
+    caller: str,
+    log: Callable[[str], None] | None,
+    metadata: Callable[[str, nn.Module, dict[str, Any], dict[str, Any]], Mapping[str, Any]],
+    summary: Callable[[str, dict[str, Any]], str],
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Train ``recipes[name]`` for each of ``names`` and save weights and card into ``out_dir``
+    (default: the package's weights folder); the loop behind :func:`train_zoo` and its kin.
+
+    Each trainer gets its quick or full settings, updated by ``overrides``; its metrics get
+    ``total_seconds`` and ``quick``. The card holds ``name``, what ``metadata(name, model,
+    settings, metrics)`` returns (at least ``architecture``), ``seed``, ``command``,
+    ``torch_version`` and the metrics (``command`` defaults to ``<caller>([name], quick=...)``); ``log`` (if any) gets ``"<name>: <summary(name,
+    metrics)> -> <weights path>"``. Returns ``{name: metrics}``.
+    """
+    from . import WEIGHTS_DIR
+
+    out = Path(out_dir) if out_dir is not None else WEIGHTS_DIR
+    results: dict[str, dict[str, Any]] = {}
+    for name in names:
+        trainer, full, small = recipes[name]
+        kwargs = {**(small if quick else full), **(overrides or {})}
+        t0 = time.perf_counter()
+        model, metrics = trainer(**kwargs, progress=progress)
+        metrics["total_seconds"] = round(time.perf_counter() - t0, 2)
+        metrics["quick"] = quick
+        meta: dict[str, Any] = {
+            "name": name,
+            **metadata(name, model, kwargs, metrics),
+            "seed": str(kwargs.get("seed", 0)),
+            "command": command or f"{caller}({[name]!r}, quick={quick})",
+            "torch_version": torch.__version__,
+            "metrics": metrics,
+        }
+        path = save_weights(model, out / f"{name}.safetensors", meta)
+        results[name] = metrics
+        if log is not None:
+            log(f"{name}: {summary(name, metrics)} -> {path}")
+    return results
+
+
+def recipe_main(
+    argv: Sequence[str] | None,
+    *,
+    recipes: Sequence[str],
+    train: Callable[..., object],
+    script: str,
+    doc: str | None,
+    seed: bool = False,
+    epochs: bool = False,
+) -> int:
+    """The command line of the training scripts (``scripts/train_*.py``): parse ``argv``
+    (default ``sys.argv[1:]``), then call ``train(names, out_dir=, quick=, progress=,
+    command=)`` (with ``seed=`` and ``epochs=`` too where those options are on) and print
+    the time taken. Returns the exit status.
+
+    Options: ``--only`` (models to train out of ``recipes``, comma-separated and repeatable;
+    default all), ``--quick``, ``--out``, ``--no-progress``, ``--threads`` and, if asked for,
+    ``--seed`` (default 0) and ``--epochs`` (default the recipe's). ``command`` is
+    ``python <script> <argv>``.
+    """
+    import argparse
+    import shlex
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    choices = list(recipes)
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--only", action="append", default=None, help=f"comma-separated subset of: {', '.join(choices)}"
+    )
+    parser.add_argument("--quick", action="store_true", help="tiny configuration (seconds; for tests)")
+    if epochs:
+        parser.add_argument("--epochs", type=int, default=None, help="epochs (default: the recipe's)")
+    parser.add_argument("--out", default=None, help="output folder (default: the package's weights folder)")
+    if seed:
+        parser.add_argument("--seed", type=int, default=0, help="training seed (default: 0)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    args = parser.parse_args(argv)
+
+    if args.only is None:
+        names = choices
+    else:
+        names = [n.strip() for part in args.only for n in part.split(",") if n.strip()]
+    unknown = [n for n in names if n not in choices]
+    if unknown:
+        parser.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(choices)}")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    settings: dict[str, Any] = {}
+    if seed:
+        settings["seed"] = args.seed
+    if epochs:
+        settings["epochs"] = args.epochs
+    command = f"python {script}" + ("" if not argv else " " + shlex.join(argv))
+    t0 = time.perf_counter()
+    train(names, out_dir=args.out, quick=args.quick, progress=not args.no_progress, command=command, **settings)
+    print(f"done in {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+def _zoo_metadata(name: str, model: nn.Module, kwargs: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
+    from . import _spec
+
+    return {"architecture": _spec(name).architecture, "accuracy": f"{metrics['test_accuracy']:.4f}"}
+
+
+def _zoo_summary(name: str, metrics: dict[str, Any]) -> str:
+    extra = ""
+    if "test_accuracy_marked" in metrics:
+        extra = f", marked test accuracy {metrics['test_accuracy_marked']:.4f}"
+    return f"test accuracy {metrics['test_accuracy']:.4f}{extra}, {metrics['total_seconds']:.0f} s"
+
+
 def train_zoo(
     names: Sequence[str] | None = None,
     *,
@@ -436,43 +566,22 @@ def train_zoo(
 ) -> dict[str, dict[str, Any]]:
     """Train the named zoo models (all by default) and save them into ``out_dir``
     (default: the package's weights folder). Returns ``{name: metrics}``."""
-    from . import WEIGHTS_DIR, _spec
+    from . import _spec
 
     names = list(ZOO_RECIPES) if names is None else list(names)
     for name in names:
         _spec(name)  # unknown names fail before any training starts
         if name not in ZOO_RECIPES:
             raise KeyError(f"no training recipe for zoo model {name!r}")
-    out = Path(out_dir) if out_dir is not None else WEIGHTS_DIR
-    results: dict[str, dict[str, Any]] = {}
-    for name in names:
-        trainer, full, small = ZOO_RECIPES[name]
-        kwargs = dict(small if quick else full)
-        t0 = time.perf_counter()
-        model, metrics = trainer(**kwargs, progress=progress)
-        metrics["total_seconds"] = round(time.perf_counter() - t0, 2)
-        metrics["quick"] = quick
-        spec = _spec(name)
-        save_weights(
-            model,
-            out / f"{name}.safetensors",
-            {
-                "name": name,
-                "architecture": spec.architecture,
-                "accuracy": f"{metrics['test_accuracy']:.4f}",
-                "seed": str(kwargs.get("seed", 0)),
-                "command": command or f"seethrough.zoo.train.train_zoo({[name]!r}, quick={quick})",
-                "torch_version": torch.__version__,
-                "metrics": metrics,
-            },
-        )
-        results[name] = metrics
-        if log is not None:
-            extra = ""
-            if "test_accuracy_marked" in metrics:
-                extra = f", marked test accuracy {metrics['test_accuracy_marked']:.4f}"
-            log(
-                f"{name}: test accuracy {metrics['test_accuracy']:.4f}{extra}, "
-                f"{metrics['total_seconds']:.0f} s -> {out / (name + '.safetensors')}"
-            )
-    return results
+    return run_recipes(
+        ZOO_RECIPES,
+        names,
+        out_dir=out_dir,
+        quick=quick,
+        progress=progress,
+        command=command,
+        caller="seethrough.zoo.train.train_zoo",
+        log=log,
+        metadata=_zoo_metadata,
+        summary=_zoo_summary,
+    )

@@ -31,18 +31,30 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 from torch.nn import functional as F
 
 from .._core.errors import ConfigError
 from .._core.seeds import generator
 from ..data.peptides import load_peptides
 from .peptides import BOS, BUNDLED, EOS, PAD, PeptideAutoencoder, bundled
-from .train import _deterministic
+from .train import Recipe, _deterministic, run_recipes
 
-__all__ = ["train_peptide_autoencoder", "evaluate_peptide_autoencoder", "imq_mmd", "DEFAULTS", "QUICK"]
+__all__ = [
+    "train_peptide_autoencoder",
+    "evaluate_peptide_autoencoder",
+    "imq_mmd",
+    "DEFAULTS",
+    "QUICK",
+    "PEPTIDE_RECIPES",
+    "train_peptide_zoo",
+]
 
 #: Training settings of the shipped models, per kind.
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -281,3 +293,60 @@ def train_peptide_autoencoder(
     metrics["train_token_accuracy"] = round(train_eval["test_token_accuracy"], 5)
     metrics["train_exact_match"] = round(train_eval["test_exact_match"], 5)
     return model, metrics
+
+
+#: The shipped peptide models as recipes of :func:`~seethrough.zoo.train.run_recipes`.
+PEPTIDE_RECIPES: dict[str, Recipe] = {
+    f"peptide-{kind}": (partial(train_peptide_autoencoder, kind), {"seed": 0}, {"seed": 0, "quick": True})
+    for kind in DEFAULTS
+}
+
+
+def _peptide_metadata(name: str, model: nn.Module, kwargs: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "architecture": "PeptideAutoencoder",
+        "kind": name.split("-")[1],
+        "latent_dim": str(model.latent_dim),
+        "token_accuracy": f"{metrics['test_token_accuracy']:.4f}",
+    }
+
+
+def _peptide_summary(name: str, metrics: dict[str, Any]) -> str:
+    return (
+        f"held-out token accuracy {metrics['test_token_accuracy']:.4f}, exact match "
+        f"{metrics['test_exact_match']:.4f}, prior validity {metrics['prior_validity']:.3f}, "
+        f"{metrics['train_seconds']:.0f} s"
+    )
+
+
+def train_peptide_zoo(
+    names: Sequence[str] | None = None,
+    *,
+    out_dir: str | Path | None = None,
+    quick: bool = False,
+    progress: bool = True,
+    command: str | None = None,
+    log: Callable[[str], None] | None = print,
+    seed: int = 0,
+    epochs: int | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Train the named models of :data:`PEPTIDE_RECIPES` (all by default) with ``seed`` and
+    ``epochs`` (default the recipe's) and save weights and cards into ``out_dir`` (default: the
+    package's weights folder). Returns ``{name: metrics}``."""
+    names = list(PEPTIDE_RECIPES) if names is None else list(names)
+    for name in names:
+        if name not in PEPTIDE_RECIPES:
+            raise KeyError(f"no training recipe for {name!r}; choose from {', '.join(PEPTIDE_RECIPES)}")
+    return run_recipes(
+        PEPTIDE_RECIPES,
+        names,
+        out_dir=out_dir,
+        quick=quick,
+        progress=progress,
+        command=command,
+        caller="seethrough.zoo.train_peptides.train_peptide_zoo",
+        log=log,
+        metadata=_peptide_metadata,
+        summary=_peptide_summary,
+        overrides={"seed": seed, "epochs": epochs},
+    )

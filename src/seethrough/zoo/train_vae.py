@@ -31,7 +31,7 @@ from torch.nn import functional as F
 
 from ..data.factors import SYMMETRY_ORDER, FactorScenes, canonical_rotation, make_factor_scenes
 from ..data.mnist import mnist_split
-from .train import TEST_SEED_OFFSET, _deterministic, save_weights
+from .train import TEST_SEED_OFFSET, _deterministic, run_recipes
 from .vae import BUNDLED, ConvVAE, FactorPredictor, bundled
 
 _WEIGHTS = Path(__file__).resolve().parent / "weights"
@@ -437,6 +437,24 @@ VAE_RECIPES: dict[str, tuple[Callable[..., tuple[nn.Module, dict[str, Any]]], di
 }
 
 
+def _vae_metadata(name: str, model: nn.Module, kwargs: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
+    cfg = BUNDLED[name]
+    return {"architecture": cfg["architecture"], "config": {k: v for k, v in cfg.items() if k != "architecture"}}
+
+
+def _vae_summary(name: str, metrics: dict[str, Any]) -> str:
+    keys: list[str] = [k for k in ("test_bce", "test_mse", "test_kl", "test_active_units") if k in metrics]
+    keys += [
+        k
+        for k in metrics
+        if k.startswith(("test", "recon"))
+        and (k.endswith(("_accuracy", "mean_error_deg")) or "_r2" in k)
+        and isinstance(metrics[k], float)
+    ]
+    summary = ", ".join(f"{k} {metrics[k]:.4g}" for k in keys)
+    return f"{summary}; {metrics['total_seconds']:.0f} s"
+
+
 def train_vae_zoo(
     names: Sequence[str] | None = None,
     *,
@@ -452,36 +470,15 @@ def train_vae_zoo(
     for name in names:
         if name not in VAE_RECIPES:
             raise KeyError(f"no training recipe for {name!r}; choose from {', '.join(VAE_RECIPES)}")
-    out = Path(out_dir) if out_dir is not None else Path(__file__).resolve().parent / "weights"
-    results: dict[str, dict[str, Any]] = {}
-    for name in names:
-        trainer, full, small = VAE_RECIPES[name]
-        kwargs = dict(small if quick else full)
-        t0 = time.perf_counter()
-        model, metrics = trainer(**kwargs, progress=progress)
-        metrics["total_seconds"] = round(time.perf_counter() - t0, 2)
-        metrics["quick"] = quick
-        cfg = BUNDLED[name]
-        meta: dict[str, Any] = {
-            "name": name,
-            "architecture": cfg["architecture"],
-            "config": {k: v for k, v in cfg.items() if k != "architecture"},
-            "seed": str(kwargs.get("seed", 0)),
-            "command": command or f"seethrough.zoo.train_vae.train_vae_zoo({[name]!r}, quick={quick})",
-            "torch_version": torch.__version__,
-            "metrics": metrics,
-        }
-        save_weights(model, out / f"{name}.safetensors", meta)
-        results[name] = metrics
-        if log is not None:
-            keys: list[str] = [k for k in ("test_bce", "test_mse", "test_kl", "test_active_units") if k in metrics]
-            keys += [
-                k
-                for k in metrics
-                if k.startswith(("test", "recon"))
-                and (k.endswith(("_accuracy", "mean_error_deg")) or "_r2" in k)
-                and isinstance(metrics[k], float)
-            ]
-            summary = ", ".join(f"{k} {metrics[k]:.4g}" for k in keys)
-            log(f"{name}: {summary}; {metrics['total_seconds']:.0f} s -> {out / (name + '.safetensors')}")
-    return results
+    return run_recipes(
+        VAE_RECIPES,
+        names,
+        out_dir=out_dir,
+        quick=quick,
+        progress=progress,
+        command=command,
+        caller="seethrough.zoo.train_vae.train_vae_zoo",
+        log=log,
+        metadata=_vae_metadata,
+        summary=_vae_summary,
+    )
