@@ -12,7 +12,8 @@ from __future__ import annotations
 import sys
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -30,22 +31,30 @@ MakeRows = Callable[[slice], tuple[Tensor, Tensor]]
 _BEST: weakref.WeakKeyDictionary[nn.Module, dict] = weakref.WeakKeyDictionary()
 
 
-def forward_row_bytes(model: nn.Module, x_row: Tensor) -> int:
-    """Bytes of the largest tensor (input or a leaf module's output) in one row's
-    no-grad forward pass: what sets the working set of a forward chunk."""
+def forward_row_bytes(
+    model: nn.Module | Sequence[nn.Module], x_row: Tensor, *, call: Callable[[Tensor], Any] | None = None
+) -> int:
+    """Bytes of the largest tensor (input, output or a leaf module's output) in one row's
+    no-grad forward pass: what sets the working set of a forward chunk. ``call`` runs the
+    row instead of ``model(x_row)`` (e.g. an autoencoder's ``decode``); ``model`` may then
+    be several modules, all of whose leaves are measured."""
+    modules = [model] if isinstance(model, nn.Module) else list(model)
     total = [x_row.numel() * x_row.element_size()]
 
     def hook(_m, _i, out):
         if isinstance(out, Tensor):
             total[0] = max(total[0], out.numel() * out.element_size())
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
+    leaves = [m for mod in modules for m in mod.modules() if not list(m.children())]
+    handles = [m.register_forward_hook(hook) for m in leaves]
     try:
         with torch.no_grad():
-            call_model(model, x_row.clone())
+            out = call(x_row.clone()) if call is not None else call_model(modules[0], x_row.clone())
     finally:
         for h in handles:
             h.remove()
+    if isinstance(out, Tensor):
+        total[0] = max(total[0], out.numel() * out.element_size())
     return max(total[0], 1)
 
 

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from .._core.batching import Batching, as_batching
 from .._core.errors import ConfigError, InputError
+from .._core.forward import forward_row_bytes
 from .._core.result import Result
 from .._core.state import model_guard
 from .._core.validation import model_device
@@ -195,22 +196,8 @@ class Latent:
             return self.batching.batch_size
         key = (kind, tuple(x.shape[1:]), x.dtype, str(x.device))
         if key not in self._rows:
-            peak = [x[:1].numel() * x.element_size()]
-
-            def hook(_m: nn.Module, _i: Any, out: Any) -> None:
-                if isinstance(out, Tensor):
-                    peak[0] = max(peak[0], out.numel() * out.element_size())
-
-            leaves = [m for mod in self._guarded for m in mod.modules() if not list(m.children())]
-            handles = [m.register_forward_hook(hook) for m in leaves]
-            try:
-                out = fn(x[:1].clone())
-            finally:
-                for h in handles:
-                    h.remove()
-            if isinstance(out, Tensor):
-                peak[0] = max(peak[0], out.numel() * out.element_size())
-            self._rows[key] = self.batching.forward_rows_per_chunk(peak[0], x.device)
+            peak = forward_row_bytes(self._guarded, x[:1], call=fn)
+            self._rows[key] = self.batching.forward_rows_per_chunk(peak, x.device)
         return self._rows[key]
 
     def _run(self, fn: Callable[[Tensor], Tensor], kind: str, x: Tensor, method: str) -> Tensor:
