@@ -158,8 +158,8 @@ def main(argv: list[str] | None = None) -> int:
             "",
             "The floor calls the model's own `decode` in a loop under `torch.inference_mode()` at each batch size "
             f"of {BATCHES} and keeps the fastest; `Latent.decode` adds the guard (eval mode, frozen parameters, "
-            "restored after), input checks and chunking (automatic: sized from one row's largest activation within "
-            "the memory budget).",
+            "restored after), input checks and chunking (automatic: sized from one row's largest activation, aiming at "
+            "`DECODE_WORKING_SET` = 4 MiB per chunk, within the memory budget).",
             "",
             _table(dec),
             "",

@@ -165,8 +165,8 @@ def main() -> None:
         "# Subset scanning: measurements",
         "",
         f"Produced by `bench/bench_scanning.py` on {platform.machine()}, torch {torch.__version__}, 1 thread, "
-        f"{os.cpu_count()} CPUs shared with other jobs (load average at start {load[0]:.1f}, {load[1]:.1f}, "
-        f"{load[2]:.1f}; timings are contended):",
+        f"{os.cpu_count()} CPUs (load average at start {load[0]:.1f}, {load[1]:.1f}, {load[2]:.1f}; above about 1, "
+        "other jobs shared the cores and the timings are contended):",
         "",
         "    python bench/bench_scanning.py --out docs/bench-scanning.md",
         "",
