@@ -435,7 +435,7 @@ Recipe = tuple[Callable[..., tuple[nn.Module, dict[str, Any]]], Mapping[str, Any
 
 def run_recipes(
     recipes: Mapping[str, Recipe],
-    names: Sequence[str],
+    names: Sequence[str] | None,
     *,
     out_dir: str | Path | None,
     quick: bool,
@@ -454,10 +454,15 @@ def run_recipes(
     ``total_seconds`` and ``quick``. The card holds ``name``, what ``metadata(name, model,
     settings, metrics)`` returns (at least ``architecture``), ``seed``, ``command``,
     ``torch_version`` and the metrics (``command`` defaults to ``<caller>([name], quick=...)``); ``log`` (if any) gets ``"<name>: <summary(name,
-    metrics)> -> <weights path>"``. Returns ``{name: metrics}``.
+    metrics)> -> <weights path>"``. ``names`` None: every recipe; a name without a recipe
+    fails before any training starts. Returns ``{name: metrics}``.
     """
     from . import WEIGHTS_DIR
 
+    names = list(recipes) if names is None else list(names)
+    for name in names:
+        if name not in recipes:
+            raise KeyError(f"no training recipe for {name!r}; choose from {', '.join(recipes)}")
     out = Path(out_dir) if out_dir is not None else WEIGHTS_DIR
     results: dict[str, dict[str, Any]] = {}
     for name in names:
@@ -568,11 +573,8 @@ def train_zoo(
     (default: the package's weights folder). Returns ``{name: metrics}``."""
     from . import _spec
 
-    names = list(ZOO_RECIPES) if names is None else list(names)
-    for name in names:
-        _spec(name)  # unknown names fail before any training starts
-        if name not in ZOO_RECIPES:
-            raise KeyError(f"no training recipe for zoo model {name!r}")
+    for name in names or ():
+        _spec(name)  # a name that is no zoo model gets the zoo's error (with near names)
     return run_recipes(
         ZOO_RECIPES,
         names,

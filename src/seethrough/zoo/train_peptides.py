@@ -333,10 +333,6 @@ def train_peptide_zoo(
     """Train the named models of :data:`PEPTIDE_RECIPES` (all by default) with ``seed`` and
     ``epochs`` (default the recipe's) and save weights and cards into ``out_dir`` (default: the
     package's weights folder). Returns ``{name: metrics}``."""
-    names = list(PEPTIDE_RECIPES) if names is None else list(names)
-    for name in names:
-        if name not in PEPTIDE_RECIPES:
-            raise KeyError(f"no training recipe for {name!r}; choose from {', '.join(PEPTIDE_RECIPES)}")
     return run_recipes(
         PEPTIDE_RECIPES,
         names,
