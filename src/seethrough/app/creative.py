@@ -57,20 +57,10 @@ class CreativeStudy:
     auc: dict[str, float]
     settings: dict[str, Any] = field(default_factory=dict)
 
-    def group(self, name: str) -> Tensor:
-        """Positions of the samples of group ``name`` in :attr:`scan`."""
-        return torch.tensor([i for i, g in enumerate(self.groups) if g == name], dtype=torch.long)
-
     def summary(self) -> dict[str, Any]:
-        names = list(dict.fromkeys(self.groups))
-        sizes = {
-            g: {
-                "mean": float(self.scan.sizes[self.group(g)].float().mean()),
-                "median": float(self.scan.sizes[self.group(g)].float().median()),
-            }
-            for g in names
-        }
-        scores = {g: float(self.scan.scores[self.group(g)].mean()) for g in names}
+        rows = self.scan.group_summary(self.groups)
+        sizes = {r["group"]: {"mean": r["mean size"], "median": r["median size"]} for r in rows}
+        scores = {r["group"]: r["mean score"] for r in rows}
         return {
             "settings": self.settings,
             "detection_auc_vs_real": self.auc,
