@@ -89,13 +89,21 @@ class PeptideLab:
     metrics: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, spec: AutoencoderSpec | str = "peptide-wae", *, seed: int = 0, components: int = 10) -> PeptideLab:
-        """Load the model and the bundled peptides; fit every probe on the training split and
-        score it on the held-out split."""
+    def build(
+        cls,
+        spec: AutoencoderSpec | str = "peptide-wae",
+        *,
+        seed: int = 0,
+        components: int = 10,
+        model: nn.Module | None = None,
+    ) -> PeptideLab:
+        """Load the model (unless ``model``, already loaded from ``spec``, is given) and the
+        bundled peptides; fit every probe on the training split and score it on the held-out
+        split."""
         from seethrough.data.peptides import load_peptides
 
         spec = AutoencoderSpec(name=spec) if isinstance(spec, str) else spec
-        model = spec.load()
+        model = spec.load() if model is None else model
         if not callable(getattr(model, "tokens", None)) or not callable(getattr(model, "sequences", None)):
             raise ConfigError(
                 f"{spec.label} is not a peptide model: it needs tokens(sequences) and sequences(z) methods "

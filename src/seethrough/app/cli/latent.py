@@ -186,7 +186,7 @@ def _interpolate(args: Any) -> int:
     out = _out(args)
     model = spec.load()
     if _is_peptide(model):
-        lab = PeptideLab.build(spec, seed=args.seed)
+        lab = PeptideLab.build(spec, seed=args.seed, model=model)
         walk = lab.interpolate(args.a, args.b, steps=args.steps, method=args.method)
     else:
         images = _images(args, spec)
@@ -207,7 +207,7 @@ def _traverse(args: Any) -> int:
     out = _out(args)
     model = spec.load()
     if _is_peptide(model):
-        lab = PeptideLab.build(spec, seed=args.seed)
+        lab = PeptideLab.build(spec, seed=args.seed, model=model)
         walk = lab.traverse(args.start, args.direction, strengths=args.strengths)
     else:
         from seethrough.app.latents import image_traversal
@@ -234,7 +234,7 @@ def _sample(args: Any) -> int:
             "conditioned sampling needs a peptide model (its attribute classifiers come from modlamp's labels); "
             f"{spec.label} is not one"
         )
-    lab = PeptideLab.build(spec, seed=args.seed)
+    lab = PeptideLab.build(spec, seed=args.seed, model=model)
     samples, summary = lab.sample(conditions, n=args.n, max_candidates=args.max_candidates, seed=args.seed)
     result: dict[str, Any] = {"probes": lab.metrics, "conditioned": summary}
     if conditions and not args.no_baseline:
