@@ -19,6 +19,12 @@ $(STAMP): pyproject.toml constraints.txt
 
 $(TSTAMP): $(STAMP)
 	$(PIP) install -q -c constraints.txt -e '.[test]'
+	# torch-fidelity (a parity peer of the sample-quality metrics) requires torchvision, which
+	# does not import with this torch build, and torchmetrics imports it whenever it is
+	# installed: so it goes, without its dependencies, into a folder of its own that only its
+	# parity tests and benchmark put on sys.path, with a stand-in torchvision module
+	# (seethrough/testing/fidelity.py)
+	$(PIP) install -q --no-deps --upgrade --target $(VENV)/peers/torch-fidelity torch-fidelity==0.4.0
 	touch $@
 
 $(LSTAMP): $(TSTAMP)

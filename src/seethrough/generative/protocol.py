@@ -1,4 +1,4 @@
-"""The autoencoder protocol this family relies on, and the wrappers around it.
+"""The autoencoder and generator protocols this family relies on, and the wrappers around them.
 
 An autoencoder is any ``nn.Module`` with ``encode(x) -> z (B, Z)``, ``decode(z)`` and an
 integer ``latent_dim``; a VAE adds ``encode_distribution(x) -> (mu, logvar)``. The bundled
@@ -7,13 +7,14 @@ models follow it; a user's separate encoder and decoder become one with :class:`
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from torch import Tensor, nn
 
 from .._core.errors import ConfigError, InputError
 
-__all__ = ["Autoencoder", "DecoderModule", "check_autoencoder"]
+__all__ = ["Autoencoder", "DecoderModule", "check_autoencoder", "check_generator", "Generator", "as_generator"]
 
 
 def check_autoencoder(model: Any, *, what: str = "model") -> None:
@@ -91,3 +92,76 @@ class Autoencoder(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.decode(self.encode(x))
+
+
+def check_generator(model: Any, latent_dim: int | None = None, *, what: str = "generator") -> int:
+    """The latent size of a generator ``z (N, Z) -> outputs``: ``latent_dim`` when given,
+    else the model's integer ``latent_dim`` attribute; a clear error when neither is there."""
+    if not isinstance(model, nn.Module):
+        raise ConfigError(
+            f"{what} must be a torch.nn.Module mapping codes z (N, Z) to outputs, got {type(model).__name__}"
+        )
+    dim = latent_dim if latent_dim is not None else getattr(model, "latent_dim", None)
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+        raise ConfigError(
+            f"the latent size of {what} {type(model).__name__} is unknown (latent_dim={dim!r}): give latent_dim= "
+            f"(the CLI's --latent-dim) or set an integer latent_dim attribute on the model"
+        )
+    return int(dim)
+
+
+class Generator(nn.Module):
+    """A generator ``z -> outputs`` with the protocol this family relies on: ``latent_dim``,
+    ``decode(z)`` (= ``forward``) and, when the wrapped module has one, ``n_latent_layers``.
+
+    ``z_shape`` is the shape one code takes inside the module when it is not ``(Z,)``, e.g.
+    ``(Z, 1, 1)`` for a DCGAN generator that starts with a transposed convolution; codes are
+    always ``(N, Z)`` outside. A module with ``n_latent_layers = L`` also takes per-layer codes
+    ``(N, L, Z)`` (one code for each of its ``L`` latent inputs, as BigGAN's hierarchical z or
+    StyleGAN's w+), which is what layer-restricted edits need. The wrapper owns no parameters;
+    guarding it guards the module.
+    """
+
+    def __init__(
+        self, module: nn.Module, *, latent_dim: int | None = None, z_shape: tuple[int, ...] | None = None
+    ) -> None:
+        super().__init__()
+        self.latent_dim = check_generator(module, latent_dim)
+        self.module = module
+        self.z_shape = tuple(int(s) for s in z_shape) if z_shape is not None else None
+        if self.z_shape is not None and math.prod(self.z_shape) != self.latent_dim:
+            raise ConfigError(f"z_shape {self.z_shape} does not hold latent_dim={self.latent_dim} numbers")
+        layers = getattr(module, "n_latent_layers", None)
+        self.n_latent_layers: int | None = int(layers) if isinstance(layers, int) and layers > 0 else None
+        self.training = module.training
+
+    def forward(self, z: Tensor) -> Tensor:
+        per_layer = self.n_latent_layers is not None and z.dim() == 3
+        if per_layer and (z.shape[1] != self.n_latent_layers or z.shape[2] != self.latent_dim):
+            raise InputError(
+                f"per-layer codes must have shape (N, {self.n_latent_layers}, {self.latent_dim}), got {tuple(z.shape)}"
+            )
+        if not per_layer and (z.dim() != 2 or z.shape[1] != self.latent_dim):
+            raise InputError(
+                f"latent codes must have shape (N, {self.latent_dim}), got {tuple(z.shape)}; sample "
+                f"z = torch.randn(n, {self.latent_dim})"
+            )
+        if self.z_shape is not None and not per_layer:
+            z = z.reshape(z.shape[0], *self.z_shape)
+        return self.module(z)
+
+    def decode(self, z: Tensor) -> Tensor:
+        return self(z)
+
+    def encode(self, x: Tensor) -> Tensor:
+        raise ConfigError(
+            "a generator has no encoder; recover codes for images by optimisation "
+            "(seethrough.generative.LatentRecovery) or pass z directly"
+        )
+
+
+def as_generator(model: nn.Module, latent_dim: int | None = None) -> Generator:
+    """``model`` as a :class:`Generator` (returned as it is when it already is one)."""
+    if isinstance(model, Generator) and latent_dim in (None, model.latent_dim):
+        return model
+    return Generator(model, latent_dim=latent_dim)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["TinyVAE", "TinySeqAE", "tiny_encoder", "tiny_decoder"]
+__all__ = ["TinyVAE", "TinySeqAE", "TinyGenerator", "tiny_encoder", "tiny_decoder"]
 
 
 class TinyVAE(nn.Module):
@@ -134,3 +134,45 @@ def tiny_encoder() -> nn.Module:
 def tiny_decoder() -> nn.Module:
     """A separate decoder ``(B, 4) -> (B, 1, 8, 8)`` (for the CLI's ``--decoder`` factories)."""
     return TinyVAE(seed=6).decoder
+
+
+class TinyGenerator(nn.Module):
+    """A small DCGAN-style generator ``z (B, Z) -> images (B, 1, 8, 8)`` in [0, 1] (untrained,
+    seeded weights), with the layout of the bundled GANs: a first ``Linear`` that takes z
+    (``fc``), a BatchNorm (so eval mode matters), transposed convolutions (``block1.conv``,
+    ``to_image``) and two latent inputs (``n_latent_layers = 2``): per-layer codes
+    ``(B, 2, Z)`` feed ``fc`` with ``z[:, 0]`` and a FiLM modulation of ``block1`` with
+    ``z[:, 1]``; plain codes ``(B, Z)`` feed both."""
+
+    n_latent_layers = 2
+
+    def __init__(self, latent_dim: int = 4, *, channels: int = 8, seed: int = 0) -> None:
+        super().__init__()
+        self.latent_dim = int(latent_dim)
+        self.image_shape = (1, 8, 8)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.fc = nn.Linear(self.latent_dim, channels * 2 * 2)
+            self.block1 = nn.Sequential()
+            self.block1.add_module("conv", nn.ConvTranspose2d(channels, channels, 4, 2, 1))  # 2 -> 4
+            self.block1.add_module("bn", nn.BatchNorm2d(channels))
+            self.block1.add_module("relu", nn.ReLU())
+            self.film1 = nn.Linear(self.latent_dim, 2 * channels)
+            self.to_image = nn.ConvTranspose2d(channels, 1, 4, 2, 1)  # 4 -> 8
+            bn = self.block1.bn
+            assert bn.running_mean is not None and bn.running_var is not None
+            bn.running_mean.uniform_(-0.2, 0.2)
+            bn.running_var.uniform_(0.5, 1.5)
+        self.channels = channels
+        self.eval()
+
+    def forward(self, z: Tensor) -> Tensor:
+        if z.dim() == 3:
+            z0, z1 = z[:, 0], z[:, 1]
+        else:
+            z0 = z1 = z
+        h = torch.relu(self.fc(z0)).reshape(z0.shape[0], self.channels, 2, 2)
+        h = self.block1.conv(h)
+        gamma, beta = self.film1(z1).chunk(2, dim=1)
+        h = self.block1.relu(self.block1.bn(h) * (1 + gamma[:, :, None, None]) + beta[:, :, None, None])
+        return torch.sigmoid(self.to_image(h))
