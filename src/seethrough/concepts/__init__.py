@@ -6,6 +6,10 @@
 * :class:`Dissection` labels the units of convolution layers with the concepts whose
   pixel masks their strongest activations overlap (IoU), on scenes with concept masks
   (:class:`ConceptMasks`).
+* :class:`GANDissection` does the same for the units of a generator layer against a
+  segmentation of the generated images (one implementation of thresholds and IoU), and
+  :class:`UnitIntervention` tests it causally: ablate or insert units and measure the change
+  of the concept in the output, against random units of the same count (Bau et al. 2019).
 
 A pure library: data come in as tensors (and scenes as any object with ``images``,
 ``masks`` and ``concepts``). Generated concept data live in :mod:`seethrough.data.concepts`;
@@ -15,7 +19,24 @@ files into those tensors. Plots and HTML: :mod:`seethrough.concepts.views` (also
 """
 
 from .cav import CAV, MIN_EXAMPLES
-from .dissection import QUANTILE_METHOD, ConceptMasks, Dissection, DissectionResult, LayerDissection
+from .dissection import (
+    IQR_METHOD,
+    QUANTILE_METHOD,
+    THRESHOLD_RULES,
+    ConceptMasks,
+    Dissection,
+    DissectionResult,
+    LayerDissection,
+)
+from .gan import (
+    ACECurve,
+    GANDissection,
+    GANDissectionResult,
+    InterventionEffect,
+    UnitIntervention,
+    causal_effect,
+    conv_layers,
+)
 from .tcav import TCAV, NullCheckResult, TCAVResult, tcav_null_check
 from .views import add_dissection, add_tcav, plot_dissection, plot_tcav
 
@@ -31,6 +52,15 @@ __all__ = [
     "DissectionResult",
     "LayerDissection",
     "QUANTILE_METHOD",
+    "IQR_METHOD",
+    "THRESHOLD_RULES",
+    "GANDissection",
+    "GANDissectionResult",
+    "UnitIntervention",
+    "InterventionEffect",
+    "ACECurve",
+    "causal_effect",
+    "conv_layers",
     "plot_tcav",
     "plot_dissection",
     "add_tcav",

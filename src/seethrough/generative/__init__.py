@@ -1,4 +1,4 @@
-"""Generative models: the latent spaces of autoencoders, their directions and samplers,
+"""Generative models: the latent spaces of autoencoders and GANs, their directions and samplers,
 attribution through a decoder, creative decoding and activation subset scanning.
 
 * :class:`Latent`: encode, decode (guarded, batched), interpolate (linear, spherical) and
@@ -14,6 +14,13 @@ attribution through a decoder, creative decoding and activation subset scanning.
   or a score of it, with the attribution family's methods.
 * :class:`CreativeDecoder`: decode with low-active units set high; :class:`SubsetScanner`:
   empirical p-values of activations and the Berk-Jones fast subset scan.
+* GANs: latent directions by :class:`SeFa` (closed form), :class:`GANSpace` (PCA of a layer,
+  with layer-restricted edits :func:`layer_edit`) and :class:`SupervisedDirection`
+  (InterFaceGAN); sample quality (:class:`SampleQuality`: FID, KID, precision/recall,
+  density/coverage, IS with bootstrap intervals on any :class:`FeatureExtractor`); latent
+  recovery and the memorisation test (:class:`LatentRecovery`, :func:`memorization_test`).
+  A generator is any module ``z -> outputs`` with ``latent_dim`` (:class:`Generator` wraps one).
+  GAN dissection lives with network dissection in :mod:`seethrough.concepts`.
 * :mod:`seethrough.generative.peptides`: peptide sequences, modlamp descriptors and a
   sequence-level classifier.
 
@@ -27,9 +34,26 @@ from .attribution import LATENT_METHODS, LatentAttribution
 from .creative import CreativeDecoder, CreativeSamples, set_units
 from .directions import ClassifierDirection, Direction, GradientDirection, PCADirections, ProbeDirection, as_direction
 from .disentangle import DCIResult, FactorResponse, MIGResult, dci, factor_response, mig
+from .gan import GANSpace, SeFa, SupervisedDirection, latent_layers, layer_edit, layer_traverse
 from .latent import Latent, LatentWalk, lerp, slerp
+from .metrics import (
+    SAMPLE_QUALITY_METRICS,
+    FeatureExtractor,
+    MetricValue,
+    SampleQuality,
+    SampleQualityResult,
+    density_coverage,
+    fid,
+    frechet_distance,
+    inception_score,
+    kid,
+    plot_sample_quality,
+    precision_recall,
+    sample_quality_html,
+)
 from .probes import LatentClassifier, LatentRegressor
-from .protocol import Autoencoder, DecoderModule, check_autoencoder
+from .protocol import Autoencoder, DecoderModule, Generator, as_generator, check_autoencoder, check_generator
+from .recovery import LatentRecovery, Recovery, RecoveryTest, memorization_test
 from .sampler import (
     Condition,
     ConditionalSampler,
@@ -64,6 +88,9 @@ __all__ = [
     "Autoencoder",
     "DecoderModule",
     "check_autoencoder",
+    "Generator",
+    "as_generator",
+    "check_generator",
     # directions and factors
     "Direction",
     "ProbeDirection",
@@ -77,6 +104,32 @@ __all__ = [
     "mig",
     "DCIResult",
     "dci",
+    # GAN directions
+    "SeFa",
+    "GANSpace",
+    "SupervisedDirection",
+    "latent_layers",
+    "layer_edit",
+    "layer_traverse",
+    # sample quality
+    "FeatureExtractor",
+    "SampleQuality",
+    "SampleQualityResult",
+    "MetricValue",
+    "SAMPLE_QUALITY_METRICS",
+    "frechet_distance",
+    "fid",
+    "kid",
+    "precision_recall",
+    "density_coverage",
+    "inception_score",
+    "plot_sample_quality",
+    "sample_quality_html",
+    # latent recovery
+    "LatentRecovery",
+    "Recovery",
+    "RecoveryTest",
+    "memorization_test",
     # probes and sampling
     "LatentClassifier",
     "LatentRegressor",

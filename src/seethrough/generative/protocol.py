@@ -101,7 +101,13 @@ def check_generator(model: Any, latent_dim: int | None = None, *, what: str = "g
         raise ConfigError(
             f"{what} must be a torch.nn.Module mapping codes z (N, Z) to outputs, got {type(model).__name__}"
         )
-    dim = latent_dim if latent_dim is not None else getattr(model, "latent_dim", None)
+    own = getattr(model, "latent_dim", None)
+    if latent_dim is not None and isinstance(own, int) and not isinstance(own, bool) and own != latent_dim:
+        raise ConfigError(
+            f"latent_dim={latent_dim} was given but {what} {type(model).__name__} says latent_dim={own}; "
+            f"drop the given size (--latent-dim) or give {own}"
+        )
+    dim = latent_dim if latent_dim is not None else own
     if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
         raise ConfigError(
             f"the latent size of {what} {type(model).__name__} is unknown (latent_dim={dim!r}): give latent_dim= "

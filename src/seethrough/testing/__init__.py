@@ -1,6 +1,6 @@
 """Helpers for tests: tiny models with the structures that break naive implementations."""
 
-from .generative import TinySeqAE, TinyVAE
+from .generative import TinyGAN, TinySeqAE, TinyVAE
 from .models import (
     DeadBranchNet,
     FunctionalReLUNet,
@@ -28,5 +28,6 @@ __all__ = [
     "TinyGenerator",
     "TinyVAE",
     "TinySeqAE",
+    "TinyGAN",
     "seeded",
 ]

@@ -3,6 +3,7 @@
 
 * :class:`TinyVAE`: images ``(B, 1, 8, 8)`` in [0, 1] <-> codes ``(B, 4)``; a BatchNorm in the
   encoder (so eval mode matters) and named ``encoder`` / ``decoder`` submodules.
+* :class:`TinyGAN`: a generator ``z (B, Z) -> (B, 1, 8, 8)`` with two latent inputs (per-layer codes).
 * :class:`TinySeqAE`: token ids ``(B, L)`` over a small alphabet <-> codes; ``decode`` gives
   per-position logits ``(B, L, V)``; ``tokens(sequences)`` and ``sequences(z_or_logits)``
   (greedy: argmax per position, cut at the first end token, id 0).
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["TinyVAE", "TinySeqAE", "TinyGenerator", "tiny_encoder", "tiny_decoder"]
+__all__ = ["TinyVAE", "TinySeqAE", "TinyGAN", "tiny_encoder", "tiny_decoder"]
 
 
 class TinyVAE(nn.Module):
@@ -136,7 +137,17 @@ def tiny_decoder() -> nn.Module:
     return TinyVAE(seed=6).decoder
 
 
-class TinyGenerator(nn.Module):
+class _Block(nn.Module):
+    """``conv`` (ConvTranspose2d, 2 -> 4 pixels), ``bn``, ``relu``: run by :class:`TinyGAN`."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.ConvTranspose2d(channels, channels, 4, 2, 1)
+        self.bn = nn.BatchNorm2d(channels)
+        self.relu = nn.ReLU()
+
+
+class TinyGAN(nn.Module):
     """A small DCGAN-style generator ``z (B, Z) -> images (B, 1, 8, 8)`` in [0, 1] (untrained,
     seeded weights), with the layout of the bundled GANs: a first ``Linear`` that takes z
     (``fc``), a BatchNorm (so eval mode matters), transposed convolutions (``block1.conv``,
@@ -153,10 +164,7 @@ class TinyGenerator(nn.Module):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.fc = nn.Linear(self.latent_dim, channels * 2 * 2)
-            self.block1 = nn.Sequential()
-            self.block1.add_module("conv", nn.ConvTranspose2d(channels, channels, 4, 2, 1))  # 2 -> 4
-            self.block1.add_module("bn", nn.BatchNorm2d(channels))
-            self.block1.add_module("relu", nn.ReLU())
+            self.block1 = _Block(channels)
             self.film1 = nn.Linear(self.latent_dim, 2 * channels)
             self.to_image = nn.ConvTranspose2d(channels, 1, 4, 2, 1)  # 4 -> 8
             bn = self.block1.bn

@@ -67,10 +67,12 @@ class ModelInfo:
     default_cam_layer: str
     metrics: dict[str, Any] = field(default_factory=dict)
     description: str = ""
-    #: "classifier", "autoencoder" (``encode``/``decode``, see :mod:`seethrough.generative`)
-    #: or "factor-predictor" (image -> the known factors of :mod:`seethrough.data.factors`)
+    #: "classifier", "autoencoder" (``encode``/``decode``, see :mod:`seethrough.generative`),
+    #: "factor-predictor" (image -> the known factors of :mod:`seethrough.data.factors`),
+    #: "generator" (codes ``z`` -> images; ``input_shape`` is ``(latent_dim,)``), "discriminator"
+    #: (images -> ``(N, 1)`` logits of "real") or "segmenter" (scenes -> per-pixel labels)
     kind: str = "classifier"
-    #: size of the latent code of an autoencoder, else None
+    #: size of the latent code of an autoencoder or generator, else None
     latent_dim: int | None = None
 
 
@@ -98,15 +100,24 @@ def _vae_model(name: str) -> nn.Module:
     return vae.bundled(name)
 
 
+def _gan_model(name: str) -> nn.Module:
+    from . import gan
+
+    return gan.bundled(name)
+
+
 #: the script that trains each architecture's weights (the rest: scripts/train_zoo.py)
 _TRAIN_SCRIPT = {
     "PeptideAutoencoder": "train_peptides.py",
     "ConvVAE": "train_vae.py",
     "FactorPredictor": "train_vae.py",
+    "DCGANGenerator": "train_gan.py",
+    "DCGANDiscriminator": "train_gan.py",
+    "ScenesSegmenter": "train_gan.py",
 }
 
 #: the kinds of bundled model (:attr:`ModelInfo.kind`)
-KINDS = ("classifier", "autoencoder", "factor-predictor")
+KINDS = ("classifier", "autoencoder", "factor-predictor", "generator", "discriminator", "segmenter")
 
 
 _DIGITS = tuple(str(d) for d in range(10))
@@ -229,6 +240,79 @@ _REGISTRY: dict[str, _Spec] = {
             "seethrough.data.factors scene; it scores latent directions against the truth."
         ),
         kind="factor-predictor",
+    ),
+    "mnist-gan": _Spec(
+        architecture="DCGANGenerator",
+        factory=lambda: _gan_model("mnist-gan"),
+        classes=(),
+        input_shape=(16,),
+        default_cam_layer="",
+        description=(
+            "DCGAN-style generator (latent 16, FiLM-modulated blocks, n_latent_layers 3) trained with the "
+            "non-saturating loss on the 4,000 training digits of seethrough.data.mnist_split(seed=0); "
+            "z (N, 16) or per-layer codes (N, 3, 16) -> (N, 1, 28, 28) images in [0, 1]."
+        ),
+        kind="generator",
+        latent_dim=16,
+    ),
+    "mnist-gan-d": _Spec(
+        architecture="DCGANDiscriminator",
+        factory=lambda: _gan_model("mnist-gan-d"),
+        classes=("real",),
+        input_shape=(1, 28, 28),
+        default_cam_layer="features.1",
+        description="The critic trained together with mnist-gan: (N, 1, 28, 28) images -> (N, 1) logits of 'real'.",
+        kind="discriminator",
+    ),
+    "mnist-gan-memorized": _Spec(
+        architecture="DCGANGenerator",
+        factory=lambda: _gan_model("mnist-gan-memorized"),
+        classes=(),
+        input_shape=(16,),
+        default_cam_layer="",
+        description=(
+            "A planted memoriser: mnist-gan's architecture trained long on only 32 training digits of "
+            "seethrough.data.mnist_split(seed=0) (their indices into x_train are the card's train_indices); "
+            "its samples are copies of those digits."
+        ),
+        kind="generator",
+        latent_dim=16,
+    ),
+    "scenes-gan": _Spec(
+        architecture="DCGANGenerator",
+        factory=lambda: _gan_model("scenes-gan"),
+        classes=(),
+        input_shape=(12,),
+        default_cam_layer="",
+        description=(
+            "DCGAN-style generator (latent 12, n_latent_layers 4) trained on 20,000 seethrough.data.factors "
+            "scenes (one coloured shape on black, 32x32 RGB): z (N, 12) -> (N, 3, 32, 32) images in [0, 1]."
+        ),
+        kind="generator",
+        latent_dim=12,
+    ),
+    "scenes-gan-d": _Spec(
+        architecture="DCGANDiscriminator",
+        factory=lambda: _gan_model("scenes-gan-d"),
+        classes=("real",),
+        input_shape=(3, 32, 32),
+        default_cam_layer="features.2",
+        description="The critic trained together with scenes-gan: (N, 3, 32, 32) images -> (N, 1) logits of 'real'.",
+        kind="discriminator",
+    ),
+    "scenes-segmenter": _Spec(
+        architecture="ScenesSegmenter",
+        factory=lambda: _gan_model("scenes-segmenter"),
+        classes=(),
+        input_shape=(3, 32, 32),
+        default_cam_layer="",
+        description=(
+            "Small U-Net labelling every pixel of a seethrough.data.factors scene with its shape class "
+            "(background, square, ellipse, triangle, heart) and colour class (background, red, green, blue, "
+            "yellow, white): segment(images) -> (N, 2, H, W) labels; concept_masks(images) -> {name: mask}. "
+            "Held-out IoUs in the card; the concept segmenter of GAN dissection."
+        ),
+        kind="segmenter",
     ),
 }
 

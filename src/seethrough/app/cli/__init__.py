@@ -34,6 +34,7 @@ _SUBCOMMAND_MODULES: tuple[str, ...] = (
     ".concepts",
     ".latent",
     ".creative",
+    ".gan",
 )
 
 

@@ -1,7 +1,7 @@
 """The demo's generative page (``generative.html``, linked from the index): the Peptide
 Sampler on the bundled peptide WAE and modlamp's real peptides, image latents of the
 bundled VAEs scored against the true factors of the scenes, and creative decoding checked
-by subset scanning."""
+by subset scanning, and the GAN section (:mod:`seethrough.app.demo.gan`)."""
 
 from __future__ import annotations
 
@@ -176,6 +176,9 @@ def generative_page(out: Path, *, progress: Callable[[str], None] | None = None)
     peptide_section(page, say=say)
     image_section(page, say=say)
     creative_section(page, say=say)
+    from .gan import gan_section
+
+    gan_section(page, say=say)
     return page.save(out / "generative.html")
 
 
@@ -186,6 +189,7 @@ def generative_section(report: HtmlReport, out: Path, *, progress: Callable[[str
     report.add_html(
         '<p><a href="generative.html"><strong>Open the generative page</strong></a>: the Peptide Sampler '
         "(interpolation table, conditioned sampling), image latents scored against known factors, creative "
-        "decoding and subset scanning.</p>"
+        "decoding and subset scanning, and GANs: directions scored against the true factors, dissection with causal "
+        "ablation, sample quality and latent recovery.</p>"
     )
     return path
