@@ -62,6 +62,8 @@ bench: $(TSTAMP)
 	$(PY) bench/bench_single_pass.py --out docs/bench-single-pass.md
 	$(PY) bench/bench_generative.py --out docs/bench-generative.md
 	$(PY) bench/bench_scanning.py --out docs/bench-scanning.md
+	$(PY) bench/bench_metrics.py --out docs/bench-metrics.md
+	$(PY) bench/bench_gan_dissection.py --zoo --out docs/bench-gan-dissection.md
 
 clean:
 	rm -rf $(VENV) reports build src/*.egg-info

@@ -85,7 +85,27 @@ def dissection(lines: list[str], n_samples: int, layer: str) -> None:
     lines += [f"({time.perf_counter() - t0:.0f} s)", ""]
 
 
-def metrics(lines: list[str], n_fake: int, bootstrap: int) -> None:
+def _card(name: str, study: dict) -> None:
+    """Write the held-out FID and KID (with their intervals) into the generator's card."""
+    import json
+
+    from seethrough import zoo
+
+    path = zoo.WEIGHTS_DIR / f"{name}.json"
+    card = json.loads(path.read_text())
+    res = study["result"]
+    for key in ("fid", "kid"):
+        v = res[key]
+        card["metrics"][f"heldout_{key}"] = round(float(v.value), 5)
+        card["metrics"][f"heldout_{key}_ci95"] = [round(float(v.low), 5), round(float(v.high), 5)]
+    card["metrics"]["heldout_metrics_setting"] = (
+        f"{study['n_fake']} samples vs {study['n_real']} held-out real images, features of the bundled classifier's "
+        "penultimate layer (scripts/gan_numbers.py --cards)"
+    )
+    path.write_text(json.dumps(card, indent=2) + "\n")
+
+
+def metrics(lines: list[str], n_fake: int, bootstrap: int, cards: bool = False) -> None:
     from seethrough.app.gans import metrics_study
     from seethrough.app.generators import GeneratorSpec
 
@@ -93,6 +113,8 @@ def metrics(lines: list[str], n_fake: int, bootstrap: int) -> None:
     rows = []
     for name, data in (("mnist-gan", "mnist"), ("mnist-gan-memorized", "mnist"), ("scenes-gan", "scenes")):
         study = metrics_study(GeneratorSpec(name).load(), data=data, n_fake=n_fake, bootstrap=bootstrap, seed=0)
+        if cards:
+            _card(name, study)
         rows += [{"generator": name, "real": study["n_real"], **r} for r in study["result"].rows()]
     lines += [
         f"## Sample quality ({n_fake} generated vs the held-out real images, {bootstrap} bootstrap resamples)",
@@ -116,7 +138,7 @@ def recovery(lines: list[str], n: int, steps: int, restarts: int) -> None:
         result = recovery_study(
             GeneratorSpec(name).load(), train=train, heldout=heldout, steps=steps, restarts=restarts, seed=0
         )
-        rows += [{"generator": name, **r} for r in result.rows()]
+        rows.append({"generator": name, **result.summary()})
     lines += [
         f"## Latent recovery ({n} training and {n} held-out images, {restarts} restarts x {steps} Adam steps)",
         "",
@@ -129,14 +151,15 @@ def recovery(lines: list[str], n: int, steps: int, restarts: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="docs/gan-numbers.md")
-    p.add_argument("--ganspace-samples", type=int, default=5000)
+    p.add_argument("--ganspace-samples", type=int, default=3000)
     p.add_argument("--dissect-samples", type=int, default=2000)
     p.add_argument("--layer", default="blocks.1")
-    p.add_argument("--fake", type=int, default=10_000)
-    p.add_argument("--bootstrap", type=int, default=200)
-    p.add_argument("--recover", type=int, default=64)
-    p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--restarts", type=int, default=4)
+    p.add_argument("--fake", type=int, default=5000)
+    p.add_argument("--bootstrap", type=int, default=100)
+    p.add_argument("--recover", type=int, default=48)
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--restarts", type=int, default=2)
+    p.add_argument("--cards", action="store_true", help="also write the held-out FID and KID into the GANs' cards")
     args = p.parse_args(argv)
     t0 = time.perf_counter()
     lines = [
@@ -157,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     directions(lines, args.ganspace_samples)
     dissection(lines, args.dissect_samples, args.layer)
-    metrics(lines, args.fake, args.bootstrap)
+    metrics(lines, args.fake, args.bootstrap, args.cards)
     recovery(lines, args.recover, args.steps, args.restarts)
     lines.append(f"Total: {time.perf_counter() - t0:.0f} s on 2 CPU cores.")
     Path(args.out).write_text("\n".join(lines) + "\n")

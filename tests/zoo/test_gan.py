@@ -216,6 +216,18 @@ def test_nearest_mse():
     assert int(idx[2]) == int(brute.argmin()) and float(err[2]) == pytest.approx(float(brute.min()), rel=1e-5)
 
 
+def test_match_is_a_one_to_one_least_cost_assignment():
+    from seethrough.zoo.train_gan import _match
+
+    images = torch.rand(6, 1, 4, 4, generator=torch.Generator().manual_seed(1))
+    perm = torch.tensor([3, 0, 5, 1, 4, 2])
+    assert _match(images[perm] + 0.01, images).tolist() == perm.tolist()
+    # a larger batch repeats the images: each is used twice, every sample gets its own image
+    both = _match(torch.cat([images[perm], images]), images)
+    assert torch.bincount(both, minlength=6).tolist() == [2] * 6
+    assert both[:6].tolist() == perm.tolist() and both[6:].tolist() == list(range(6))
+
+
 def test_gan_training_is_deterministic_and_records_memorised_indices():
     kw = dict(data="mnist", steps=3, n_train=16, batch_size=8, n_eval=16, log_every=1, progress=False)
     g1, d1, m1 = train_gan_pair(**kw)
@@ -230,6 +242,21 @@ def test_gan_training_is_deterministic_and_records_memorised_indices():
     assert 0.0 <= m1["sample_fraction_nearer_to_train"] <= 1.0
     g3, _, m3 = train_gan_pair(**{**kw, "steps": 4})
     assert not torch.equal(g3.fc.weight, g1.fc.weight)
+
+
+def test_spectral_critic_is_saved_as_a_plain_network():
+    from torch.nn.utils import parametrize
+
+    kw = dict(data="scenes", steps=2, n_train=16, batch_size=8, n_eval=8, log_every=1, progress=False, spectral=True)
+    g, d, m = train_gan_pair(**kw)
+    assert not any(parametrize.is_parametrized(x) for x in d.modules())
+    assert set(d.state_dict()) == set(bundled("scenes-gan-d").state_dict())
+    assert m["critic_spectral_norm_in_training"] is True
+    # the folded weights have spectral norm about 1 (the power iteration's estimate)
+    w = d.features[1].conv.weight.detach().flatten(1)
+    assert float(torch.linalg.matrix_norm(w, ord=2)) == pytest.approx(1.0, abs=0.3)
+    _, d2, _ = train_gan_pair(**kw)
+    assert all(torch.equal(a, b) for a, b in zip(d.state_dict().values(), d2.state_dict().values(), strict=True))
 
 
 def test_segmenter_learns_a_little():
@@ -303,5 +330,6 @@ def test_shipped_memoriser_copies_its_digits():
     m = zoo.info("mnist-gan-memorized").metrics
     assert len(m["train_indices"]) == 32
     # its samples lie much nearer to its 32 digits than to the other training digits
-    assert m["sample_fraction_nearer_to_train"] >= 0.9
+    assert m["sample_fraction_nearer_to_train"] >= 0.9 and m["sample_fraction_copies"] >= 0.8
     assert m["sample_nearest_train_mse_median"] < 0.5 * m["sample_nearest_other_train_mse_median"]
+    assert m["train_images_copied"] >= 28  # (nearly) all 32 digits are copied, not a few

@@ -206,7 +206,8 @@ def direction_study(
     """SeFa, GANSpace and supervised (InterFaceGAN-like) directions of ``gen``, each scored by
     how much every factor of the generated images changes along it (``factor_response`` with
     the bundled factor predictor; strengths in units of z, whose spread is 1 along any
-    direction) and each direction's purity; traversal grids of one code along each."""
+    direction) and each direction's purity, beside two random directions as the floor;
+    traversal grids of one code along each."""
     if data not in ("scenes", "mnist"):
         raise ConfigError(f"the direction study needs bundled data to score against (scenes or mnist), got {data!r}")
     dim = gen.latent_dim
@@ -244,6 +245,12 @@ def direction_study(
         a, b = f"sup:{supervised[0]}", f"sup:{supervised[1]}"
         cond = dirs[a].project_out(dirs[b], name=f"{a} | {supervised[1]} fixed")
         dirs[cond.label], method[cond.label] = cond, "supervised (conditional)"
+    # the floor: random unit directions, which every factor changes along too when the
+    # generator is entangled (or the predictor is unsure of its images)
+    rand = torch.randn(2, dim, generator=seeded_generator(seed, 29))
+    for i in range(rand.shape[0]):
+        d = Direction.from_vector(rand[i], name=f"random{i + 1}")
+        dirs[d.label], method[d.label] = d, "random (baseline)"
     latent = Latent(gen)
     z0 = sample_codes(n_reference, dim, seed + 1)
     response = factor_response(
@@ -283,16 +290,28 @@ def dissection_study(
     n_effect: int = 300,
     random_draws: int = 5,
     concepts: Sequence[str] | None = None,
+    threshold: str = "iqr",
+    quantile: float = 0.005,
     seed: int = 0,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """GAN dissection of ``layer`` on ``n_samples`` generated images, and for each chosen
+    """GAN dissection of ``layer`` (``threshold``: ``"iqr"``, the paper's rule, or
+    ``"quantile"``, a per-unit top ``quantile``) on ``n_samples`` generated images, and for each chosen
     concept (default: the ones with an interpretable unit, at most three) the causal effect
     of ablating its top-k units against random units of the same count."""
     seg = concept_segmenter(data)
-    dissection = GANDissection(gen, layer=layer, segmenter=seg, kinds=seg.kinds).dissect(
-        n_samples, seed, progress=progress
-    )
+    # layer names are those of the user's module (as for SeFa and GANSpace); a module that
+    # takes codes of another shape (z_shape) runs through the wrapper, under "module."
+    model, layer = (gen.module, layer) if gen.z_shape is None else (gen, f"module.{layer}")
+    dissection = GANDissection(
+        model,
+        layer=layer,
+        segmenter=seg,
+        kinds=seg.kinds,
+        threshold=threshold,
+        quantile=quantile,
+        latent_dim=gen.latent_dim,
+    ).dissect(n_samples, seed, progress=progress)
     d = dissection[dissection.layer]
     if concepts is None:
         hit = [d.labels[u] for u in range(d.n_units) if bool(d.interpretable[u])]
@@ -301,7 +320,7 @@ def dissection_study(
     unknown = [c for c in concepts if c not in dissection.concepts]
     if unknown:
         raise ConfigError(f"unknown concepts {unknown}; the segmenter gives {', '.join(dissection.concepts)}")
-    intervention = UnitIntervention(gen, layer=layer, segmenter=seg)
+    intervention = UnitIntervention(model, layer=layer, segmenter=seg, latent_dim=gen.latent_dim)
     curves = {
         c: intervention.ace_curve(
             dissection, c, counts=counts, n_samples=n_effect, seed=seed, random_draws=random_draws, progress=progress
@@ -521,7 +540,8 @@ def write_recovery(out: Any, result: Any, *, title: str) -> Any:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     result.save(out / "recovery.safetensors")
-    (out / "recovery.json").write_text(json.dumps(_jsonable({"rows": result.rows()}), indent=2) + "\n")
+    info = {"test": result.summary(), "sets": result.rows()}
+    (out / "recovery.json").write_text(json.dumps(_jsonable(info), indent=2) + "\n")
     result.plot().savefig(out / "recovery.png", dpi=100, bbox_inches="tight")
     report = HtmlReport(title)
     report.add_heading(title, level=1)

@@ -271,9 +271,10 @@ _REGISTRY: dict[str, _Spec] = {
         input_shape=(16,),
         default_cam_layer="",
         description=(
-            "A planted memoriser: mnist-gan's architecture trained long on only 32 training digits of "
-            "seethrough.data.mnist_split(seed=0) (their indices into x_train are the card's train_indices); "
-            "its samples are copies of those digits."
+            "A planted memoriser: mnist-gan's architecture trained on only 32 training digits of "
+            "seethrough.data.mnist_split(seed=0) (their indices into x_train are the card's train_indices) "
+            "with the GAN loss plus a copying term (each batch of samples is matched one-to-one to the digits "
+            "and pulled onto them); its samples are near-copies of those digits."
         ),
         kind="generator",
         latent_dim=16,

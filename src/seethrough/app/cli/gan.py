@@ -86,6 +86,14 @@ def register(sub: Any) -> None:
     q.add_argument("--concepts", help="comma-separated concepts for the causal test (default: the most found)")
     q.add_argument("--counts", type=_ints, help="numbers of units to ablate, e.g. 1,2,4,8 (default: 1, 2, 4, ...)")
     q.add_argument("--effect-samples", type=int, default=300, help="codes per causal measurement (default: 300)")
+    q.add_argument(
+        "--threshold",
+        choices=("iqr", "quantile"),
+        default="iqr",
+        help="unit threshold: iqr (GAN Dissection's rule: per unit and concept, the one that maximises the "
+        "information quality ratio on other samples) or quantile (a per-unit top quantile) (default: iqr)",
+    )
+    q.add_argument("--quantile", type=float, default=0.005, help="top quantile of --threshold quantile (0.005)")
     q.set_defaults(handler=_dissect)
 
     q = gsub.add_parser("metrics", help="IS, FID, KID, precision/recall, density/coverage with bootstrap intervals")
@@ -181,6 +189,8 @@ def _dissect(args: Any) -> int:
         counts=args.counts,
         n_effect=args.effect_samples,
         concepts=concepts,
+        threshold=args.threshold,
+        quantile=args.quantile,
         seed=args.seed,
         progress=True,
     )
@@ -231,6 +241,7 @@ def _recover(args: Any) -> int:
     )
     page = write_recovery(_out(args), result, title=f"Latent recovery of {spec.name}")
     _say(f"wrote {page}")
+    print(json.dumps(result.summary(), indent=2))
     for row in result.rows():
         print("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
     return 0
