@@ -29,7 +29,11 @@ SeFa and GANSpace (``B`` = ``n_blocks``: 2 for 28 pixels, 3 for 32 pixels):
 ``out``                 Sigmoid: the images
 ======================  ===================================================================
 
-Every model here owns its image checks; all run in eval mode after :func:`seethrough.zoo.load`.
+Shipped shapes: ``mnist-gan`` (latent 16, width 16): ``fc`` 64 x 7 x 7, ``blocks.0`` 32 x 14 x 14,
+``blocks.1`` 16 x 28 x 28; ``scenes-gan`` (latent 12, width 16): ``fc`` 128 x 4 x 4, ``blocks.0``
+64 x 8 x 8, ``blocks.1`` 32 x 16 x 16, ``blocks.2`` 16 x 32 x 32.
+
+Every model here checks its inputs; all are in eval mode after :func:`seethrough.zoo.load`.
 """
 
 from __future__ import annotations
