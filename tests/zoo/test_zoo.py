@@ -24,7 +24,19 @@ needs_weights = pytest.mark.skipif(
 )
 
 
-GENERATIVE = ["mnist-vae", "peptide-vae", "peptide-wae", "scenes-factors", "scenes-vae"]
+GENERATIVE = [
+    "mnist-gan",
+    "mnist-gan-d",
+    "mnist-gan-memorized",
+    "mnist-vae",
+    "peptide-vae",
+    "peptide-wae",
+    "scenes-factors",
+    "scenes-gan",
+    "scenes-gan-d",
+    "scenes-segmenter",
+    "scenes-vae",
+]
 
 
 def test_available():
