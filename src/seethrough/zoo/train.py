@@ -63,6 +63,15 @@ def _deterministic(seed: int) -> Iterator[None]:
 
 
 @torch.no_grad()
+def progress_bar(total: int, desc: str, progress: bool) -> Any:
+    """A tqdm bar on stderr for a training loop of ``total`` steps, or None when ``progress`` is off."""
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, leave=False, file=sys.stderr)
+
+
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 500) -> float:
     """Accuracy of ``model`` (put in eval mode, restored after) on ``images``."""
     was_training = model.training
@@ -111,11 +120,7 @@ def _fit(
         opt, max_lr=lr, total_steps=max(1, epochs * steps_per_epoch), pct_start=0.15
     )
     history: dict[str, list[float]] = {"loss": [], "train_accuracy": []}
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=epochs * steps_per_epoch, desc=desc, leave=False, file=sys.stderr)
+    bar = progress_bar(epochs * steps_per_epoch, desc, progress)
     model.train()
     for _ in range(epochs):
         order = torch.randperm(len(y), generator=gen)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import copy
 import math
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -41,7 +40,7 @@ from torch.nn import functional as F
 from ..data.factors import FactorScenes, make_factor_scenes
 from ..data.mnist import mnist_split
 from .gan import BUNDLED, DCGANDiscriminator, DCGANGenerator, ScenesSegmenter, bundled
-from .train import TEST_SEED_OFFSET, _deterministic, run_recipes
+from .train import TEST_SEED_OFFSET, _deterministic, progress_bar, run_recipes
 
 _WEIGHTS = Path(__file__).resolve().parent / "weights"
 
@@ -59,14 +58,6 @@ __all__ = [
     "GAN_RECIPES",
     "train_gan_zoo",
 ]
-
-
-def _bar(total: int, desc: str, progress: bool) -> Any:
-    if not progress:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, leave=False, file=sys.stderr)
 
 
 def _n_params(m: nn.Module) -> int:
@@ -146,7 +137,7 @@ def _fit_gan(
     hist: dict[str, list[float]] = {"step": [], "loss_d": [], "loss_g": [], "d_real": [], "d_fake": []}
     sums = [0.0, 0.0, 0.0, 0.0]
     count = 0
-    bar = _bar(steps, desc, progress)
+    bar = progress_bar(steps, desc, progress)
     g.train()
     d.train()
     n = len(x)
@@ -574,7 +565,7 @@ def train_segmenter(
         steps = math.ceil(n_train / batch_size)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, epochs * steps), pct_start=0.1)
         hist: list[float] = []
-        bar = _bar(epochs * steps, "scenes-segmenter", progress)
+        bar = progress_bar(epochs * steps, "scenes-segmenter", progress)
         t1 = time.perf_counter()
         model.train()
         for _ in range(epochs):

@@ -19,7 +19,6 @@ Held-out scenes use ``seed + TEST_SEED_OFFSET``.
 from __future__ import annotations
 
 import math
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -31,7 +30,7 @@ from torch.nn import functional as F
 
 from ..data.factors import SYMMETRY_ORDER, FactorScenes, canonical_rotation, make_factor_scenes
 from ..data.mnist import mnist_split
-from .train import TEST_SEED_OFFSET, _deterministic, run_recipes
+from .train import TEST_SEED_OFFSET, _deterministic, progress_bar, run_recipes
 from .vae import BUNDLED, ConvVAE, FactorPredictor, bundled
 
 _WEIGHTS = Path(__file__).resolve().parent / "weights"
@@ -46,14 +45,6 @@ __all__ = [
     "VAE_RECIPES",
     "train_vae_zoo",
 ]
-
-
-def _bar(total: int, desc: str, progress: bool) -> Any:
-    if not progress:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, leave=False, file=sys.stderr)
 
 
 def _schedule(opt: torch.optim.Optimizer, lr: float, total: int) -> torch.optim.lr_scheduler.LRScheduler:
@@ -124,7 +115,7 @@ def _fit_vae(
     total = epochs * steps
     sched = _schedule(opt, lr, total)
     hist: dict[str, list[float]] = {"loss": [], "bce": [], "kl": []}
-    bar = _bar(total, desc, progress)
+    bar = progress_bar(total, desc, progress)
     model.train()
     step = 0
     for _ in range(epochs):
@@ -372,7 +363,7 @@ def train_factor_predictor(
         sched = _schedule(opt, lr, epochs * steps)
         targets = _factor_targets(model, train.factors)
         hist: list[float] = []
-        bar = _bar(epochs * steps, "scenes-factors", progress)
+        bar = progress_bar(epochs * steps, "scenes-factors", progress)
         t1 = time.perf_counter()
         model.train()
         for _ in range(epochs):
