@@ -122,9 +122,13 @@ def _scale_note(v: float) -> str:
 def _colorbar(fig: Any, ax: Any, v: float, **kw: Any) -> None:
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
+    from matplotlib.ticker import MaxNLocator
 
     sm = ScalarMappable(norm=Normalize(-v, v), cmap=_get_cmap(default_cmap(True)))
-    fig.colorbar(sm, ax=ax, **kw)
+    cb = fig.colorbar(sm, ax=ax, **kw)
+    cb.locator = MaxNLocator(nbins=5, symmetric=True)
+    cb.update_ticks()
+    cb.ax.tick_params(labelsize=7)
 
 
 # ---------------------------------------------------------------------------------------
@@ -160,7 +164,10 @@ def plot_tokens(
     if ax is None:
         width = _LINE_CHARS
     else:  # as many monospace characters as fit across the given axes
-        fig_w = float(ax.figure.get_size_inches()[0]) * float(ax.get_position().width)
+        root = ax.figure
+        while getattr(root, "figure", None) is not None and root.figure is not root:  # a SubFigure's root
+            root = root.figure
+        fig_w = float(ax.get_window_extent().width) / float(root.dpi)
         width = max(8, int(fig_w * 72.0 / (0.6 * _FONT)) - 2)
     lines = _wrap(texts, width)
     fig, ax = _new_axes(ax, (width * 0.6 * _FONT / 72.0 + 0.6, 0.9 + 0.32 * len(lines)))
@@ -209,7 +216,7 @@ def tokens_html(
     for i, t in enumerate(toks):
         c = colors[i]
         bg = f"background:{_hex(c)};" if c[3] else ""
-        style = f"{bg}color:{_ink(c)};white-space:pre;padding:1px 0;border-radius:2px;margin:0 1px"
+        style = f"{bg}color:{_ink(c)};white-space:pre;padding:1px 3px;border-radius:3px;margin:0 1px;box-shadow:inset 0 0 0 1px #e4e4e4"
         hover = f"{t!r} #{i}: {_num(float(vals[i]))}"
         spans.append(f'<span class="st-token" style="{style}" title="{_esc(hover)}">{_esc(display_token(t))}</span>')
     head = f'<div style="font-weight:600;margin-bottom:.2rem">{_esc(title)}</div>' if title else ""
