@@ -172,3 +172,21 @@ def test_scores_on_tiny_lm_match_a_direct_computation(lm, ids):
     expl = st.Saliency(lm, layer="embed").attribute(ids, target=None)
     assert expl.target == f"TokenAt(-1, {out[:, -1].argmax(-1).tolist()}, output='logit')"
     torch.testing.assert_close(expl.scores, out[:, -1].max(-1).values)
+
+
+# -- TokenDifference ------------------------------------------------------------------------
+
+
+def test_token_difference_is_the_log_probability_difference():
+    from seethrough._core.targets import TokenDifference
+
+    t = TokenDifference(-1, 2, 1)  # sample 0: 2 is the peak at the last position; sample 1: 1 is
+    got = t.score(OUT, ROWS)
+    torch.testing.assert_close(got, torch.tensor([HI - LO, LO - HI], dtype=torch.float64))
+    logit = TokenDifference(-1, 2, 1, output="logit").score(OUT, ROWS)
+    torch.testing.assert_close(logit, got)  # the normaliser cancels
+    per = TokenDifference([2, 0], [2, 3], [1, 0])
+    assert per.per_sample and not t.per_sample
+    sub = per.take([1])
+    assert sub.position.tolist() == [0] and sub.a.token.tolist() == [3] and sub.b.token.tolist() == [0]
+    assert "TokenDifference" in per.describe()

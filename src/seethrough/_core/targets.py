@@ -54,6 +54,7 @@ __all__ = [
     "Predicted",
     "TokenAt",
     "SequenceLogProb",
+    "TokenDifference",
     "Region",
     "Classify",
     "TargetLike",
@@ -548,6 +549,53 @@ class SequenceLogProb(Target):
         return f"SequenceLogProb({toks}{start}{red})"
 
 
+class TokenDifference(Target):
+    """Contrastive target on a sequence output ``(B, T, V)``: ``score(a) - score(b)`` at one
+    ``position``, why token ``a`` rather than the foil ``b`` (Yin and Neubig, 2022). With the
+    default ``output="log_softmax"`` it is ``log p(a) - log p(b)``, which equals the logit
+    difference (the normaliser cancels). ``position``, ``a`` and ``b``: an int or one per sample.
+    """
+
+    def __init__(
+        self,
+        position: int | Sequence[int] | Tensor,
+        a: int | Sequence[int] | Tensor,
+        b: int | Sequence[int] | Tensor,
+        *,
+        output: str = "log_softmax",
+    ) -> None:
+        self.a = TokenAt(position, a, output=output)
+        self.b = TokenAt(position, b, output=output)
+        self.output = output
+
+    @property
+    def position(self) -> Tensor:
+        return self.a.position
+
+    def resolve(self, model, output, n_samples):
+        self.a.resolve(model, output, n_samples)
+        self.b.resolve(model, output, n_samples)
+        return self
+
+    @property
+    def per_sample(self) -> bool:
+        return self.a.per_sample or self.b.per_sample
+
+    def take(self, idx):
+        if not self.per_sample:
+            return self
+        a, b = self.a.take(idx), self.b.take(idx)
+        assert isinstance(a, TokenAt) and isinstance(b, TokenAt)
+        return TokenDifference(a.position, a.token, b.token, output=self.output)
+
+    def score(self, output, samples, activation=None):
+        return self.a.score(output, samples) - self.b.score(output, samples)
+
+    def describe(self):
+        suffix = "" if self.output == "log_softmax" else f", output={self.output!r}"
+        return f"TokenDifference({self.a.position.tolist()}, {self.a.token.tolist()}, {self.b.token.tolist()}{suffix})"
+
+
 # -- generated outputs ------------------------------------------------------------------------
 
 
@@ -695,7 +743,7 @@ def as_target(target: TargetLike) -> Target:
         return Custom(target)
     raise TargetError(
         f"cannot use {type(target).__name__} as a target; give an int, one index per sample, "
-        f"a seethrough Target (Class, ClassDifference, Neuron, Channel, TokenAt, SequenceLogProb, Region, "
+        f"a seethrough Target (Class, ClassDifference, Neuron, Channel, TokenAt, SequenceLogProb, TokenDifference, Region, "
         f"Classify) or a callable"
     )
 
