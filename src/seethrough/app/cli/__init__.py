@@ -35,6 +35,7 @@ _SUBCOMMAND_MODULES: tuple[str, ...] = (
     ".latent",
     ".creative",
     ".gan",
+    ".text",
 )
 
 

@@ -81,6 +81,7 @@ def _model_sections(report: HtmlReport, out: Path, *, progress=None) -> None:
     from seethrough.app.demo.featurevis import featurevis_section
     from seethrough.app.demo.generative import generative_section
     from seethrough.app.demo.influence import influence_section
+    from seethrough.app.demo.text import language_section
     from seethrough.app.demo.trust import trust_section
 
     say = progress or (lambda _s: None)
@@ -98,6 +99,8 @@ def _model_sections(report: HtmlReport, out: Path, *, progress=None) -> None:
     atlas_section(report, out, progress=say, layers=list(dissection.layers), unit_labels=dissection.unit_labels())
     say("generative models")
     generative_section(report, out, progress=say)
+    say("language models")
+    language_section(report, out, progress=say)
 
 
 def shortcut_section(report: HtmlReport, *, n_images: int = 4, seed: int = 777, progress=None) -> None:
