@@ -163,3 +163,21 @@ def test_trace_saves_and_draws(tm, tmp_path):
     assert "causal tracing" in r.to_html()
     r.plot()
     r.plot(kind="mlp")
+
+
+def test_trace_does_not_rerun_blocks_before_the_restored_layer(tm):
+    ids = tm.encode(PROMPT)
+    T, L = ids.shape[1], tm.n_layers
+    calls = []
+    mlp0 = tm.model.model.layers[0].mlp
+    h = mlp0.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    try:
+        r = causal_trace(tm, PROMPT, kinds=("resid",), batching=T)  # one chunk per layer
+    finally:
+        h.remove()
+    # block 0 runs in the clean run, the corrupted run and the chunk restoring layer 0 only
+    assert calls == [1, 1, T]
+    ref = causal_trace(tm, PROMPT, kinds=("resid",), batching=1)
+    torch.testing.assert_close(r.restored["resid"], ref.restored["resid"], atol=1e-6, rtol=1e-5)
+    assert all("forward" not in m.__dict__ for m in tm.model.modules())
+    assert L == 3

@@ -16,8 +16,10 @@ Every suppression is one row of a batch: row ``b`` carries its own ``key_scale``
 in as few forward passes as memory allows. The batch is sized (through :class:`Batching`)
 so that a batched pass holds about what one ordinary forward pass of the prompt holds: each
 row stops at the last block and reads the head at the scored positions only, so it holds
-much less than a forward that computes ``(T, V)`` logits, and that forward's largest
-activation is the budget for a whole chunk.
+much less than a forward that computes ``(T, V)`` logits. The rows per pass are that
+forward's largest activation divided by what one row keeps alive at once (measured on the
+unsuppressed row: four of its largest activations, and its logits with their log-softmax).
+A model whose attention or MLP outweighs its ``(T, V)`` logits runs one row per pass.
 """
 
 from __future__ import annotations
@@ -145,7 +147,10 @@ def _row_peak(tm: TextModel, seq: Tensor, n_pos: int) -> tuple[int, int]:
     el = 4  # attention scores and probabilities are computed in float32
     attn = 2 * max(tm.n_heads, 1) * T * T * el
     V = tm.vocab_size
-    row = max(biggest[0], attn) + n_pos * V * el
+    # what a row keeps alive at once: a few activations of the largest size (an MLP's gate, up
+    # and product; scores and probabilities) and the head's logits with their log-softmax
+    row = 4 * max(biggest[0], attn) + 2 * n_pos * V * el
+    # one plain forward: its largest activation, the (T, V) logits for a language model
     one = max(biggest[0], attn, T * V * el)
     return row, one
 

@@ -19,8 +19,12 @@ draws.
 All ``(kind, layer, position)`` restorations are rows of batched forward passes: row ``b``
 restores its own state through forward hooks that write the clean values into that row only
 (hooks exist only inside the ``with`` blocks, removed in ``finally``). Each pass stops at the
-last block and reads the head at the last position only. The chunk size comes from
-:class:`Batching` (forward chunks sized from one row's largest activation).
+last block and reads the head at the last position only. Rows go layer by layer, and in a
+chunk the blocks before the first layer it restores are not run again: they would compute
+the corrupted run's outputs, which are kept from that run and handed on (about half the block
+evaluations of recomputing every layer). The chunk size comes from :class:`Batching`
+(forward chunks sized from one row's largest activation), rounded to whole layers and at
+most an eighth of the layers per chunk.
 """
 
 from __future__ import annotations
@@ -148,6 +152,32 @@ def _patch_hooks(
         yield
 
 
+@contextmanager
+def _skip_blocks(tm: TextModel, cached: Sequence[Tensor | None], rows: Tensor) -> Iterator[None]:
+    """Blocks ``0 .. len(cached) - 1`` return their cached corrupted-run outputs (``cached[l]
+    [rows]``) instead of running: no row of the chunk restores anything in them, so they would
+    compute exactly these. Only blocks whose output is a plain tensor are skipped; the
+    instance attribute ``forward`` is removed on exit."""
+    done: list[nn.Module] = []
+    try:
+        for name, c in zip(tm.blocks, cached):
+            if c is None:
+                break
+            m = tm.module(name)
+            if "forward" in m.__dict__:
+                break
+
+            def fwd(*_a: Any, _c: Tensor = c, **_k: Any) -> Tensor:
+                return _c[rows]
+
+            m.__dict__["forward"] = fwd
+            done.append(m)
+        yield
+    finally:
+        for m in done:
+            m.__dict__.pop("forward", None)
+
+
 def _probs(tm: TextModel, seq: Tensor, tid: int) -> Tensor:
     """The target's probability at the last position for each row of ``seq`` ``(B, T)``."""
     name = tm.blocks[-1]
@@ -232,9 +262,8 @@ def causal_trace(
                 w.dtype
             )
         base = cf if cf is not None else ids
-        # rows: (sample, kind, layer, position) in that order
-        n_state = len(kinds) * L * T
-        n_rows = samples * n_state
+        n_kind_pos = len(kinds) * T
+        n_rows = samples * len(kinds) * L * T
         if b.batch_size is not None:
             size = b.batch_size
         else:
@@ -243,19 +272,33 @@ def causal_trace(
             state = max(_first(store[n]).numel() * _first(store[n]).element_size() for n in mods) // max(T, 1)
             peak = max(4 * state * T, 2 * max(tm.n_heads, 1) * T * T * 4, tm.vocab_size * 4)
             size = b.forward_rows_per_chunk(peak, dev)
+            # whole layers per chunk, at most an eighth of the network: the blocks before a
+            # chunk's first restored layer are not run (the fewer layers a chunk spans, the
+            # more of them are skipped), and a chunk of one layer's rows is already large
+            per_layer = samples * len(kinds) * T
+            size = per_layer * max(1, min(size // per_layer, -(-L // 8)))
         plan = _Plan()
         half = window // 2
         out = torch.empty(n_rows)
         with _patch_hooks(tm, clean, plan, emb_noise, positions):
             plan.noise_rows = torch.arange(samples, device=dev) if emb_noise is not None else None
             plan.at = {}
-            corrupted = _probs(tm, base.expand(samples, -1), tid) if emb_noise is not None else _probs(tm, base, tid)
+            n_base = samples if emb_noise is not None else 1
+            block_mods = {n: tm.module(n) for n in tm.blocks}
+            cstore: dict[str, Any] = {}
+            with capture(block_mods, cstore, any_output=True):
+                corrupted = _probs(tm, base.expand(n_base, -1), tid)
             corrupted_prob = float(corrupted.mean())
+            # the corrupted run's block outputs (n_base, T, D): a block before every layer a
+            # chunk restores computes exactly these, so it is not run again (see _skip_blocks);
+            # a block that returns a tuple is not skipped (nor any after it)
+            cached = [cstore[n] if isinstance(cstore.get(n), Tensor) else None for n in tm.blocks]
             for sl in Batching.chunks(n_rows, size):
+                # rows in layer-major order (layer, sample, kind, position): a chunk spans few layers
                 r = torch.arange(sl.start, sl.stop)
-                s_idx, rem = r // n_state, r % n_state
-                k_idx, rem = rem // (L * T), rem % (L * T)
-                l_idx, p_idx = rem // T, rem % T
+                l_idx, rem = r // (samples * n_kind_pos), r % (samples * n_kind_pos)
+                s_idx, rem = rem // n_kind_pos, rem % n_kind_pos
+                k_idx, p_idx = rem // T, rem % T
                 at: dict[tuple[str, int], tuple[Tensor, Tensor]] = {}
                 for ki, kind in enumerate(kinds):
                     for layer in range(L):
@@ -266,7 +309,11 @@ def causal_trace(
                             at[(kind, layer)] = (rows.to(dev), p_idx[rows].to(dev))
                 plan.at = at
                 plan.noise_rows = s_idx.to(dev) if emb_noise is not None else None
-                out[sl] = _probs(tm, base.expand(len(r), -1), tid).cpu()
+                first = min(layer for _, layer in at) if at else L
+                rows_s = s_idx.to(dev) if n_base > 1 else torch.zeros(len(r), dtype=torch.long, device=dev)
+                with _skip_blocks(tm, cached[:first], rows_s):
+                    p = _probs(tm, base.expand(len(r), -1), tid).cpu()
+                out[(s_idx * len(kinds) + k_idx) * (L * T) + l_idx * T + p_idx] = p
     grid = out.reshape(samples, len(kinds), L, T).mean(0)
     return CausalTrace(
         tokens=tuple(tm.tokens(ids)),
