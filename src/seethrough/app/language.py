@@ -183,7 +183,8 @@ def write_explain(out: Path | str, study: ExplainStudy, *, title: str | None = N
     fig = plt.figure(figsize=(10, 1.3 * n + 0.5))
     subs: Any = fig.subfigures(n, 1) if n > 1 else [fig]
     for sub, (name, r) in zip(subs, study.results.items()):
-        plot_tokens(list(r.tokens), token_scores(r).numpy(), ax=sub.add_subplot(1, 1, 1), title=name)  # type: ignore[attr-defined]
+        scores = token_scores(r).numpy()  # the prompt's tokens (a continuation target's own are left out)
+        plot_tokens(list(r.tokens)[: len(scores)], scores, ax=sub.add_subplot(1, 1, 1), title=name)  # type: ignore[attr-defined]
     fig.savefig(out / "tokens.png", dpi=100, bbox_inches="tight")
     plt.close(fig)
     if study.generation:
