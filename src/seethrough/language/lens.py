@@ -34,7 +34,7 @@ from .._core.result import Result, register_view
 from .._core.state import model_guard
 from .model import TextModel
 
-__all__ = ["LogitLens", "logit_lens", "readout", "resolve_target", "last_block_logits"]
+__all__ = ["LogitLens", "logit_lens"]
 
 
 def _causal(tm: TextModel, what: str) -> None:
