@@ -113,3 +113,50 @@ def test_atman_saves_and_draws(tm, tmp_path):
     assert "AtMan" in r.to_html()
     r.plot()
     assert r.top(2)[0][2] == pytest.approx(float(r.scores.max()))
+
+
+def kv_lm_or_skip():
+    """The bundled kv-lm (or the model directory named by $SEETHROUGH_KV_LM), or a skip
+    when its weights have not been trained."""
+    import os
+
+    from seethrough.app.texts import ModelDirectoryNotFound, load_text_model
+
+    try:
+        return load_text_model(os.environ.get("SEETHROUGH_KV_LM", "kv-lm"))
+    except ModelDirectoryNotFound as e:
+        pytest.skip(f"kv-lm is not trained: {e}")
+
+
+def _answered(tm, task):
+    """Indices of the prompts whose answer is the model's top prediction."""
+    out = []
+    with torch.no_grad():
+        for i, (prompt, answer, _ev) in enumerate(task):
+            if int(tm.logits(tm.encode(prompt))[0, -1].argmax()) == tm.token_id(answer):
+                out.append(i)
+    return out
+
+
+def _top_hits(tm, task, explain):
+    """The fraction of the answered prompts whose top-scored earlier position (the last
+    token, the query itself, left out) is an evidence position; skips a task the model does
+    not solve (its explanations could not point at evidence it does not use)."""
+    done = _answered(tm, task)
+    if len(done) < 0.9 * len(task):
+        pytest.skip(f"{tm.name} answers {len(done)} of {len(task)} {task.name} prompts: too few to score evidence")
+    hits = 0
+    for i in done:
+        scores = explain(task.prompts[i], task.answers[i])
+        hits += int(int(scores[:-1].argmax()) in task.support[i])
+    return hits / len(done)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["kv", "copy"])
+def test_atman_finds_the_evidence_on_kv_lm(name):
+    from seethrough.data.text import make_text_task
+
+    tm = kv_lm_or_skip()
+    rate = _top_hits(tm, make_text_task(name, 30, seed=11), lambda p, a: atman(tm, p, a).scores)
+    assert rate > 0.7, rate
