@@ -31,7 +31,17 @@ from .attention import TokenMixing, alti, attention_rollout
 from .attribution import TokenAttribution, TokenAttributor
 from .model import TextModel
 
-__all__ = ["TextMethodSpec", "TEXT_METHODS", "get_text_method", "text_method_names", "explain_tokens", "token_scores"]
+__all__ = [
+    "AtMan",
+    "AttentionRollout",
+    "ALTI",
+    "TextMethodSpec",
+    "TEXT_METHODS",
+    "get_text_method",
+    "text_method_names",
+    "explain_tokens",
+    "token_scores",
+]
 
 
 @dataclass(frozen=True)
@@ -68,16 +78,53 @@ def _attributor(method: str) -> Callable[..., Result]:
     return run
 
 
-def _atman(tm: TextModel, prompt: Any, target: Any, foil: Any, settings: dict[str, Any]) -> Result:
-    return atman(tm, prompt, target, **settings)
+class AtMan:
+    """AtMan (Deiseroth et al. 2023) as a method object: ``AtMan(tm, factor=0.9,
+    conceptual=None, batching=None)`` stores the settings; :meth:`attribute` runs
+    :func:`~seethrough.language.atman.atman`."""
+
+    def __init__(
+        self, tm: TextModel, *, factor: float = 0.9, conceptual: float | None = None, batching: Any = None
+    ) -> None:
+        self.tm, self.factor, self.conceptual, self.batching = tm, factor, conceptual, batching
+
+    def attribute(self, prompt: str | Tensor, target: Any = None) -> AtManExplanation:
+        return atman(self.tm, prompt, target, factor=self.factor, conceptual=self.conceptual, batching=self.batching)
 
 
-def _rollout(tm: TextModel, prompt: Any, target: Any, foil: Any, settings: dict[str, Any]) -> Result:
-    return attention_rollout(tm, prompt, **settings)
+class AttentionRollout:
+    """Attention rollout (Abnar & Zuidema 2020) as a method object; :meth:`attribute` runs
+    :func:`~seethrough.language.attention.attention_rollout` (the target is not used: rollout
+    explains the representation at ``position``)."""
+
+    def __init__(self, tm: TextModel, *, residual: float = 0.5, position: int | None = None) -> None:
+        self.tm, self.residual, self.position = tm, residual, position
+
+    def attribute(self, prompt: str | Tensor, target: Any = None) -> TokenMixing:
+        return attention_rollout(self.tm, prompt, residual=self.residual, position=self.position)
 
 
-def _alti(tm: TextModel, prompt: Any, target: Any, foil: Any, settings: dict[str, Any]) -> Result:
-    return alti(tm, prompt, **settings)
+class ALTI:
+    """ALTI (Ferrando et al. 2022) as a method object; :meth:`attribute` runs
+    :func:`~seethrough.language.attention.alti` (the target is not used)."""
+
+    def __init__(self, tm: TextModel, *, position: int | None = None, tolerance: float = 1e-3) -> None:
+        self.tm, self.position, self.tolerance = tm, position, tolerance
+
+    def attribute(self, prompt: str | Tensor, target: Any = None) -> TokenMixing:
+        return alti(self.tm, prompt, position=self.position, tolerance=self.tolerance)
+
+
+def _method_object(cls: Any) -> Callable[..., Result]:
+    def run(tm: TextModel, prompt: Any, target: Any, foil: Any, settings: dict[str, Any]) -> Result:
+        return cls(tm, **settings).attribute(prompt, target)
+
+    return run
+
+
+_atman = _method_object(AtMan)
+_rollout = _method_object(AttentionRollout)
+_alti = _method_object(ALTI)
 
 
 _SPECS = [
