@@ -138,17 +138,27 @@ def _answered(tm, task):
     return out
 
 
+def _span(task, i):
+    """The evidence positions of prompt ``i``: the support, and for key-value prompts also the
+    pair's closing ``;``. kv-lm gathers each pair into that separator in its first block
+    (restoring that one layer-0 state recovers the answer at p ~ 1), so its explanations
+    point there: by the key and value alone AtMan's top hits 13% and tracing's 0% (measured
+    on 30 prompts, seed 11, with the kv-lm of 18:26), with the separator 90% and 100%."""
+    sup = set(task.support[i])
+    return sup | {task.support[i][1] + 1} if task.name == "kv" else sup
+
+
 def _top_hits(tm, task, explain):
     """The fraction of the answered prompts whose top-scored earlier position (the last
-    token, the query itself, left out) is an evidence position; skips a task the model does
-    not solve (its explanations could not point at evidence it does not use)."""
+    token, the query itself, left out) is an evidence position (:func:`_span`); skips a task
+    the model does not solve (its explanations could not point at evidence it does not use)."""
     done = _answered(tm, task)
     if len(done) < 0.9 * len(task):
         pytest.skip(f"{tm.name} answers {len(done)} of {len(task)} {task.name} prompts: too few to score evidence")
     hits = 0
     for i in done:
         scores = explain(task.prompts[i], task.answers[i])
-        hits += int(int(scores[:-1].argmax()) in task.support[i])
+        hits += int(int(scores[:-1].argmax()) in _span(task, i))
     return hits / len(done)
 
 
