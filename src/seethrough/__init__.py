@@ -161,6 +161,8 @@ _SUBPACKAGES = (
     "atlas",
     "concepts",
     "influence",
+    "generative",
+    "language",
 )
 
 
