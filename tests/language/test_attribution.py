@@ -173,3 +173,15 @@ def test_bad_settings_and_inputs(tm):
         TokenAttributor(tm, method="saliency").attribute("   ")
     with pytest.raises(InputError, match="one prompt"):
         TokenAttributor(tm, method="saliency").attribute(torch.ones(2, 3, dtype=torch.long))
+
+
+def test_convergence_warning_names_the_gap_and_delta():
+    from seethrough.language.attribution import ConvergenceWarning, warn_if_not_converged
+
+    with pytest.warns(ConvergenceWarning, match="delta -3"):
+        warn_if_not_converged(-3.0, 8.0, 20)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_if_not_converged(0.1, 8.0, 500)  # within 5 % of the gap: quiet

@@ -2,10 +2,13 @@
 Captum's ``LLMGradientAttribution`` and Inseq's for the same prompt, target and steps.
 
 Tolerance: the largest difference over the tokens (and hidden units, for the raw values at the
-embedding) relative to the largest |value|, below 1e-5. Measured on this machine (float32, CPU,
-SmolLM2-135M, 32 integration steps): input x gradient vs Captum 0 (identical), IG vs Captum
-1.4e-7; vs Inseq: saliency 0, input x gradient 0, IG 7e-8 (raw) and 1.4e-7 (per token); the
-per-step generation matrix (saliency) vs Inseq 7.8e-7.
+embedding) relative to the largest |value|, below 1e-3. Measured on this machine (float32, CPU,
+SmolLM2-135M, 32 integration steps): input x gradient vs Captum 4.0e-5, IG vs Captum 2.2e-4;
+vs Inseq: saliency 1.1e-4 (raw) / 4.8e-5 (per token), input x gradient 1.3e-4 / 4.0e-5, IG
+4.4e-4 / 2.2e-4; the per-step generation matrix (saliency, teacher-forced) vs Inseq 7.8e-7.
+The differences are float32 summation order: the peers compute the logits of every position,
+seethrough only those a target reads (transformers' ``logits_to_keep``), and the unembedding's
+matrix product is blocked differently; with all positions' logits the values agreed to 1.4e-7.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ PROMPT = "The capital of France is"
 TARGET = " Paris"
 STEPS = 32
 #: relative to the largest |value| over the tokens
-RTOL = 1e-5
+RTOL = 1e-3
 
 
 @pytest.fixture(scope="module")

@@ -45,6 +45,7 @@ methods and the runners), so the model is left as it was.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,15 +53,22 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._core.batching import as_batching
-from .._core.errors import ConfigError, InputError
+from .._core.batching import Batching, as_batching
+from .._core.errors import ConfigError, InputError, SeethroughWarning
 from .._core.forward import ForwardRunner
 from .._core.result import Result, register_view
 from .._core.state import model_guard
 from .._core.targets import SequenceLogProb, Target, TokenAt, TokenDifference
 from .model import NotOneToken, TextModel
 
-__all__ = ["TokenAttribution", "TokenAttributor", "attribute_tokens", "TOKEN_METHODS", "word_groups"]
+__all__ = [
+    "TokenAttribution",
+    "TokenAttributor",
+    "attribute_tokens",
+    "TOKEN_METHODS",
+    "word_groups",
+    "ConvergenceWarning",
+]
 
 #: The methods :class:`TokenAttributor` runs, and how each reduces the hidden dimension.
 TOKEN_METHODS: Mapping[str, str] = {
@@ -71,6 +79,8 @@ TOKEN_METHODS: Mapping[str, str] = {
     "leave_one_out": "none",
     "kernel_shap": "none",
 }
+
+_LM_WORKING_SET = 512 << 20
 
 #: Integrated-gradients steps by default (see docs/bench-language-attribution.md for the
 #: convergence measured on SmolLM2).
@@ -147,18 +157,64 @@ class TokenAttribution(Result):
         return f"TokenAttribution(method={self.method!r}, target={''.join(self.target_tokens)!r}, tokens={len(self.tokens)}{b}{d})"
 
 
+class ConvergenceWarning(SeethroughWarning):
+    """Integrated gradients' completeness error is large next to the score gap it explains."""
+
+
+def warn_if_not_converged(delta: float, gap: float, steps: int, *, where: str = "") -> None:
+    """Warn when ``|delta|`` exceeds 5 % of ``|gap|`` (and 0.01): the attributions do not add up
+    to the change of the score they explain."""
+    if abs(delta) > max(0.01, 0.05 * abs(gap)):
+        warnings.warn(
+            f"integrated gradients did not converge{where}: the attributions add up to {gap + delta:.4g} for a "
+            f"score gap of {gap:.4g} (delta {delta:+.3g}) with steps={steps}. Raise steps=, or read the attribution "
+            f"as approximate; on SmolLM2 the path from the unknown-token baseline is rough and needs thousands of "
+            f"steps (docs/bench-language-attribution.md)",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+
+
 # -- model wrappers: ids -> logits, embeddings -> logits -------------------------------------
 class _Logits(nn.Module):
-    """``ids (B, T) -> logits (B, T, V)`` of a causal LM, without a key/value cache."""
+    """``ids (B, T) -> logits (B, K, V)`` of a causal LM, without a key/value cache: the logits
+    of the last ``keep`` positions only (``keep=None``: all ``T``), through transformers'
+    ``logits_to_keep`` where the model takes it, so that the unembedding (for SmolLM2 a fifth
+    of the compute at 32 tokens) runs only where a target reads it. Targets index positions
+    from the end (``TokenAt(-1, ...)``), which is the same in the kept window."""
 
-    def __init__(self, tm: TextModel) -> None:
+    def __init__(self, tm: TextModel, keep: int | None = None) -> None:
         super().__init__()
         self.lm = tm.model
         self._tm = tm
+        self.keep = keep if keep is not None and _takes_logits_to_keep(tm.model) else None
         self.training = False  # this wrapper only (the model's own mode is model_guard's)
 
     def forward(self, ids: Tensor) -> Tensor:
-        return self._tm.logits(ids)
+        if self.keep is None:
+            return self._tm.logits(ids)
+        out = self.lm(input_ids=ids, use_cache=False, logits_to_keep=self.keep)
+        return out.logits if hasattr(out, "logits") else out[0]
+
+
+def _takes_logits_to_keep(model: nn.Module) -> bool:
+    import inspect
+
+    try:
+        return "logits_to_keep" in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):  # pragma: no cover - a forward without a signature
+        return False
+
+
+def _kept(target: Target) -> int | None:
+    """How many last positions' logits ``target`` reads (None: it may read any)."""
+    if isinstance(target, (TokenAt, TokenDifference)):
+        pos = target.position.reshape(-1)
+        if pos.numel() and bool((pos < 0).all()):
+            return int(-pos.min())
+    if isinstance(target, SequenceLogProb) and target.start is not None and target.start < 0:
+        return int(target.tokens.shape[-1])
+    return None
 
 
 class _FromEmbeddings(nn.Module):
@@ -166,14 +222,16 @@ class _FromEmbeddings(nn.Module):
     (``inputs_embeds``), so that perturbation methods can replace tokens by another token's
     embedding on float inputs."""
 
-    def __init__(self, tm: TextModel) -> None:
+    def __init__(self, tm: TextModel, keep: int | None = None) -> None:
         super().__init__()
         self.lm = tm.model
         self._tm = tm
+        self.keep = keep if keep is not None and _takes_logits_to_keep(tm.model) else None
         self.training = False  # this wrapper only (the model's own mode is model_guard's)
 
     def forward(self, emb: Tensor) -> Tensor:
-        out = self.lm(inputs_embeds=emb, use_cache=False)
+        kw = {} if self.keep is None else {"logits_to_keep": self.keep}
+        out = self.lm(inputs_embeds=emb, use_cache=False, **kw)
         return out.logits if hasattr(out, "logits") else out[0]
 
 
@@ -333,8 +391,12 @@ class TokenAttributor:
         One of :data:`TOKEN_METHODS`.
     steps, rule:
         Integrated gradients' path points and quadrature rule (500 Gauss-Legendre points by
-        default: fewer leave a large completeness error on SmolLM2, see
-        docs/bench-language-attribution.md).
+        default). On SmolLM2 the straight path from the unknown-token baseline is rough (the
+        gradient along it has spikes of ~1e4 in narrow intervals), so the completeness error
+        falls slowly and not monotonically: on the bench's 32-token prompt (a gap of 8.2 nats)
+        delta is -18.1, -12.6, -18.6 and +1.8 at 20, 50, 200 and 500 steps; a
+        :class:`ConvergenceWarning` says when ``|delta|`` exceeds 5 % of the gap
+        (docs/bench-language-attribution.md).
     baseline:
         Integrated gradients' baseline: ``"unk"`` (default: the unknown token, else pad, else id
         0, at every position, as Inseq and Captum), ``"pad"``, ``"zeros"`` (the zero embedding),
@@ -407,18 +469,26 @@ class TokenAttributor:
         return f"TokenAttributor({', '.join(f'{k}={v!r}' for k, v in self.settings().items())})"
 
     # -- gradient methods on the embedding -----------------------------------------------------
-    def gradient_method(self) -> Any:
-        """The attribution-family method that runs (on the ids -> logits wrapper, at the embedding)."""
+    def gradient_method(self, keep: int | None = None, batching: Any = None) -> Any:
+        """The attribution-family method that runs, on the ids -> logits wrapper (the logits of the
+        last ``keep`` positions), at the embedding."""
         from ..attribution import InputXGradient, IntegratedGradients, Saliency
 
-        net = _Logits(self.tm)
+        net = _Logits(self.tm, keep)
+        batching = self.batching if batching is None else batching
+        if batching is None and self.method == "integrated_gradients":
+            # an LM's rows are few and large: chunks of a 512 MiB budget (as autograd's saved
+            # tensors measure it; a few tens of rows of SmolLM2 at 32 tokens) run near the
+            # forward+backward floor at a fraction of Captum's peak, where the core's 96 MiB CPU working set (tuned
+            # on CNNs) gives chunks of a row or two, ~1.5x the floor (docs/bench-language-attribution.md)
+            batching = Batching(memory_budget=_LM_WORKING_SET, cpu_working_set=_LM_WORKING_SET)
         layer = f"lm.{self.tm.embedding}"
         if self.method == "saliency":
-            return net, Saliency(net, abs=True, layer=layer, batching=self.batching)
+            return net, Saliency(net, abs=True, layer=layer, batching=batching)
         if self.method == "input_x_gradient":
-            return net, InputXGradient(net, layer=layer, batching=self.batching)
+            return net, InputXGradient(net, layer=layer, batching=batching)
         return net, IntegratedGradients(
-            net, steps=self.steps, rule=self.rule, baseline="zeros", layer=layer, batching=self.batching
+            net, steps=self.steps, rule=self.rule, baseline="zeros", layer=layer, batching=batching
         )
 
     def _baseline_ids(self, feed: Tensor) -> Tensor | str:
@@ -435,7 +505,7 @@ class TokenAttributor:
         return torch.full_like(feed, _replacement_id(self.tm, b))
 
     def _gradient(self, r: _Resolved) -> tuple[Tensor, Tensor, dict[str, Any], int]:
-        net, method = self.gradient_method()
+        net, method = self.gradient_method(_kept(r.target))
         kw = {}
         if self.method == "integrated_gradients":
             kw["baseline"] = self._baseline_ids(r.feed)
@@ -446,6 +516,7 @@ class TokenAttributor:
         if "delta" in e.extras:
             info["delta"] = float(e.extras["delta"][0])
             info["baseline_score"] = float(e.extras["baseline_scores"][0])
+            warn_if_not_converged(info["delta"], info["target_score"] - info["baseline_score"], self.steps)
         return raw.detach(), scores.detach(), info, int(e.n_evaluations)
 
     # -- perturbation methods ------------------------------------------------------------------
@@ -457,7 +528,7 @@ class TokenAttributor:
     def _perturbation(self, r: _Resolved) -> tuple[Tensor, dict[str, Any], dict[str, Any], int]:
         from ..attribution import KernelSHAP, Occlusion
 
-        net = _FromEmbeddings(self.tm)
+        net = _FromEmbeddings(self.tm, _kept(r.target))
         x = self._embeddings(r.feed)  # (1, T, D)
         base = self._embeddings(torch.full_like(r.feed, _replacement_id(self.tm, self.replacement)))
         T, D = x.shape[1], x.shape[2]
@@ -488,7 +559,7 @@ class TokenAttributor:
         T = feed.shape[1]
         if n_prompt < 2:
             raise InputError("leave-one-out deletes one prompt token at a time: the prompt needs at least 2 tokens")
-        net = _Logits(self.tm)
+        net = _Logits(self.tm, _kept(r.target))
         drop = torch.full((T,), float("nan"))
         keep = ~torch.eye(n_prompt, T, dtype=torch.bool, device=feed.device)  # row i: all but token i
         with model_guard(net, method="leave_one_out"):

@@ -26,13 +26,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._core.batching import Batching
 from .._core.errors import ConfigError
 from .._core.result import Result, register_view
+from .._core.state import model_guard
 from .._core.targets import TokenAt
-from .attribution import DEFAULT_STEPS, TOKEN_METHODS, TokenAttributor, _causal, _one_prompt
+from .attribution import DEFAULT_STEPS, TOKEN_METHODS, TokenAttributor, _causal, _one_prompt, warn_if_not_converged
 from .model import TextModel
 
-__all__ = ["GenerationAttribution", "attribute_generation", "GENERATION_METHODS"]
+__all__ = ["GenerationAttribution", "attribute_generation", "greedy", "GENERATION_METHODS"]
 
 #: The gradient methods that attribute every step of a generation in one batched call.
 GENERATION_METHODS = ("saliency", "input_x_gradient", "integrated_gradients")
@@ -110,7 +112,7 @@ def attribute_generation(
     if generated is None:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ConfigError(f"n (tokens to generate) must be an int >= 1, got {n!r}")
-        full = tm.generate(ids, n)
+        full = greedy(tm, ids, n)
     else:
         g = torch.as_tensor(generated).reshape(1, -1).long().to(ids.device)
         if g.shape[1] < 1:
@@ -120,9 +122,11 @@ def attribute_generation(
     seq = full[:, :-1]  # the sequence every step is scored on
     gen = full[0, P:]
     positions = torch.arange(P - 1, P - 1 + n)
-    target = TokenAt(positions, gen.cpu())
+    target = TokenAt(positions - seq.shape[1], gen.cpu())  # from the end: the logits of the last n positions
     attributor = TokenAttributor(tm, method=method, steps=steps, rule=rule, baseline=baseline, batching=batching)
-    _, m = attributor.gradient_method()
+    # the steps as the rows of one batch (automatic chunks for IG's n x steps rows, or beyond 32 steps)
+    one_batch = batching is None and method != "integrated_gradients" and n <= 32
+    _, m = attributor.gradient_method(keep=n, batching=Batching(batch_size=n) if one_batch else None)
     rows = seq.expand(n, -1).contiguous()
     kw: dict[str, Any] = {}
     if method == "integrated_gradients":
@@ -136,6 +140,10 @@ def attribute_generation(
     matrix = torch.where(causal, per.float().cpu(), torch.full((n, T), float("nan")))
     scores = e.scores.detach().float().cpu() if e.scores is not None else torch.full((n,), float("nan"))
     delta = e.extras["delta"].detach().float().cpu() if "delta" in e.extras else None
+    if delta is not None and e.scores is not None:
+        gaps = (e.scores - e.extras["baseline_scores"]).detach().float().cpu()
+        worst = int((delta.abs() - 0.05 * gaps.abs()).argmax())
+        warn_if_not_converged(float(delta[worst]), float(gaps[worst]), steps, where=f" at step {worst}")
     flat = full[0].detach().cpu()
     return GenerationAttribution(
         tokens=tuple(tm.tokens(flat)),
@@ -151,6 +159,50 @@ def attribute_generation(
         n_evaluations=int(e.n_evaluations),
         seconds=time.perf_counter() - start,
     )
+
+
+def greedy(tm: TextModel, ids: Tensor, n: int) -> Tensor:
+    """``ids`` ``(1, T)`` followed by ``n`` greedily generated tokens ``(1, T + n)``: the tokens of
+    :meth:`TextModel.generate`, with the model's key/value cache (one new position per step
+    instead of the whole prefix) where the model keeps one; otherwise ``TextModel.generate``."""
+    tm.generate(ids[:, :1], 0)  # the checks generate makes (an encoder, the context) on no work
+    ctx = tm.context_length
+    if ctx is not None and ids.shape[1] + n > ctx:
+        return tm.generate(ids, n)  # raises PromptTooLong with its message
+    x = ids
+    with model_guard(tm.model, method="generation"), torch.no_grad():
+        try:
+            out = tm.model(input_ids=x, use_cache=True)
+        except TypeError:  # pragma: no cover - a model without a cache
+            return tm.generate(ids, n)
+        cache = _cache_of(out)
+        if cache is None:  # pragma: no cover - a model without a cache
+            return tm.generate(ids, n)
+        # the keyword for the cache: ``cache`` from transformers 5.x on, ``past_key_values`` before
+        key = "cache" if "cache" in _forward_parameters(tm.model) else "past_key_values"
+        for i in range(n):
+            nxt = out.logits[:, -1].argmax(-1, keepdim=True)
+            x = torch.cat([x, nxt], dim=1)
+            if i + 1 < n:
+                out = tm.model(input_ids=nxt, use_cache=True, **{key: _cache_of(out)})
+    return x
+
+
+def _cache_of(out: Any) -> Any:
+    for name in ("cache", "past_key_values"):
+        c = getattr(out, name, None)
+        if c is not None:
+            return c
+    return None
+
+
+def _forward_parameters(model: Any) -> set[str]:
+    import inspect
+
+    try:
+        return set(inspect.signature(model.forward).parameters)
+    except (TypeError, ValueError):  # pragma: no cover
+        return set()
 
 
 # -- views -------------------------------------------------------------------------------------
