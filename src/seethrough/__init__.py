@@ -37,6 +37,7 @@ from ._core.targets import (
     SequenceLogProb,
     Target,
     TokenAt,
+    TokenDifference,
 )
 from .attribution import (
     METHODS,
@@ -93,6 +94,7 @@ __all__ = [
     "Custom",
     "Predicted",
     "TokenAt",
+    "TokenDifference",
     "SequenceLogProb",
     "Region",
     "Classify",

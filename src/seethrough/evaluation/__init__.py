@@ -32,6 +32,7 @@ from .randomization import (
 from .registry import METRIC_FAMILIES, MetricSpec, get_metric, metric_names, metrics
 from .robustness import avg_sensitivity, max_sensitivity
 from .similarity import compare_maps, hog_similarity, similarity_names, spearman, spearman_abs, ssim
+from .tokens import ERASER_BINS, Comprehensiveness, Sufficiency, TokenFaithfulness, comprehensiveness, sufficiency
 from .trust import TrustReport, trust_report
 from .views import plot_randomization_curves, plot_randomization_examples  # also registers the views
 
@@ -71,6 +72,13 @@ __all__ = [
     "noisy_linear_imputation",
     "infidelity",
     "faithfulness_correlation",
+    # faithfulness of token attributions (ERASER)
+    "comprehensiveness",
+    "sufficiency",
+    "Comprehensiveness",
+    "Sufficiency",
+    "TokenFaithfulness",
+    "ERASER_BINS",
     # robustness
     "max_sensitivity",
     "avg_sensitivity",

@@ -18,8 +18,15 @@ See docs/language.md.
 
 from .atman import AtManExplanation, atman
 from .attention import AttentionMaps, TokenMixing, alti, attention_maps, attention_rollout
-from .attribution import TOKEN_METHODS, TokenAttribution, TokenAttributor, attribute_tokens, word_groups
-from .generation import GENERATION_METHODS, GenerationAttribution, attribute_generation
+from .attribution import (
+    TOKEN_METHODS,
+    ConvergenceWarning,
+    TokenAttribution,
+    TokenAttributor,
+    attribute_tokens,
+    word_groups,
+)
+from .generation import GENERATION_METHODS, GenerationAttribution, attribute_generation, greedy
 from .lens import LogitLens, logit_lens
 from .model import (
     EmptyPrompt,
@@ -63,6 +70,8 @@ __all__ = [
     "GenerationAttribution",
     "attribute_generation",
     "GENERATION_METHODS",
+    "greedy",
+    "ConvergenceWarning",
     "AtMan",
     "atman",
     "AtManExplanation",
