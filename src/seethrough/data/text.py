@@ -138,11 +138,13 @@ def kv_retrieval(
     The default format is the one ``kv-lm`` was trained on: its answer is an induction step
     (the queried key's earlier occurrence is followed by the answer), and its keys are the
     letters a..j, the symbols of :func:`copy_task`, so that the induction circuit the copy task
-    trains serves both tasks. What we measured while training (2 blocks, width 64, fresh
-    prompts): with keys ``k0`` .. ``k9``, prompts ``"k3 = 7 ; k1 ->"`` and ``"k3 7 ; k1"``
-    alike stayed at chance (about 0.29, one of the prompt's values named at random) for
-    2,000 to 5,500 steps, also when trained on this task alone; with letter keys the
-    validation accuracy went from chance to 1.0 between steps 500 and 600.
+    trains serves both tasks. What we measured while training 2-block models (width 64,
+    fresh prompts): with keys ``k0`` .. ``k9`` the key-value accuracy stayed at chance (about
+    0.29: one of the prompt's values, named at random) in every run we tried: ``"k3 = 7 ; k1 ->"``
+    prompts for 5,500 steps (loss on the answer only) and 2,500 steps (every pair queried),
+    ``"k3 7 ; k1 ->"`` for 2,500 steps, ``"k3 7 ; k1"`` for 1,750 steps mixed with copy and
+    3,000 steps alone; with letter keys (this format) it went from 0.28 to 1.0 between steps
+    500 and 750 of the shipped run.
 
     Args:
         n: number of prompts.
