@@ -85,12 +85,14 @@ def explain_prompt(
     target: str | int | None = None,
     foil: str | int | None = None,
     generate: int = 0,
+    generation_methods: Sequence[str] | None = None,
     settings: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> ExplainStudy:
     """Every method on ``prompt`` for ``target`` (default: the model's next token; a text of
     several tokens is attributed as its sequence log-probability) or, with ``foil``, for
     ``target`` rather than ``foil``. With ``generate`` > 0 the gradient methods among
-    ``methods`` also attribute each of ``generate`` greedily generated tokens."""
+    ``methods`` (or ``generation_methods``) also attribute each of ``generate`` greedily
+    generated tokens."""
     names = _methods(methods)
     settings = settings or {}
     if foil is not None:
@@ -103,7 +105,11 @@ def explain_prompt(
     results = {n: get_text_method(n).explain(tm, prompt, target, foil=foil, **settings.get(n, {})) for n in names}
     generation: dict[str, GenerationAttribution] = {}
     if generate:
-        gen_methods = [n for n in names if n in GENERATION_METHODS] or ["saliency"]
+        if generation_methods is not None:
+            bad = [n for n in generation_methods if n not in GENERATION_METHODS]
+            if bad:
+                raise ConfigError(f"the generation is attributed by {', '.join(GENERATION_METHODS)}, not {bad}")
+        gen_methods = list(generation_methods or [n for n in names if n in GENERATION_METHODS] or ["saliency"])
         continuation = None
         for n in gen_methods:
             g = attribute_generation(tm, prompt, generate, method=n, generated=continuation, **settings.get(n, {}))
@@ -275,6 +281,23 @@ def _evidence_row(
     return row
 
 
+def _random_eraser(tm: TextModel, task: TextTask, seed: int = 0) -> dict[str, float]:
+    """ERASER of a random ranking (seeded): the floor the methods' values are read against."""
+    from seethrough.evaluation.tokens import comprehensiveness, sufficiency
+
+    g = torch.Generator().manual_seed(seed)
+    comp, suff = [], []
+    for prompt, answer, _ in task:
+        ids = tm.encode(prompt)
+        keep = torch.zeros(ids.shape[1], dtype=torch.bool)
+        keep[: task.offset] = True
+        maps = torch.rand(1, ids.shape[1], generator=g)
+        tid = tm.token_id(answer)
+        comp.append(float(comprehensiveness(tm.model, ids, maps, target=tid, keep=keep).values.mean()))
+        suff.append(float(sufficiency(tm.model, ids, maps, target=tid, keep=keep).values.mean()))
+    return {"comprehensiveness": sum(comp) / len(comp), "sufficiency": sum(suff) / len(suff)}
+
+
 def evidence_study(
     tm: TextModel,
     tasks: Sequence[TextTask],
@@ -288,7 +311,8 @@ def evidence_study(
     the queried key or value; the copied token or the earlier occurrence), ``mass on
     evidence`` (its share of the absolute scores), and ERASER ``comprehensiveness`` (higher
     is better) and ``sufficiency`` (lower is better), by deletion, ``<bos>`` kept. A random
-    ranking finds the evidence in about one prompt in ``T`` (reported as the ``random`` row)."""
+    ranking finds the evidence in about one prompt in ``T`` (reported as the ``random`` row,
+    with the ERASER values of random scores)."""
     names = _methods(methods)
     settings = {**FAST_SETTINGS, **(settings or {})}
     rows = []
@@ -297,16 +321,17 @@ def evidence_study(
             rows.append(_evidence_row(tm, task, m, settings.get(m, {}), eraser))
         chance = sum(1.0 / (task.n_tokens(i) - task.offset) for i in range(len(task))) / len(task)
         support = sum(len(task.support[i]) / (task.n_tokens(i) - task.offset) for i in range(len(task))) / len(task)
-        rows.append(
-            {
-                "task": task.name,
-                "method": "random",
-                "top is evidence": chance,
-                "top in support": support,
-                "mass on evidence": chance,
-                "prompts": len(task),
-            }
-        )
+        row: dict[str, Any] = {
+            "task": task.name,
+            "method": "random",
+            "top is evidence": chance,
+            "top in support": support,
+            "mass on evidence": chance,
+        }
+        if eraser:
+            row.update(_random_eraser(tm, task))
+        row["prompts"] = len(task)
+        rows.append(row)
     return rows
 
 

@@ -16,7 +16,9 @@ __all__ = ["language_section", "language_page"]
 
 #: integrated-gradients steps in the demo on SmolLM2 (the library's default is 500; the page
 #: reports the completeness delta it leaves)
-SMOLLM2_STEPS = 128
+SMOLLM2_STEPS = 64
+#: held-out prompts per task in the demo's evidence study (docs/language-numbers.md: 50)
+N_EVIDENCE = 10
 
 
 def _kv_part(page: HtmlReport, out: Path, say: Callable[[str], None]) -> None:
@@ -42,11 +44,11 @@ def _kv_part(page: HtmlReport, out: Path, say: Callable[[str], None]) -> None:
         page.add_html(r.to_html())
 
     say("kv-lm: every method scored against the evidence")
-    tasks = [make_text_task("kv", 20, seed=1000), make_text_task("copy", 20, seed=1000)]
+    tasks = [make_text_task("kv", N_EVIDENCE, seed=1000), make_text_task("copy", N_EVIDENCE, seed=1000)]
     rows = evidence_study(tm, tasks, methods="all")
     page.add_heading("Which methods find the evidence", level=3)
     page.add_paragraph(
-        "On 20 held-out prompts per task: the share of prompts whose top-scored token (<bos> excluded) is the "
+        f"On {N_EVIDENCE} held-out prompts per task: the share of prompts whose top-scored token (<bos> excluded) is the "
         "evidence, the share of the absolute scores on it, and ERASER comprehensiveness (higher is better) and "
         "sufficiency (lower is better) by deletion. 'random' is the chance level. Command: seethrough text evidence."
     )
@@ -81,6 +83,7 @@ def _smollm2_part(page: HtmlReport, say: Callable[[str], None]) -> None:
         prompt,
         methods=("saliency", "input_x_gradient", "integrated_gradients", "atman", "alti"),
         generate=6,
+        generation_methods=("saliency", "input_x_gradient"),
         settings={"integrated_gradients": {"steps": SMOLLM2_STEPS}},
     )
     ig = study.results["integrated_gradients"]
