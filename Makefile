@@ -72,6 +72,8 @@ bench: $(TSTAMP)
 	$(PY) bench/bench_scanning.py --out docs/bench-scanning.md
 	$(PY) bench/bench_metrics.py --out docs/bench-metrics.md
 	$(PY) bench/bench_gan_dissection.py --zoo --out docs/bench-gan-dissection.md
+	$(PY) bench/bench_language_attribution.py --out docs/bench-language-attribution.md
+	$(PY) bench/bench_language_internals.py --out docs/bench-language-internals.md
 
 clean:
 	rm -rf $(VENV) reports build src/*.egg-info
