@@ -8,7 +8,7 @@ import torch
 from seethrough._core.errors import ConfigError
 from seethrough.language._attention import attention_scope
 from seethrough.language.atman import AtManExplanation, atman
-from seethrough.testing.language import tiny_bert, tiny_llama
+from seethrough.testing.language import answered, kv_lm_or_skip, tiny_bert, tiny_llama
 
 PROMPT = "k1 = 2 k3 = 4 k1 = 6 ; k3 ->"
 
@@ -115,29 +115,6 @@ def test_atman_saves_and_draws(tm, tmp_path):
     assert r.top(2)[0][2] == pytest.approx(float(r.scores.max()))
 
 
-def kv_lm_or_skip():
-    """The bundled kv-lm (or the model directory named by $SEETHROUGH_KV_LM), or a skip
-    when its weights have not been trained."""
-    import os
-
-    from seethrough.app.texts import ModelDirectoryNotFound, load_text_model
-
-    try:
-        return load_text_model(os.environ.get("SEETHROUGH_KV_LM", "kv-lm"))
-    except ModelDirectoryNotFound as e:
-        pytest.skip(f"kv-lm is not trained: {e}")
-
-
-def _answered(tm, task):
-    """Indices of the prompts whose answer is the model's top prediction."""
-    out = []
-    with torch.no_grad():
-        for i, (prompt, answer, _ev) in enumerate(task):
-            if int(tm.logits(tm.encode(prompt))[0, -1].argmax()) == tm.token_id(answer):
-                out.append(i)
-    return out
-
-
 def _span(task, i):
     """The evidence positions of prompt ``i``: the support, and for key-value prompts also the
     pair's closing ``;``. kv-lm gathers each pair into that separator in its first block
@@ -152,7 +129,7 @@ def _top_hits(tm, task, explain):
     """The fraction of the answered prompts whose top-scored earlier position (the last
     token, the query itself, left out) is an evidence position (:func:`_span`); skips a task
     the model does not solve (its explanations could not point at evidence it does not use)."""
-    done = _answered(tm, task)
+    done = answered(tm, task)
     if len(done) < 0.9 * len(task):
         pytest.skip(f"{tm.name} answers {len(done)} of {len(task)} {task.name} prompts: too few to score evidence")
     hits = 0

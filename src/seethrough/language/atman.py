@@ -34,11 +34,12 @@ from .._core.batching import Batching, as_batching
 from .._core.capture import capture
 from .._core.errors import ConfigError, InputError
 from .._core.hooks import StopForward
-from .._core.result import Result, register_view
+from .._core.result import Result
 from .._core.state import model_guard
 from ._attention import attention_scope
 from .lens import _causal, last_block_logits, one_prompt, readout, resolve_target
 from .model import NotOneToken, TextModel
+from .views import register_token_views
 
 __all__ = ["AtManExplanation", "atman"]
 
@@ -232,16 +233,4 @@ def _title(r: AtManExplanation) -> str:
     return f"AtMan (factor {r.factor:g}) for {r.target!r}: drop in log p when a token is suppressed"
 
 
-def _plot(r: AtManExplanation, *, ax: Any = None, **kw: Any) -> Any:
-    from .views import plot_tokens
-
-    return plot_tokens(list(r.tokens), r.scores.numpy(), ax=ax, title=kw.pop("title", _title(r)), **kw)
-
-
-def _html(r: AtManExplanation, **kw: Any) -> str:
-    from .views import tokens_html
-
-    return tokens_html(list(r.tokens), r.scores.numpy(), title=kw.pop("title", _title(r)), **kw)
-
-
-register_view(AtManExplanation, plot=_plot, html=_html)
+register_token_views(AtManExplanation, _title)

@@ -56,10 +56,11 @@ from torch import Tensor, nn
 from .._core.batching import Batching, as_batching
 from .._core.errors import ConfigError, InputError, SeethroughWarning
 from .._core.forward import ForwardRunner
-from .._core.result import Result, register_view
+from .._core.result import Result
 from .._core.state import model_guard
 from .._core.targets import SequenceLogProb, Target, TokenAt, TokenDifference
 from .model import NotOneToken, TextModel
+from .views import register_token_views
 
 __all__ = [
     "TokenAttribution",
@@ -650,16 +651,4 @@ def _title(r: TokenAttribution) -> str:
     return f"{r.method} for {what}{d}"
 
 
-def _plot(r: TokenAttribution, *, ax: Any = None, **kw: Any) -> Any:
-    from .views import plot_tokens
-
-    return plot_tokens(list(r.tokens), r.scores.numpy(), ax=ax, title=kw.pop("title", _title(r)), **kw)
-
-
-def _html(r: TokenAttribution, **kw: Any) -> str:
-    from .views import tokens_html
-
-    return tokens_html(list(r.tokens), r.scores.numpy(), title=kw.pop("title", _title(r)), **kw)
-
-
-register_view(TokenAttribution, plot=_plot, html=_html)
+register_token_views(TokenAttribution, _title)

@@ -35,6 +35,7 @@ __all__ = [
     "tokens_html",
     "plot_matrix",
     "matrix_html",
+    "register_token_views",
 ]
 
 #: characters per line of a token row in a new figure, and the font size of its tokens
@@ -317,3 +318,18 @@ def matrix_html(
     out.append(f'<div style="color:#666;font-size:.8rem">{_esc(_scale_note(v))}; hover a cell for its value</div>')
     out.append("</div>")
     return "".join(out)
+
+
+def register_token_views(cls: type, title: Any) -> None:
+    """Give a result class with ``tokens`` and per-token ``scores`` its ``plot`` and
+    ``to_html`` views: :func:`plot_tokens` and :func:`tokens_html` of them, titled
+    ``title(result)`` unless the caller passes ``title=``."""
+    from .._core.result import register_view
+
+    def plot(r: Any, *, ax: Any = None, **kw: Any) -> Any:
+        return plot_tokens(list(r.tokens), r.scores.numpy(), ax=ax, title=kw.pop("title", title(r)), **kw)
+
+    def html(r: Any, **kw: Any) -> str:
+        return tokens_html(list(r.tokens), r.scores.numpy(), title=kw.pop("title", title(r)), **kw)
+
+    register_view(cls, plot=plot, html=html)

@@ -26,6 +26,8 @@ __all__ = [
     "smollm2_or_skip",
     "minilm_or_skip",
     "inseq_or_skip",
+    "kv_lm_or_skip",
+    "answered",
 ]
 
 SPECIALS = ["<pad>", "<bos>", "<eos>", "<unk>", "[CLS]", "[SEP]", "[MASK]"]
@@ -153,3 +155,27 @@ def inseq_or_skip() -> Any:
     except ImportError as e:
         return _skip(f"Inseq is not available ({e}); make test installs it into .venv/peers/inseq")
     return inseq
+
+
+def kv_lm_or_skip() -> TextModel:
+    """The bundled kv-lm (or the model directory named by ``$SEETHROUGH_KV_LM``), or a skip
+    when its weights are not there."""
+    import os
+
+    from ..app.texts import ModelDirectoryNotFound, load_text_model
+
+    try:
+        return load_text_model(os.environ.get("SEETHROUGH_KV_LM", "kv-lm"))
+    except ModelDirectoryNotFound as e:
+        return _skip(f"kv-lm is not trained: {e}")
+
+
+def answered(tm: TextModel, task: Any) -> list[int]:
+    """Indices of the prompts of ``task`` (a :class:`~seethrough.data.text.TextTask`) whose
+    answer is the model's top prediction."""
+    out = []
+    with torch.no_grad():
+        for i, (prompt, answer, _ev) in enumerate(task):
+            if int(tm.logits(tm.encode(prompt))[0, -1].argmax()) == tm.token_id(answer):
+                out.append(i)
+    return out
