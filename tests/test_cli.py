@@ -28,6 +28,11 @@ def test_methods_lists_the_registry(capsys):
     out = capsys.readouterr().out
     for name in METHODS:
         assert name in out
+    from seethrough.language.registry import TEXT_METHODS
+
+    text = out.split("language models")[1]
+    for name in TEXT_METHODS:
+        assert f"\n{name} " in text
 
 
 def _images(tmp_path, n=2, size=16):

@@ -86,6 +86,12 @@ def _cmd_methods(args) -> int:
     for s in METHODS.values():
         layer = " (needs --layer)" if s.needs_layer else ""
         print(f"{s.name:30s} {s.family:12s} {s.summary}{layer}")
+    from seethrough.language.registry import TEXT_METHODS
+
+    print("\nlanguage models (seethrough text explain --methods ...):")
+    for t in TEXT_METHODS.values():
+        same = f" (runs {t.image_method} at the token embedding)" if t.image_method else ""
+        print(f"{t.name:30s} {t.family:12s} {t.summary}{same}")
     return 0
 
 
