@@ -4,6 +4,7 @@
     seethrough explain --model M --images … explain your own model on your own inputs
     seethrough methods                      list the attribution methods
     seethrough models                       list the bundled models
+    seethrough run TASK --out DIR …         a dataset-scale job, locally or on Ray
 
 Library errors (bad input, unknown names) exit with status 2 and a one-line message.
 """
@@ -36,6 +37,7 @@ _SUBCOMMAND_MODULES: tuple[str, ...] = (
     ".creative",
     ".gan",
     ".text",
+    ".run",
 )
 
 

@@ -200,6 +200,9 @@ def _run_ray(
     workers: int | None,
 ) -> None:
     ray = _import_ray()
+    import logging
+
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
     started = False
     if not ray.is_initialized():
         kw: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)

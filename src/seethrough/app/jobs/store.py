@@ -50,7 +50,9 @@ def shard_bytes(tensors: Mapping[str, Tensor], *, shard: int, start: int, stop: 
         if t.dim() == 0 or t.shape[0] != rows:
             raise ValueError(f"shard output {k!r} has shape {tuple(t.shape)}; dimension 0 must be its {rows} rows")
         clean[k] = t.detach().cpu().contiguous()
-    meta = {"format": _SHARD_FORMAT, "shard": str(shard), "start": str(start), "stop": str(stop)}
+    # one metadata entry: safetensors writes several in an order that changes from call to call,
+    # and a shard's bytes must not (a resumed or retried shard equals the first one, byte for byte)
+    meta = {"seethrough": json.dumps({"format": _SHARD_FORMAT, "shard": shard, "start": start, "stop": stop})}
     return bytes(save(clean, metadata=meta))
 
 

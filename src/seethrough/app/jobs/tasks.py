@@ -102,6 +102,14 @@ def check_settings(spec: JobSpec) -> None:
 
         for c in s.get("conditions", []):
             Condition.parse(c)
+    if spec.task in ("explain", "trust"):
+        from seethrough.attribution.registry import get_method
+
+        name = s.get("method", "saliency")
+        if get_method(name).needs_layer and s.get("layer") is None and spec.model_spec().default_layer is None:
+            raise ConfigError(
+                f"method {name!r} needs a layer: give settings['layer'] (--layer), a dotted module name of the model"
+            )
     bs = s.get("batch_size")
     if bs is not None and (isinstance(bs, bool) or not isinstance(bs, int) or bs < 1):
         raise ConfigError(f"batch_size must be a positive int, got {bs!r}")
@@ -125,7 +133,13 @@ class Worker:
 
         self.spec = spec
         self.settings = dict(spec.settings)
-        self.model: nn.Module = spec.model_spec().load()
+        model_spec = spec.model_spec()
+        if self.settings.get("layer") is None and spec.task in ("explain", "trust"):
+            from seethrough.attribution.registry import get_method
+
+            if get_method(self.settings.get("method", "saliency")).needs_layer:
+                self.settings["layer"] = model_spec.default_layer  # a bundled model's CAM layer
+        self.model: nn.Module = model_spec.load()
         self.source = open_inputs(spec)
 
     def inputs(self, start: int, stop: int) -> Tensor:
