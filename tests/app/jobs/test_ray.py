@@ -27,7 +27,8 @@ def cluster():
 
 
 @pytest.mark.parametrize(
-    "settings", [{"method": "integrated_gradients", "steps": 8}, {"method": "smoothgrad", "n_samples": 3}]
+    "settings",
+    [{"method": "integrated_gradients", "steps": 8}, {"method": "saliency"}, {"method": "smoothgrad", "n_samples": 3}],
 )
 def test_ray_and_local_write_the_same_bytes(cluster, tmp_path, user, spec_kwargs, settings):
     root, _ = user
