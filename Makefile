@@ -74,6 +74,7 @@ bench: $(TSTAMP)
 	$(PY) bench/bench_gan_dissection.py --zoo --out docs/bench-gan-dissection.md
 	$(PY) bench/bench_language_attribution.py --out docs/bench-language-attribution.md
 	$(PY) bench/bench_language_internals.py --out docs/bench-language-internals.md
+	$(PY) bench/bench_jobs.py --out docs/bench-jobs.md
 
 clean:
 	rm -rf $(VENV) reports build src/*.egg-info

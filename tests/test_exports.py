@@ -129,6 +129,19 @@ ATTRIBUTION_ALL = [
 
 # Subpackages that are not re-exported at the top level (``seethrough.<name>``).
 SUBPACKAGE_ALL = {
+    "seethrough.app.jobs": [
+        "ENGINES",
+        "JobFailed",
+        "JobSpec",
+        "Manifest",
+        "ShardRecord",
+        "TASKS",
+        "decode_strings",
+        "iter_shards",
+        "load_outputs",
+        "plan_job",
+        "run_job",
+    ],
     "seethrough.generative": [
         "AttributeTable",
         "Autoencoder",
