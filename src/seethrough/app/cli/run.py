@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from seethrough.app.specs import floats
+from seethrough.app.specs import add_model_arguments
 
 _TASK_HELP = {
     "explain": "attribution maps of every sample with a registered method (--method, --set)",
@@ -35,17 +35,8 @@ def register(sub) -> None:
     tasks.required = True
     for name, text in _TASK_HELP.items():
         t = tasks.add_parser(name, help=text, description=text)
-        g = t.add_argument_group("model")
-        g.add_argument(
-            "--model",
-            default="peptide-wae" if name == "sample" else "shapes-cnn",
-            help="bundled name, TorchScript file, or package.module:factory with --weights (rebuilt on every worker)",
-        )
-        g.add_argument("--weights", help="weights of a factory model (.safetensors; readable by every worker)")
-        g.add_argument("--size", type=int, help="input image size of a model that is not bundled")
-        g.add_argument("--channels", type=int, choices=(1, 3), help="input channels of a model that is not bundled")
-        g.add_argument("--mean", type=floats, help="per-channel mean")
-        g.add_argument("--std", type=floats, help="per-channel std")
+        # every worker rebuilds the model from these (a factory's weights file must be readable by each)
+        add_model_arguments(t, default="peptide-wae" if name == "sample" else "shapes-cnn")
         if name != "sample":
             d = t.add_argument_group("data")
             d.add_argument(
