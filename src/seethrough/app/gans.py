@@ -50,6 +50,8 @@ __all__ = [
     "metrics_study",
     "recovery_study",
     "sample_codes",
+    "attribute_predictor",
+    "SUPERVISED_ATTRIBUTES",
     "recovery_images",
     "plot_walks",
     "write_directions",
@@ -171,6 +173,20 @@ def _digit_predictor() -> Callable[[Tensor], Tensor]:
 DIGIT_ATTRIBUTES: tuple[str, ...] = ("digit", "ink", "x", "y", "slant")
 
 
+#: The attributes a supervised direction is fitted for, per bundled data.
+SUPERVISED_ATTRIBUTES: dict[str, tuple[str, ...]] = {"scenes": ("scale", "x", "y"), "mnist": ("ink", "slant")}
+
+
+def attribute_predictor(data: str) -> tuple[Callable[[Tensor], Tensor], tuple[str, ...]]:
+    """What generated images of bundled ``data`` show, read off the images by the bundled
+    predictor (``(N, A)`` values), and the names of its ``A`` columns."""
+    if data == "scenes":
+        return _scene_predictor(), SCORED_FACTORS
+    if data == "mnist":
+        return _digit_predictor(), DIGIT_ATTRIBUTES
+    raise ConfigError(f"no bundled attribute predictor for {data!r}; there are ones for scenes and mnist")
+
+
 def _column(predict: Callable[[Tensor], Tensor], j: int) -> Callable[[Tensor], Tensor]:
     return lambda images: predict(images)[:, j]
 
@@ -224,14 +240,14 @@ def direction_study(
         predict = _scene_predictor()
         names = SCORED_FACTORS
         categorical: tuple[str, ...] = ("shape", "color")
-        supervised: tuple[str, ...] = ("scale", "x", "y")
+        supervised: tuple[str, ...] = SUPERVISED_ATTRIBUTES["scenes"]
         real = real_data("scenes", n_train=1, n_heldout=2000)
         scale = smooth_factors(real.heldout_labels).double().std(dim=0)
     else:
         predict = _digit_predictor()
         names = DIGIT_ATTRIBUTES
         categorical = ("digit",)
-        supervised = ("ink", "slant")
+        supervised = SUPERVISED_ATTRIBUTES["mnist"]
         real = real_data("mnist")
         scale = predict(real.heldout).double().std(dim=0)
     fitted: dict[str, Any] = {"sefa": sefa, "ganspace": gs}

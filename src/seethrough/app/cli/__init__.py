@@ -5,6 +5,7 @@
     seethrough methods                      list the attribution methods
     seethrough models                       list the bundled models
     seethrough run TASK --out DIR …         a dataset-scale job, locally or on Ray
+    seethrough serve [--model M] [--port P] the web explorer on 127.0.0.1
 
 Library errors (bad input, unknown names) exit with status 2 and a one-line message.
 """
@@ -38,6 +39,7 @@ _SUBCOMMAND_MODULES: tuple[str, ...] = (
     ".gan",
     ".text",
     ".run",
+    ".serve",
 )
 
 

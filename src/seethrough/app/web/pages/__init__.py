@@ -1,0 +1,1 @@
+"""The explorer's pages: one module a page, each with ``register(ctx) -> APIRouter``."""
