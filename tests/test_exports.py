@@ -142,6 +142,17 @@ SUBPACKAGE_ALL = {
         "plan_job",
         "run_job",
     ],
+    "seethrough.app.web": [
+        "JOB_KINDS",
+        "JobCancelled",
+        "JobHandle",
+        "JobRecord",
+        "JobStore",
+        "ServeConfig",
+        "WebContext",
+        "create_app",
+        "serve",
+    ],
     "seethrough.generative": [
         "AttributeTable",
         "Autoencoder",

@@ -18,6 +18,7 @@ def register(sub: Any) -> None:
         "the bundled models and the ones given here; a page can never make the server load another file.",
     )
     add_model_arguments(p, default="shapes-cnn")
+    p.add_argument("--layer", help="layer of layer methods (Grad-CAM, ...) on --model (bundled models: their own)")
     p.add_argument("--data", nargs="+", help="images of --model: bundled name, a folder, image files or a tensor file")
     p.add_argument("--text-model", help="a local transformers model directory (added to kv-lm and smollm2)")
     p.add_argument(
@@ -37,8 +38,14 @@ def register(sub: Any) -> None:
 
 
 def _run(args: Any) -> int:
+    import importlib.util
     from pathlib import Path
 
+    missing = [m for m in ("fastapi", "uvicorn") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError(
+            f"the web explorer needs {' and '.join(missing)}, which are not installed: pip install 'seethrough[web]'"
+        )
     from seethrough.app.web import ServeConfig, serve
 
     if not 0 < args.port < 65536:
@@ -58,6 +65,7 @@ def _run(args: Any) -> int:
         mean=tuple(args.mean) if args.mean else None,
         std=tuple(args.std) if args.std else None,
         data=tuple(args.data) if args.data else None,
+        layer=args.layer,
         text_model=args.text_model,
         generator=args.generator,
         generator_weights=args.generator_weights,

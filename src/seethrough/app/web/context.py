@@ -51,7 +51,8 @@ class ServeConfig:
     classifier of the user's, added to the bundled ones; ``data``: its images (bundled
     name, a folder, image files or a tensor file; default: the bundled model's own data).
     ``text_model``: a local transformers directory added to the bundled language models.
-    ``generator`` (with ``generator_weights``, ``latent_dim``): a generator of the user's
+    ``layer``: the layer of layer methods (Grad-CAM, ...) on ``model`` (a bundled model: its
+    card's). ``generator`` (with ``generator_weights``, ``latent_dim``): a generator of the user's
     (``module:factory``) for the latent walk. ``out``: the output root (job store, job
     outputs, uploads); the only folder files are served from.
     """
@@ -64,6 +65,7 @@ class ServeConfig:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     data: tuple[str, ...] | None = None
+    layer: str | None = None
     text_model: str | None = None
     generator: str | None = None
     generator_weights: str | None = None
@@ -92,6 +94,7 @@ class ImageChoice:
     spec: ModelSpec
     data: DataSpec | None
     served: bool
+    layer: str | None = None
 
 
 def close_choice(name: Any, choices: list[str], what: str) -> ConfigError:
@@ -139,11 +142,13 @@ class WebContext:
             mean=config.mean,
             std=config.std,
         )
-        choices[config.model] = ImageChoice(config.model, served, self._data_for(served), not served.bundled)
+        choices[config.model] = ImageChoice(
+            config.model, served, self._data_for(served), not served.bundled, config.layer or served.default_layer
+        )
         for name in zoo.available("classifier"):
             if name not in choices:
                 spec = ModelSpec(name)
-                choices[name] = ImageChoice(name, spec, self._data_for(spec), False)
+                choices[name] = ImageChoice(name, spec, self._data_for(spec), False, spec.default_layer)
         self.image_choices = choices
         self.text_choices = ([config.text_model] if config.text_model else []) + list(BUNDLED_TEXT_MODELS)
         self.generator_choices = ([config.generator] if config.generator else []) + list(BUNDLED_GENERATORS)

@@ -19,6 +19,7 @@ import hashlib
 import io
 import ipaddress
 import os
+import warnings
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -107,7 +108,14 @@ def read_upload(data: bytes, *, max_bytes: int, max_pixels: int) -> tuple[bytes,
     if not data:
         raise UploadError("the upload is empty; choose an image file (PNG, JPEG, GIF, BMP, WebP or TIFF)")
     try:
-        img = Image.open(io.BytesIO(data), formats=sorted(ALLOWED_FORMATS))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data), formats=sorted(ALLOWED_FORMATS))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise UploadError(
+            f"the image is too large to decode ({e}); the limit is {max_pixels:,} pixels (a decompression bomb "
+            "is refused before it is decoded)"
+        ) from None
     except Image.UnidentifiedImageError:
         raise UploadError(
             "the upload is not an image this server decodes; send PNG, JPEG, GIF, BMP, WebP or TIFF"

@@ -13,6 +13,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+
 from seethrough._core.errors import SeethroughError
 
 from .context import ServeConfig, WebContext
@@ -32,8 +35,6 @@ STATIC = Path(__file__).parent / "static"
 def create_app(config: ServeConfig | None = None, *, start_jobs: bool = True) -> Any:
     """The application for ``config``. ``start_jobs=False`` leaves queued and interrupted
     jobs as they are (for tests that look at the store before a restart)."""
-    from fastapi import FastAPI, Request
-    from fastapi.responses import FileResponse, JSONResponse, Response
 
     config = config or ServeConfig()
     ctx = WebContext(config)
@@ -55,6 +56,7 @@ def create_app(config: ServeConfig | None = None, *, start_jobs: bool = True) ->
 
     app = FastAPI(title="seethrough explorer", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.ctx = ctx
+    app.add_middleware(GuardMiddleware, allowed_hosts=config.allowed_hosts())
 
     @app.exception_handler(SeethroughError)
     async def _library_error(request: Request, exc: SeethroughError) -> JSONResponse:

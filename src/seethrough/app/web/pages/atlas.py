@@ -12,6 +12,9 @@ import dataclasses
 import re
 from typing import Any
 
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse
+
 from seethrough._core.errors import ConfigError
 
 from ..layout import esc, options, page, table
@@ -106,8 +109,6 @@ def run_atlas(ctx: Any, params: dict[str, Any], handle: JobHandle) -> dict[str, 
 
 
 def register(ctx: Any) -> Any:
-    from fastapi import APIRouter
-    from fastapi.responses import HTMLResponse
 
     r = APIRouter()
 

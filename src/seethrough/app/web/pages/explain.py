@@ -15,9 +15,11 @@ import io
 import os
 import time
 import warnings
-from typing import Any
+from typing import Annotated, Any
 
 import torch
+from fastapi import APIRouter, Body, Request
+from fastapi.responses import HTMLResponse, Response
 
 from seethrough._core.errors import ConfigError, InputError
 from seethrough._core.targets import ClassDifference
@@ -50,7 +52,9 @@ def parse_target(value: Any, n_classes: int | None) -> Any:
             out = int(text)
             idx = [out]
     except ValueError:
-        raise ConfigError(f"cannot read target {value!r}: give a class index (3), a difference (3-5) or 'predicted'")
+        raise ConfigError(
+            f"cannot read target {value!r}: give a class index (3), a difference (3-5) or 'predicted'"
+        ) from None
     if n_classes is not None and any(not 0 <= i < n_classes for i in idx):
         raise ConfigError(f"target {value!r} is not a class of this model (0..{n_classes - 1})")
     return out
@@ -100,7 +104,9 @@ def explain(ctx: Any, body: dict[str, Any]) -> dict[str, Any]:
     x, mask, source = _input(ctx, key, body.get("image"))
     classes = choice.spec.classes or (list(ctx.gallery(key).classes or []) if choice.data is not None else None)
     target = parse_target(body.get("target"), len(classes) if classes else None)
-    layer = choice.spec.default_layer
+    layer = body.get("layer") or choice.layer
+    if layer is not None and not isinstance(layer, str):
+        raise ConfigError(f"layer must be a dotted layer name, got {layer!r}")
     slot = ctx.image_model(key)
     t0 = time.perf_counter()
     with slot.lock:
@@ -195,15 +201,13 @@ def upload(ctx: Any, data: bytes) -> dict[str, Any]:
 
 
 def register(ctx: Any) -> Any:
-    from fastapi import APIRouter, Body, Request
-    from fastapi.responses import HTMLResponse, Response
 
     from seethrough.attribution.registry import METHODS
 
     r = APIRouter()
 
     @r.post("/api/explain")
-    def api_explain(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+    def api_explain(body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
         return explain(ctx, body)
 
     @r.post("/api/upload")

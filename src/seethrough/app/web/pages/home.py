@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse
+
 from ..layout import esc, page, table
 
 __all__ = ["register"]
@@ -19,8 +22,6 @@ _PAGES = (
 
 
 def register(ctx: Any) -> Any:
-    from fastapi import APIRouter
-    from fastapi.responses import HTMLResponse
 
     r = APIRouter()
 

@@ -9,7 +9,10 @@ shard by shard, so a server killed mid-job resumes it when it starts again.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, HTTPException
+from fastapi.responses import HTMLResponse
 
 from seethrough._core.errors import ConfigError
 
@@ -37,8 +40,8 @@ def _dataset_spec(ctx: Any, params: dict[str, Any], out: str) -> Any:
         raise ConfigError(f"model {choice.key!r} has no data on this server; start serve with --data")
     s = choice.spec
     settings = dict(params.get("settings") or {})
-    if params.get("task", "explain") in ("explain", "trust") and "layer" not in settings and s.default_layer:
-        settings["layer"] = s.default_layer
+    if params.get("task", "explain") in ("explain", "trust") and "layer" not in settings and choice.layer:
+        settings["layer"] = choice.layer
     return JobSpec(
         task=params.get("task", "explain"),
         model=s.name,
@@ -98,8 +101,6 @@ def run_dataset(ctx: Any, params: dict[str, Any], handle: JobHandle) -> dict[str
 
 # ------------------------------------------------------------------------------ API and page
 def register(ctx: Any) -> Any:
-    from fastapi import APIRouter, Body, HTTPException
-    from fastapi.responses import HTMLResponse
 
     r = APIRouter()
 
@@ -110,7 +111,7 @@ def register(ctx: Any) -> Any:
             raise HTTPException(404, f"no job {job_id!r}; see GET /api/jobs") from None
 
     @r.post("/api/jobs", status_code=202)
-    def submit(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+    def submit(body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
         job = ctx.runner.submit(body.get("kind"), body.get("params") or {})
         return job.to_json()
 

@@ -11,7 +11,10 @@ escaped there).
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body
+from fastapi.responses import HTMLResponse
 
 from seethrough._core.errors import ConfigError, InputError
 
@@ -122,23 +125,21 @@ def patch(ctx: Any, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def register(ctx: Any) -> Any:
-    from fastapi import APIRouter, Body
-    from fastapi.responses import HTMLResponse
 
     from seethrough.language.registry import TEXT_METHODS
 
     r = APIRouter()
 
     @r.post("/api/language/explain")
-    def api_explain(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+    def api_explain(body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
         return explain(ctx, body)
 
     @r.post("/api/language/lens")
-    def api_lens(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+    def api_lens(body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
         return lens(ctx, body)
 
     @r.post("/api/language/patch")
-    def api_patch(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+    def api_patch(body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
         return patch(ctx, body)
 
     @r.get("/language", response_class=HTMLResponse)

@@ -18,9 +18,11 @@ conditioned (rejection) sampling runs as a background job.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Annotated, Any
 
 import torch
+from fastapi import APIRouter, Body
+from fastapi.responses import HTMLResponse, Response
 
 from seethrough._core.errors import ConfigError, InputError
 
@@ -75,7 +77,7 @@ def _load_space(ctx: Any, key: str) -> LatentSpace:
 
 
 def _fit(space: LatentSpace, method: str) -> list[Any]:
-    from seethrough.app.gans import DEFAULT_LAYERS, SUPERVISED_ATTRIBUTES, attribute_predictor, sample_codes
+    from seethrough.app.gans import DEFAULT_LAYERS, SUPERVISED_ATTRIBUTES, attribute_predictor
     from seethrough.generative import GANSpace, SeFa
     from seethrough.generative.directions import Direction
     from seethrough.generative.gan import SupervisedDirection, latent_layers
@@ -231,8 +233,6 @@ def run_sample(ctx: Any, params: dict[str, Any], handle: JobHandle) -> dict[str,
 
 # ------------------------------------------------------------------------------ the page
 def register(ctx: Any) -> Any:
-    from fastapi import APIRouter, Body
-    from fastapi.responses import HTMLResponse, Response
 
     r = APIRouter()
 
@@ -265,7 +265,7 @@ def register(ctx: Any) -> Any:
         return Response(render(ctx, generator, method, seed, strengths), media_type="image/png")
 
     @r.post("/api/peptides/interpolate")
-    def api_interpolate(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+    def api_interpolate(body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
         return interpolate(ctx, body)
 
     @r.get("/latent", response_class=HTMLResponse)

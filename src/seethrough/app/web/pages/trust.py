@@ -11,6 +11,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from fastapi import APIRouter, HTTPException
+from fastapi.responses import HTMLResponse
+
 from seethrough._core.errors import ConfigError
 
 from ..layout import esc, jsonable, options, page, table
@@ -72,7 +75,7 @@ def run_trust(ctx: Any, params: dict[str, Any], handle: JobHandle) -> dict[str, 
         data.images,
         params["methods"],
         masks=data.masks,
-        layer=choice.spec.default_layer,
+        layer=choice.layer,
         metrics=params["metrics"],
         families=params["families"],
         randomization=params["randomization"],
@@ -124,8 +127,6 @@ def report_body(job: Any) -> str:
 
 
 def register(ctx: Any) -> Any:
-    from fastapi import APIRouter, HTTPException
-    from fastapi.responses import HTMLResponse
 
     from seethrough.attribution.registry import METHODS
     from seethrough.evaluation.registry import METRIC_FAMILIES
