@@ -126,3 +126,11 @@ def job_waiter():
 def server_factory():
     """``server_factory(out, *serve_args)``: a :class:`LiveServer` (not yet started)."""
     return LiveServer
+
+
+@pytest.fixture(scope="session")
+def screenshots() -> Path:
+    """The folder the browser tests leave their screenshots in."""
+    d = OUTPUT / "web"
+    d.mkdir(parents=True, exist_ok=True)
+    return d

@@ -200,7 +200,8 @@ const seethrough = (() => {
         for (const m of r.maps) {
           const scores = Object.entries(m.scores).filter(([k]) => !k.endsWith("_error"));
           const t = el("table", { class: "scores" });
-          scores.forEach(([k, v]) => t.append(el("tr", {}, el("th", { text: k }), el("td", { text: fmt(v) }))));
+          const short = { deletion: "deletion ↓", insertion: "insertion ↑", relevance_mass_accuracy: "mass in mask ↑" };
+          scores.forEach(([k, v]) => t.append(el("tr", { title: r.metrics[k] || k }, el("th", { text: short[k] || k }), el("td", { text: fmt(v) }))));
           grid.append(el("figure", { class: "map", "data-method": m.method },
             el("img", { src: m.png, alt: m.method }),
             el("figcaption", {}, el("strong", { text: m.method }), ` ${m.seconds.toFixed(3)} s`), t));
