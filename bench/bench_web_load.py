@@ -187,11 +187,18 @@ def main(argv: list[str] | None = None) -> int:
         ("requests answered", f"{n}"),
         ("errors", f"{numbers['errors']}"),
         ("throughput", f"{numbers['throughput_per_s']:.1f} requests/s"),
-        ("latency p50 / p95 / p99 / max", " / ".join(f"{numbers[k]:.2f} s" for k in ("p50_s", "p95_s", "p99_s", "max_s"))
-         if lat else "-"),  # fmt: skip
-        ("server memory: before / peak / after", f"{numbers['rss_before_mib']:.0f} / {numbers['rss_peak_mib']:.0f} / "
-         f"{numbers['rss_after_mib']:.0f} MiB"),  # fmt: skip
-        ("floor: the same work in-process, sequential", f"{floor['per_s']:.1f} requests/s (p50 {floor['p50'] * 1000:.0f} ms)"),
+        (
+            "latency p50 / p95 / p99 / max",
+            " / ".join(f"{numbers[k]:.2f} s" for k in ("p50_s", "p95_s", "p99_s", "max_s")) if lat else "-",
+        ),  # fmt: skip
+        (
+            "server memory: before / peak / after",
+            f"{numbers['rss_before_mib']:.0f} / {numbers['rss_peak_mib']:.0f} / {numbers['rss_after_mib']:.0f} MiB",
+        ),  # fmt: skip
+        (
+            "floor: the same work in-process, sequential",
+            f"{floor['per_s']:.1f} requests/s (p50 {floor['p50'] * 1000:.0f} ms)",
+        ),
         ("server throughput / floor", f"{numbers['throughput_vs_floor']:.2f}"),
     ]
     md = (

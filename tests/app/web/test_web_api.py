@@ -40,9 +40,10 @@ def test_explain_a_dataset_image(client):
         assert all(0.0 <= v <= 1.0 for v in m["scores"].values())
     maps = load_file(Path(client.app.state.ctx.root) / out["download"].removeprefix("/files/"))
     assert set(maps) == {"saliency", "gradcam"} and maps["saliency"].shape == (1, 3, 64, 64)
-    assert client.get(out["download"]).content[:8] == Path(
-        client.app.state.ctx.root, out["download"].removeprefix("/files/")
-    ).read_bytes()[:8]
+    assert (
+        client.get(out["download"]).content[:8]
+        == Path(client.app.state.ctx.root, out["download"].removeprefix("/files/")).read_bytes()[:8]
+    )
     # the same request again: the same maps (one file), another target: other maps
     again = client.post("/api/explain", json=body).json()
     assert again["download"] == out["download"] and again["maps"][0]["png"] == out["maps"][0]["png"]
@@ -122,9 +123,7 @@ def test_vae_traversal(client):
 
 @pytest.mark.slow
 def test_peptide_interpolation_table(client):
-    r = client.post(
-        "/api/peptides/interpolate", json={"a": "GLFDIVKKVVGALGSL", "b": "KWKLFKKIEKVGQNIRDG", "steps": 5}
-    )
+    r = client.post("/api/peptides/interpolate", json={"a": "GLFDIVKKVVGALGSL", "b": "KWKLFKKIEKVGQNIRDG", "steps": 5})
     assert r.status_code == 200, r.text
     t = r.json()
     assert t["columns"][:3] == ["alpha", "sequence", "valid"] and len(t["rows"]) == 5
@@ -192,6 +191,10 @@ def test_every_page_on_a_users_models(user_models, tmp_path, make_client, job_wa
         assert done["state"] == "done", done
         assert c.get(f"/trust/{job['id']}").status_code == 200
         assert c.get(f"/files/{done['result']['files'][0]}").status_code == 200
+        atlas = c.post("/api/jobs", json={"kind": "atlas", "params": {"model": key, "n": 6, "steps": 0}}).json()
+        built = job_waiter(c, atlas["id"])
+        assert built["state"] == "done" and built["result"]["summary"]["layers"] == ["features.0", "features.3"], built
+        assert c.get(built["result"]["view"]).status_code == 200
         m = c.get("/api/latent/methods", params={"generator": cfg.generator}).json()
         assert m["methods"] == ["sefa", "ganspace"] and m["dim"] == 8
         a = c.get("/api/latent/image", params={"generator": cfg.generator, "method": "sefa", "s": "0"})

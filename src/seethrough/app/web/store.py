@@ -13,6 +13,7 @@ the worker pool.
 
 from __future__ import annotations
 
+import builtins
 import json
 import sqlite3
 import time
@@ -204,14 +205,15 @@ class JobStore:
 
     def list(
         self, *, kind: str | None = None, states: Iterable[str] | None = None, limit: int = 200
-    ) -> list[JobRecord]:
-        sql, args = "SELECT * FROM jobs", []
-        where = []
+    ) -> builtins.list[JobRecord]:
+        sql = "SELECT * FROM jobs"
+        args: builtins.list[Any] = []
+        where: builtins.list[str] = []
         if kind is not None:
             where.append("kind = ?")
             args.append(kind)
         if states is not None:
-            states = list(states)
+            states = builtins.list(states)
             where.append(f"state IN ({', '.join('?' * len(states))})")
             args.extend(states)
         if where:
@@ -222,19 +224,20 @@ class JobStore:
             return [_record(r) for r in db.execute(sql, args).fetchall()]
 
     def count(self, states: Iterable[str]) -> int:
-        states = list(states)
+        states = builtins.list(states)
         with self._connect() as db:
             row = db.execute(f"SELECT COUNT(*) FROM jobs WHERE state IN ({', '.join('?' * len(states))})", states)
             return int(row.fetchone()[0])
 
     # -------------------------------------------------------------------------- restart
-    def recover(self, resumable: Iterable[str]) -> tuple[list[str], list[str]]:
+    def recover(self, resumable: Iterable[str]) -> tuple[builtins.list[str], builtins.list[str]]:
         """Settle the jobs a stopped server left queued or running: a running job of a
         resumable kind goes back to the queue (it continues from what it had committed), any
         other running job is marked failed with the reason. Queued jobs stay queued.
         Returns ``(requeued ids, failed ids)``."""
         resumable = set(resumable)
-        requeued, failed = [], []
+        requeued: builtins.list[str] = []
+        failed: builtins.list[str] = []
         for job in self.list(states=["running"], limit=10_000):
             if job.cancel_requested:
                 self.cancelled(job.id)
@@ -247,5 +250,5 @@ class JobStore:
                 failed.append(job.id)
         return requeued, failed
 
-    def queued(self) -> list[JobRecord]:
+    def queued(self) -> builtins.list[JobRecord]:
         return sorted(self.list(states=["queued"], limit=10_000), key=lambda j: j.created)

@@ -141,11 +141,11 @@ def explain(ctx: Any, body: dict[str, Any]) -> dict[str, Any]:
     maps = []
     for name, e in explanations.items():
         heat = e.heatmap()[0]
-        spec = get_method(name)
+        method_spec = get_method(name)
         maps.append(
             {
                 "method": name,
-                "family": spec.family,
+                "family": method_spec.family,
                 "png": png_data_url(_overlay_png(shown, heat)),
                 "seconds": e.seconds,
                 "evaluations": e.n_evaluations,

@@ -71,6 +71,8 @@ def _load_space(ctx: Any, key: str) -> LatentSpace:
     if key in zoo.available() and zoo.info(key).kind == "autoencoder":
         model = AutoencoderSpec(name=key).load()
         latent = Latent(model)
+        if latent.latent_dim is None:
+            raise ConfigError(f"autoencoder {key!r} does not say its latent size")
         return LatentSpace(key, "autoencoder", model, latent, int(latent.latent_dim), _AE_DATA.get(key))
     gen = GeneratorSpec(key, weights=weights, latent_dim=c.latent_dim if served else None).load()
     return LatentSpace(key, "gan", gen, Latent(gen), int(gen.latent_dim), GAN_DATA.get(key))
@@ -96,9 +98,8 @@ def _fit(space: LatentSpace, method: str) -> list[Any]:
         predict, names = attribute_predictor(space.data)
         out = []
         for f in SUPERVISED_ATTRIBUTES[space.data]:
-            j = names.index(f)
             sd = SupervisedDirection(
-                space.model, lambda im, j=j: predict(im)[:, j], n_samples=1000, seed=0, name=f"sup:{f}"
+                space.model, _column(predict, names.index(f)), n_samples=1000, seed=0, name=f"sup:{f}"
             )
             out.append(sd.fit())
         return out
@@ -115,6 +116,10 @@ def _fit(space: LatentSpace, method: str) -> list[Any]:
         return [image_direction(space.model, images, f"pc{i + 1}")[0] for i in range(k)]
     images = real_data("scenes", n_train=1, n_heldout=1).heldout
     return [image_direction(space.model, images, f)[0] for f in CONTINUOUS_FACTORS[:3]]
+
+
+def _column(predict: Any, j: int) -> Any:
+    return lambda images: predict(images)[:, j]
 
 
 def space(ctx: Any, key: str) -> Any:
@@ -177,13 +182,14 @@ def interpolate(ctx: Any, body: dict[str, Any]) -> dict[str, Any]:
             raise InputError(f"give peptide sequence {name} (one-letter amino-acid codes, e.g. GLFDIVKKVVGALGSL)")
         if len(s) > 100:
             raise InputError(f"sequence {name} has {len(s)} residues; the peptide model takes at most 100")
+    a, b = str(a).strip().upper(), str(b).strip().upper()
     steps = _int(body, "steps", 8, 2, 64)
     method = body.get("method", "slerp")
     if method not in ("slerp", "linear"):
         raise ConfigError(f"method must be 'slerp' or 'linear', got {method!r}")
     slot = peptide_lab(ctx)
     with slot.lock:
-        walk = slot.get().interpolate(a.strip().upper(), b.strip().upper(), steps=steps, method=method)
+        walk = slot.get().interpolate(a, b, steps=steps, method=method)
     return {"method": method, **table_json(walk.table)}
 
 
