@@ -75,6 +75,7 @@ bench: $(TSTAMP)
 	$(PY) bench/bench_language_attribution.py --out docs/bench-language-attribution.md
 	$(PY) bench/bench_language_internals.py --out docs/bench-language-internals.md
 	$(PY) bench/bench_jobs.py --out docs/bench-jobs.md
+	$(PY) bench/bench_web_load.py --clients 50 --seconds 30 --out docs/bench-web-load.md
 
 clean:
 	rm -rf $(VENV) reports build src/*.egg-info

@@ -245,3 +245,12 @@ def test_dataset_pass_and_cancel(config, make_client, job_waiter):
         assert got["state"] == "cancelled" and got["progress"] < 1
         bad = c.post("/api/jobs", json={"kind": "dataset", "params": {"settings": {"method": "saliency", "stepz": 3}}})
         assert bad.status_code == 400 and "stepz" in bad.json()["detail"]
+
+
+def test_a_full_queue_answers_503_and_queues_nothing(tmp_path, make_client):
+    cfg = ServeConfig(out=str(tmp_path / "out"), port=8765, max_queued=0)
+    with make_client(cfg) as c:
+        r = c.post("/api/jobs", json={"kind": "dataset", "params": {"n": 8, "settings": {"method": "saliency"}}})
+        assert r.status_code == 503 and r.headers["retry-after"] == "10"
+        assert "already waiting" in r.json()["detail"] and r.json()["error"] == "QueueFull"
+        assert c.get("/api/jobs").json() == []

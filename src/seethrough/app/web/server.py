@@ -20,7 +20,7 @@ from seethrough._core.errors import SeethroughError
 
 from .context import ServeConfig, WebContext
 from .security import FileRefused, GuardMiddleware, check_bind, content_type, safe_path
-from .workers import JobRunner
+from .workers import JobRunner, QueueFull
 
 __all__ = ["create_app", "serve", "PAGES"]
 
@@ -60,6 +60,9 @@ def create_app(config: ServeConfig | None = None, *, start_jobs: bool = True) ->
 
     @app.exception_handler(SeethroughError)
     async def _library_error(request: Request, exc: SeethroughError) -> JSONResponse:
+        if isinstance(exc, QueueFull):  # the server is busy, the request was fine: ask again later
+            body = {"detail": str(exc), "error": type(exc).__name__}
+            return JSONResponse(body, status_code=503, headers={"Retry-After": "10"})
         status = 413 if "limit is" in str(exc) else 400
         return JSONResponse({"detail": str(exc), "error": type(exc).__name__}, status_code=status)
 
