@@ -96,6 +96,8 @@ def test_upload_limits_and_formats(tmp_path, make_client):
             r = c.post("/api/upload", content=junk)
             assert r.status_code == 400, junk
         assert not list((Path(cfg.out) / "uploads").glob("*.svg"))
+        r = c.post("/api/language/explain", json={"prompt": "x" * 2001})  # refused before any model loads
+        assert r.status_code == 413 and "the limit is 2000" in r.json()["detail"]
 
 
 def test_decompression_bomb_is_refused_before_decoding():

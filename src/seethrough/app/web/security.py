@@ -28,6 +28,7 @@ from seethrough._core.errors import InputError
 __all__ = [
     "ALLOWED_FORMATS",
     "GuardMiddleware",
+    "TooLarge",
     "UploadError",
     "check_bind",
     "is_loopback",
@@ -69,6 +70,10 @@ class UploadError(InputError):
     """An upload that is refused (too large, too many pixels, not an image)."""
 
 
+class TooLarge(UploadError):
+    """Input over a size limit of this server (bytes, pixels, prompt length): answered 413."""
+
+
 class FileRefused(InputError):
     """A file request outside the output root, through a link, or of something not a file."""
 
@@ -104,7 +109,7 @@ def read_upload(data: bytes, *, max_bytes: int, max_pixels: int) -> tuple[bytes,
     from PIL import Image
 
     if len(data) > max_bytes:
-        raise UploadError(f"the upload is {len(data):,} bytes; the limit is {max_bytes:,} (serve --max-upload-mb)")
+        raise TooLarge(f"the upload is {len(data):,} bytes; the limit is {max_bytes:,} (serve --max-upload-mb)")
     if not data:
         raise UploadError("the upload is empty; choose an image file (PNG, JPEG, GIF, BMP, WebP or TIFF)")
     try:
@@ -112,7 +117,7 @@ def read_upload(data: bytes, *, max_bytes: int, max_pixels: int) -> tuple[bytes,
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data), formats=sorted(ALLOWED_FORMATS))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise UploadError(
+        raise TooLarge(
             f"the image is too large to decode ({e}); the limit is {max_pixels:,} pixels (a decompression bomb "
             "is refused before it is decoded)"
         ) from None
@@ -124,7 +129,7 @@ def read_upload(data: bytes, *, max_bytes: int, max_pixels: int) -> tuple[bytes,
         raise UploadError(f"cannot read the upload as an image: {e}") from None
     w, h = img.size
     if w < 1 or h < 1 or w * h > max_pixels:
-        raise UploadError(
+        raise TooLarge(
             f"the image is {w} x {h} = {w * h:,} pixels; the limit is {max_pixels:,} (a decompression bomb is "
             "refused before it is decoded; serve --max-pixels raises the limit)"
         )

@@ -19,7 +19,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from seethrough._core.errors import SeethroughError
 
 from .context import ServeConfig, WebContext
-from .security import FileRefused, GuardMiddleware, check_bind, content_type, safe_path
+from .security import FileRefused, GuardMiddleware, TooLarge, check_bind, content_type, safe_path
 from .workers import JobRunner, QueueFull
 
 __all__ = ["create_app", "serve", "PAGES"]
@@ -60,11 +60,14 @@ def create_app(config: ServeConfig | None = None, *, start_jobs: bool = True) ->
 
     @app.exception_handler(SeethroughError)
     async def _library_error(request: Request, exc: SeethroughError) -> JSONResponse:
+        headers = {}
         if isinstance(exc, QueueFull):  # the server is busy, the request was fine: ask again later
-            body = {"detail": str(exc), "error": type(exc).__name__}
-            return JSONResponse(body, status_code=503, headers={"Retry-After": "10"})
-        status = 413 if "limit is" in str(exc) else 400
-        return JSONResponse({"detail": str(exc), "error": type(exc).__name__}, status_code=status)
+            status, headers = 503, {"Retry-After": "10"}
+        elif isinstance(exc, TooLarge):
+            status = 413
+        else:
+            status = 400
+        return JSONResponse({"detail": str(exc), "error": type(exc).__name__}, status_code=status, headers=headers)
 
     @app.exception_handler(FileRefused)
     async def _refused(request: Request, exc: FileRefused) -> JSONResponse:

@@ -26,7 +26,7 @@ from seethrough._core.targets import ClassDifference
 
 from ..context import digest
 from ..layout import esc, jsonable, options, page, png_data_url
-from ..security import read_upload
+from ..security import TooLarge, read_upload
 
 __all__ = ["register", "DEFAULT_METHODS", "TRUST_METRICS", "parse_target"]
 
@@ -215,12 +215,12 @@ def register(ctx: Any) -> Any:
         limit = ctx.config.max_upload_bytes
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise InputError(f"the upload is {int(declared):,} bytes; the limit is {limit:,} (serve --max-upload-mb)")
+            raise TooLarge(f"the upload is {int(declared):,} bytes; the limit is {limit:,} (serve --max-upload-mb)")
         buf = io.BytesIO()
         async for chunk in request.stream():
             buf.write(chunk)
             if buf.tell() > limit:
-                raise InputError(f"the upload is over {limit:,} bytes; the limit is {limit:,} (serve --max-upload-mb)")
+                raise TooLarge(f"the upload is over {limit:,} bytes; the limit is {limit:,} (serve --max-upload-mb)")
         return upload(ctx, buf.getvalue())
 
     @r.get("/api/images/{model}/{index}.png")

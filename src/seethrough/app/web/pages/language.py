@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse
 from seethrough._core.errors import ConfigError, InputError
 
 from ..layout import esc, jsonable, options, page
+from ..security import TooLarge
 from .jobs import _int
 
 __all__ = ["register"]
@@ -32,7 +33,7 @@ def _prompt(body: dict[str, Any]) -> str:
     if not isinstance(p, str) or not p.strip():
         raise InputError("give a prompt (text)")
     if len(p) > MAX_PROMPT:
-        raise InputError(f"the prompt has {len(p)} characters; the limit is {MAX_PROMPT}")
+        raise TooLarge(f"the prompt has {len(p)} characters; the limit is {MAX_PROMPT}")
     return p
 
 
